@@ -1,0 +1,193 @@
+"""A terminal IM group on the same handlers: type commands and messages, switch who you are."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from itertools import count
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier, parse_case_ref
+from bot.i18n import TIME_TOKEN, Translator
+from bot.services import accounts, cases
+from bot.services.base import AppContext, Refusal, resolve_actor
+from bot.services.cards import CaseCard
+from bot.services.messenger import Posted
+from handlers.core import Reply, Request, Router
+from storage.repos import Accounts, Bindings, Staff
+
+TEAM = "T-CONSOLE"
+CHANNEL = "C-CONSOLE"
+DUTY = "C-DUTY"
+USERS = {"customer": "U-CUSTOMER", "tam": "U-TAM", "admin": "U-ADMIN",
+         "engineer": "U-ENGINEER"}
+
+
+def render_times(text: str, tz: ZoneInfo) -> str:
+    """`<t:UNIX>` -> local time in the group's time zone."""
+    return TIME_TOKEN.sub(
+        lambda m: datetime.fromtimestamp(int(m.group(1)), tz).strftime("%Y-%m-%d %H:%M %Z"),
+        text)
+
+
+class ConsoleMessenger:
+    """Prints what the bot would post; cards show as text blocks."""
+
+    def __init__(self, write: Callable[[str], None], tz: ZoneInfo) -> None:
+        self.write = write
+        self.tz = tz
+        self._ts = count(1)
+
+    def _next(self) -> str:
+        return f"{1_700_000_000 + next(self._ts)}.000100"
+
+    def _show(self, where: str, text: str) -> None:
+        body = render_times(text, self.tz).replace("\n", "\n    ")
+        self.write(f"[{where}] bot: {body}")
+
+    async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
+                   card: CaseCard | None = None) -> Posted:
+        where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else channel
+        if thread_ts:
+            where += " (thread)"
+        self._show(where, card.text() if card else text)
+        return Posted(channel, self._next())
+
+    async def dm(self, user_id: str, text: str) -> Posted:
+        self._show(f"DM to {user_id}", text)
+        return Posted(f"D-{user_id}", self._next())
+
+    async def update(self, channel: str, ts: str, text: str, *,
+                     card: CaseCard | None = None) -> None:
+        self._show("#support (card updated)", card.text() if card else text)
+
+    def link(self, channel: str, ts: str) -> str:
+        return f"console://{channel}/{ts}"
+
+
+async def seed_demo(ctx: AppContext) -> None:
+    """Demo data, added once: an enterprise annual account bound to the console group."""
+    now = ctx.clock()
+    async with ctx.db.transaction() as s:
+        if await Accounts(s).get("demo") is not None:
+            return
+        staff = Staff(s)
+        await staff.upsert(StaffMember(TEAM, USERS["admin"], Role.ADMIN), "seed", now)
+        await staff.upsert(StaffMember(TEAM, USERS["tam"], Role.TAM), "seed", now)
+        await staff.upsert(StaffMember(TEAM, USERS["engineer"], Role.ENGINEER), "seed", now)
+        start = now.date() - timedelta(days=30)
+        region = ctx.catalog.default_region
+        tz = ctx.catalog.regions[region].timezone
+        for key, name, tier, term in (("demo", "Demo Corp", Tier.ENTERPRISE, Term.ANNUAL),
+                                      ("devco", "DevCo", Tier.DEVELOPER, Term.MONTHLY)):
+            end = accounts.add_years(start, 1) if term is Term.ANNUAL else \
+                accounts.add_months(start, 1)
+            await Accounts(s).add(Account(key=key, name=name, tier=tier, term=term, start=start,
+                                          end=end, region=region, timezone=tz, lang=Lang.EN,
+                                          team_id=TEAM), now)
+        await Accounts(s).set_tam("demo", USERS["tam"])
+        await Bindings(s).bind(TEAM, CHANNEL, "demo", "seed", now)
+
+
+class Console:
+    """Reads lines, dispatches them as the current user, prints the bot's answers."""
+
+    def __init__(self, ctx: AppContext, router: Router, out: TextIO) -> None:
+        self.ctx = ctx
+        self.router = router
+        self.out = out
+        self.who = "customer"
+        self.tz = ZoneInfo(ctx.catalog.regions[ctx.catalog.default_region].timezone)
+
+    def write(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def intro(self) -> None:
+        self.write(Translator(Lang.EN)("console.intro", channel="#support", who=self.who))
+
+    def show(self, reply: Reply) -> None:
+        label = "only you see this" if reply.visibility.value == "ephemeral" else "#support"
+        body = render_times(reply.text, self.tz).replace("\n", "\n    ")
+        self.write(f"[{label}] bot: {body}")
+
+    async def handle(self, line: str) -> bool:
+        """Handle one input line; False when the user wants to quit."""
+        line = line.strip()
+        if not line:
+            return True
+        if line in ("/quit", "/exit"):
+            return False
+        if line.startswith("/as"):
+            who = line[3:].strip().lower()
+            if who not in USERS:
+                self.write(f"[console] who? one of: {', '.join(USERS)}")
+            else:
+                self.who = who
+                self.write(f"[console] you are now {who} ({USERS[who]})")
+            return True
+        if line in ("/help", "/?"):
+            self.write(Translator(Lang.EN)("console.help"))
+            return True
+        if line.startswith("/reply"):
+            await self._thread_reply(line[len("/reply"):].strip())
+            return True
+        if line.startswith("/"):
+            root, _, rest = line[1:].partition(" ")
+            if root not in self.router.roots():
+                self.write(f"[console] unknown command /{root}; try /help")
+                return True
+            req = Request(root=root, text=rest, team_id=TEAM, channel_id=CHANNEL,
+                          user_id=USERS[self.who])
+            self.show(await self.router.dispatch(req, self.ctx))
+            return True
+        self.write(f"[#support] {self.who}: {line}")
+        return True
+
+    async def _thread_reply(self, rest: str) -> None:
+        """`/reply CS-1001 text`: a reply in the case thread (staff replies are responses)."""
+        parts = shlex.split(rest) if rest else []
+        case_id = parse_case_ref(parts[0]) if parts else None
+        if case_id is None or len(parts) < 2:
+            self.write("[console] usage: /reply CS-1001 your message")
+            return
+        self.write(f"[#support (thread {parts[0].upper()})] {self.who}: {' '.join(parts[1:])}")
+        actor = await resolve_actor(self.ctx, TEAM, USERS[self.who])
+        if not actor.is_staff:
+            return
+        try:
+            await cases.first_response(self.ctx, actor, case_id, via="thread")
+        except Refusal as refusal:
+            self.write("[console] " + refusal.render(Translator(actor.lang)))
+
+
+async def run_console(ctx: AppContext, router: Router, stdin: TextIO | None = None,
+                      out: TextIO | None = None,
+                      idle: Callable[[], Awaitable[None]] | None = None) -> None:
+    """The interactive loop; the worker runs beside it and prints what the bot posts."""
+    from bot.app import worker_running
+
+    stdin = stdin or sys.stdin
+    console = Console(ctx, router, out or sys.stdout)
+    await seed_demo(ctx)
+    console.intro()
+    messenger = ConsoleMessenger(console.write, console.tz)
+    loop = asyncio.get_running_loop()
+    async with worker_running(ctx, messenger) as worker:
+        while True:
+            if stdin.isatty():
+                console.out.write(f"{console.who}> ")
+                console.out.flush()
+            line = await loop.run_in_executor(None, stdin.readline)
+            if not line:
+                break
+            if not await console.handle(line):
+                break
+            # let the worker deliver what this line queued before the next prompt
+            await worker.run_once()
+            if idle is not None:
+                await idle()

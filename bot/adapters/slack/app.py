@@ -1,0 +1,89 @@
+"""Bolt wiring and the aiohttp server: /slack/events, /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import metrics
+from bot.adapters.slack import listeners
+from bot.config import Settings
+from bot.domain.model import Lang
+from bot.i18n import Translator
+from bot.services.base import AppContext
+from handlers.core import Router
+
+log = logging.getLogger(__name__)
+
+
+def make_client(settings: Settings) -> AsyncWebClient:
+    """The Web API client every part of the app uses, with Slack's retry handlers."""
+    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url,
+                            timeout=10)
+    client.retry_handlers.extend([
+        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+        AsyncServerErrorRetryHandler(max_retry_count=2),
+    ])
+    return client
+
+
+def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient) -> AsyncApp:
+    bolt = AsyncApp(client=client, signing_secret=ctx.settings.slack_signing_secret or "unused",
+                    request_verification_enabled=ctx.settings.slack_app_token is None,
+                    raise_error_for_unhandled_request=False)
+    listeners.register_middleware(bolt, ctx)
+    listeners.register_commands(bolt, ctx, router)
+    listeners.register_interactions(bolt, ctx)
+    listeners.register_events(bolt, ctx)
+
+    @bolt.error
+    async def on_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
+        # one place for unexpected failures: log the detail, tell the user only that it failed
+        log.exception("unhandled error in a Slack listener", exc_info=error)
+        if respond is not None and isinstance(body, dict) and body.get("response_url"):
+            try:
+                await respond(text=Translator(Lang.EN)("error.internal"),
+                              response_type="ephemeral", replace_original=False)
+            except Exception:
+                log.warning("could not tell the user about the error", exc_info=True)
+
+    return bolt
+
+
+def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
+    async def events(request: web.Request) -> web.Response:
+        assert bolt is not None
+        bolt_req = await to_bolt_request(request)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = await ctx.db.ping()
+        return web.json_response({"status": "ready" if ok else "database unreachable"},
+                                 status=200 if ok else 503)
+
+    async def prometheus(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.REGISTRY),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    webapp = web.Application(client_max_size=1024 * 1024)
+    if bolt is not None:
+        webapp.router.add_post("/slack/events", events)
+    webapp.router.add_get("/healthz", healthz)
+    webapp.router.add_get("/readyz", readyz)
+    webapp.router.add_get("/metrics", prometheus)
+    return webapp

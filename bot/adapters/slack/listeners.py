@@ -1,0 +1,235 @@
+"""Bolt listeners: ack first, turn the payload into a neutral call, render the result."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import IntegrityError
+
+from bot import metrics
+from bot.adapters.slack import views
+from bot.domain.model import CaseStatus, Lang, Severity
+from bot.i18n import Translator
+from bot.services import cases
+from bot.services.base import AppContext, Refusal, resolve_actor
+from handlers.core import Reply, Request, Router, Visibility
+from storage.repos import Bindings, Inbox
+
+log = logging.getLogger(__name__)
+
+
+async def _lang_for(ctx: AppContext, team_id: str, user_id: str, channel_id: str) -> Lang:
+    actor = await resolve_actor(ctx, team_id, user_id)
+    if actor.is_staff:
+        return actor.lang
+    async with ctx.db.transaction() as s:
+        account = await Bindings(s).account_for(channel_id)
+    return account.lang if account else Lang.EN
+
+
+def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
+    async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
+                         client: AsyncWebClient) -> None:
+        await ack()
+        root = str(body.get("command", "")).lstrip("/")
+        metrics.COMMANDS.labels(root=root).inc()
+        req = Request(root=root, text=str(body.get("text", "")), team_id=str(body["team_id"]),
+                      channel_id=str(body["channel_id"]), user_id=str(body["user_id"]),
+                      can_open_form="trigger_id" in body)
+        reply = await router.dispatch(req, ctx)
+        if reply.form is not None and reply.form.kind == "open_case":
+            lang = await _lang_for(ctx, req.team_id, req.user_id, req.channel_id)
+            await client.views_open(trigger_id=body["trigger_id"],
+                                    view=views.open_case_modal(lang, req.channel_id))
+            return
+        await render(respond, reply)
+
+    for root in router.roots():
+        bolt.command(f"/{root}")(on_command)
+
+
+async def render(respond: AsyncRespond, reply: Reply) -> None:
+    in_channel = reply.visibility is Visibility.CHANNEL
+    await respond(text=views.slack_text(reply.text)[:3900], blocks=views.text_blocks(reply.text),
+                  response_type="in_channel" if in_channel else "ephemeral",
+                  replace_original=False)
+
+
+def register_interactions(bolt: AsyncApp, ctx: AppContext) -> None:
+    @bolt.view(views.OPEN_CASE_CALLBACK)
+    async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        values = views.modal_values(view)
+        user = body["user"]["id"]
+        team = str((body.get("team") or {}).get("id") or body["user"].get("team_id", ""))
+        channel = str(view.get("private_metadata") or "")
+        lang = await _lang_for(ctx, team, user, channel)
+        t = Translator(lang)
+        severity = Severity.parse(values.get("severity", ""))
+        if severity is None:
+            await ack(response_action="errors", errors={"severity": t("form.pick_severity")})
+            return
+        actor = await resolve_actor(ctx, team, user)
+        try:
+            opened = await cases.open_case(ctx, actor, channel, severity,
+                                           values.get("summary", ""),
+                                           values.get("description", ""),
+                                           values.get("region") or None,
+                                           values.get("software") or None)
+        except Refusal as refusal:
+            block = {"case.summary_required": "summary", "case.summary_too_long": "summary",
+                     "case.description_too_long": "description",
+                     "account.bad_region": "region"}.get(refusal.msg_id)
+            if block:
+                await ack(response_action="errors", errors={block: refusal.render(t)})
+                return
+            await ack()
+            await client.chat_postEphemeral(channel=channel, user=user,
+                                            text=views.slack_text(refusal.render(t)))
+            return
+        await ack()
+        lines = [t("case.opened_short", ref=opened.case.ref)]
+        lines += [t(m, **p) for m, p in opened.notices]
+        await client.chat_postEphemeral(channel=channel, user=user,
+                                        text=views.slack_text("\n".join(lines)))
+
+    @bolt.shortcut(views.OPEN_FROM_MESSAGE_SHORTCUT)
+    async def on_message_shortcut(ack: AsyncAck, body: dict[str, Any],
+                                  client: AsyncWebClient) -> None:
+        await ack()
+        channel = str((body.get("channel") or {}).get("id", ""))
+        user = body["user"]["id"]
+        team = str((body.get("team") or {}).get("id", ""))
+        text = str((body.get("message") or {}).get("text", ""))
+        await _open_form(ctx, client, body["trigger_id"], team, user, channel, text)
+
+    @bolt.action(views.OPEN_FROM_REACTION_ACTION)
+    async def on_reaction_button(ack: AsyncAck, body: dict[str, Any],
+                                 client: AsyncWebClient) -> None:
+        await ack()
+        value = str(body["actions"][0].get("value", ""))
+        channel, _, ts = value.partition("|")
+        user = body["user"]["id"]
+        team = str((body.get("team") or {}).get("id", ""))
+        text = ""
+        history = await client.conversations_history(channel=channel, latest=ts, inclusive=True,
+                                                     limit=1)
+        messages = history.get("messages") or []
+        if messages:
+            text = str(messages[0].get("text", ""))
+        await _open_form(ctx, client, body["trigger_id"], team, user, channel, text)
+
+    @bolt.action(views.ACK_ACTION)
+    async def on_ack_button(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        await _case_button(ctx, client, body, "ack")
+
+    @bolt.action(views.CLOSE_ACTION)
+    async def on_close_button(ack: AsyncAck, body: dict[str, Any],
+                              client: AsyncWebClient) -> None:
+        await ack()
+        await _case_button(ctx, client, body, "close")
+
+
+async def _open_form(ctx: AppContext, client: AsyncWebClient, trigger_id: str, team: str,
+                     user: str, channel: str, text: str) -> None:
+    lang = await _lang_for(ctx, team, user, channel)
+    async with ctx.db.transaction() as s:
+        try:
+            await cases.bound_account(s, ctx, channel)
+        except Refusal as refusal:
+            await client.chat_postEphemeral(channel=channel, user=user,
+                                            text=refusal.render(Translator(lang)))
+            return
+    await client.views_open(trigger_id=trigger_id, view=views.open_case_modal(lang, channel, text))
+
+
+async def _case_button(ctx: AppContext, client: AsyncWebClient, body: dict[str, Any],
+                       what: str) -> None:
+    """Acknowledge or close from the card. The case id in the button is never trusted alone:
+    the case must belong to the account bound to the channel the click came from."""
+    user = body["user"]["id"]
+    team = str((body.get("team") or {}).get("id", ""))
+    channel = str((body.get("channel") or {}).get("id", ""))
+    lang = await _lang_for(ctx, team, user, channel)
+    t = Translator(lang)
+    actor = await resolve_actor(ctx, team, user)
+    try:
+        case_id = int(str(body["actions"][0].get("value", "")))
+        async with ctx.db.transaction() as s:
+            bound = await Bindings(s).bound_account_key(channel)
+        if bound is None:
+            raise Refusal("case.not_found")
+        if what == "ack":
+            await cases.get_case(ctx, case_id, bound)
+            done = await cases.first_response(ctx, actor, case_id, via="button")
+            msg = "case.acked_button" if done else "case.already_acked_short"
+            text = t(msg)
+        else:
+            closed = await cases.finish(ctx, actor, case_id, scope_account=bound,
+                                        status=CaseStatus.RESOLVED if actor.is_staff
+                                        else CaseStatus.CLOSED)
+            text = t("case.closed_ok", ref=closed.ref)
+    except ValueError:
+        text = t("case.not_found")
+    except Refusal as refusal:
+        text = refusal.render(t)
+    if channel:
+        await client.chat_postEphemeral(channel=channel, user=user, text=views.slack_text(text))
+
+
+def register_events(bolt: AsyncApp, ctx: AppContext) -> None:
+    @bolt.event("message")
+    async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+        # a staff reply in a case card's thread is the first response
+        thread_ts = event.get("thread_ts")
+        user = event.get("user")
+        if not thread_ts or not user or event.get("subtype") or event.get("bot_id"):
+            return
+        case = await cases.case_by_card(ctx, str(event.get("channel")), str(thread_ts))
+        if case is None:
+            return
+        actor = await resolve_actor(ctx, str(body.get("team_id", "")), str(user))
+        if actor.is_staff:
+            await cases.first_response(ctx, actor, case.id, via="thread")
+
+    @bolt.event("reaction_added")
+    async def on_reaction(event: dict[str, Any], body: dict[str, Any],
+                          client: AsyncWebClient) -> None:
+        if event.get("reaction") != "ticket":
+            return
+        item = event.get("item") or {}
+        channel, ts, user = str(item.get("channel", "")), str(item.get("ts", "")), event["user"]
+        async with ctx.db.transaction() as s:
+            account = await Bindings(s).account_for(channel)
+        if account is None:
+            return
+        lang = await _lang_for(ctx, str(body.get("team_id", "")), user, channel)
+        await client.chat_postEphemeral(channel=channel, user=user,
+                                        text=Translator(lang)("reaction.offer"),
+                                        blocks=views.reaction_offer_blocks(lang, channel, ts))
+
+
+def register_middleware(bolt: AsyncApp, ctx: AppContext) -> None:
+    @bolt.middleware
+    async def dedupe_events(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        """Skip an event already processed (Slack retries, several replicas); never drop a
+        first delivery just because it carries a retry header."""
+        event_id = body.get("event_id") if isinstance(body, dict) else None
+        metrics.REQUESTS.labels(kind=str(body.get("type", "command")) if isinstance(body, dict)
+                                else "unknown").inc()
+        if event_id:
+            try:
+                async with ctx.db.transaction() as s:
+                    first = await Inbox(s).first_time(str(event_id), ctx.clock())
+            except IntegrityError:
+                first = False
+            if not first:
+                metrics.DUPLICATE_EVENTS.inc()
+                return BoltResponse(status=200, body="")
+        result: BoltResponse | None = await next()
+        return result

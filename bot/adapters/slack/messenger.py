@@ -1,0 +1,70 @@
+"""The Slack `Messenger`: Web API calls for the worker, with failures sorted for retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.slack.views import case_card_blocks, slack_text, text_blocks
+from bot.services.cards import CaseCard
+from bot.services.messenger import DeliveryError, Posted
+
+# errors that retrying cannot fix: the bot lost access or the target is gone
+PERMANENT = frozenset({
+    "channel_not_found", "not_in_channel", "is_archived", "account_inactive", "invalid_auth",
+    "token_revoked", "no_permission", "missing_scope", "user_not_found", "cannot_dm_bot",
+    "restricted_action", "msg_too_long", "invalid_blocks", "message_not_found",
+    "cant_update_message", "team_access_not_granted", "ekm_access_denied",
+})
+
+
+class SlackMessenger:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._dm_channels: dict[str, str] = {}
+
+    async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            resp = await self.client.api_call(method, json=kwargs)
+            return dict(resp.data) if isinstance(resp.data, dict) else {}
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "unknown_error"))
+            if exc.response.status_code == 429 or error == "ratelimited":
+                retry_after = float(exc.response.headers.get("Retry-After", "1") or 1)
+                raise DeliveryError(f"{method}: rate limited", retry_after=retry_after) from exc
+            raise DeliveryError(f"{method}: {error}", permanent=error in PERMANENT) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise DeliveryError(f"{method}: {type(exc).__name__}") from exc
+
+    async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
+                   card: CaseCard | None = None) -> Posted:
+        blocks = case_card_blocks(card) if card else text_blocks(text)
+        args: dict[str, Any] = {"channel": channel, "text": slack_text(text)[:3900],
+                                "blocks": blocks, "unfurl_links": False}
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        data = await self._call("chat.postMessage", **args)
+        return Posted(channel=str(data.get("channel", channel)), ts=str(data.get("ts", "")))
+
+    async def dm(self, user_id: str, text: str) -> Posted:
+        channel = self._dm_channels.get(user_id)
+        if channel is None:
+            data = await self._call("conversations.open", users=user_id)
+            channel = str((data.get("channel") or {}).get("id", ""))
+            if not channel:
+                raise DeliveryError("conversations.open returned no channel")
+            self._dm_channels[user_id] = channel
+        return await self.post(channel, text)
+
+    async def update(self, channel: str, ts: str, text: str, *,
+                     card: CaseCard | None = None) -> None:
+        blocks = case_card_blocks(card) if card else text_blocks(text)
+        await self._call("chat.update", channel=channel, ts=ts, text=slack_text(text)[:3900],
+                         blocks=blocks)
+
+    def link(self, channel: str, ts: str) -> str:
+        # archive links resolve in any workspace the reader belongs to, with no API call
+        return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"

@@ -1,0 +1,156 @@
+"""Pure Block Kit builders: neutral view models and texts in, Slack JSON out (tested alone)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.domain.model import Lang, Severity
+from bot.i18n import TIME_TOKEN, Translator
+from bot.services.cards import CaseCard
+
+SECTION_LIMIT = 3000
+MAX_BLOCKS = 50
+
+ACK_ACTION = "case_ack"
+CLOSE_ACTION = "case_close"
+OPEN_FROM_REACTION_ACTION = "open_case_from_reaction"
+OPEN_CASE_CALLBACK = "open_case"
+OPEN_FROM_MESSAGE_SHORTCUT = "open_case_from_message"
+
+
+def slack_text(text: str) -> str:
+    """Turn neutral `<t:UNIX>` markers into Slack date tokens (each reader's own time zone)."""
+
+    def token(m: re.Match[str]) -> str:
+        ts = int(m.group(1))
+        fallback = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return f"<!date^{ts}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+    return TIME_TOKEN.sub(token, text)
+
+
+def _chunks(text: str, size: int = SECTION_LIMIT) -> list[str]:
+    """Split text at line breaks into pieces that fit one section."""
+    out: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > size:
+            if current:
+                out.append(current)
+                current = ""
+            out.append(line[:size])
+            line = line[size:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > size:
+            out.append(current)
+            current = line
+        else:
+            current = candidate
+    if current or not out:
+        out.append(current or " ")
+    return out
+
+
+def text_blocks(text: str) -> list[dict[str, Any]]:
+    """A reply as sections within Slack's limits (3,000 chars a section, 50 blocks)."""
+    chunks = _chunks(slack_text(text))
+    if len(chunks) > MAX_BLOCKS:
+        chunks = [*chunks[: MAX_BLOCKS - 1], "…"]
+    return [SectionBlock(text=MarkdownTextObject(text=c)).to_dict() for c in chunks]
+
+
+def case_card_blocks(card: CaseCard) -> list[dict[str, Any]]:
+    t = Translator(card.lang)
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=f"{card.ref} · {card.severity}"[:150])),
+        SectionBlock(text=MarkdownTextObject(text=slack_text(card.title(t))[:SECTION_LIMIT]),
+                     fields=[MarkdownTextObject(text=slack_text(f"*{label}*\n{value}")[:2000])
+                             for label, value in card.fields(t)]),
+    ]
+    if card.status.is_active:
+        buttons = []
+        if card.awaiting:
+            buttons.append(ButtonElement(text=t("card.button_ack"), action_id=ACK_ACTION,
+                                         value=str(card.case_id), style="primary"))
+        buttons.append(ButtonElement(text=t("card.button_close"), action_id=CLOSE_ACTION,
+                                     value=str(card.case_id)))
+        blocks.append(ActionsBlock(elements=buttons))
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=t("card.thread_hint"))]))
+    return [b.to_dict() for b in blocks]
+
+
+def open_case_modal(lang: Lang, channel_id: str, prefill: str = "") -> dict[str, Any]:
+    """The intake form: severity, summary, description, region, third-party software."""
+    t = Translator(lang)
+    summary = " ".join(prefill.split())[:150]
+    options = [{"text": {"type": "plain_text", "text": f"{s.value} · {t('severity.' + s.value)}"},
+                "value": s.value} for s in Severity]
+
+    def text_input(block_id: str, label: str, *, multiline: bool = False, optional: bool = False,
+                   initial: str = "", max_length: int = 300) -> dict[str, Any]:
+        element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value",
+                                   "multiline": multiline, "max_length": max_length}
+        if initial:
+            element["initial_value"] = initial[:max_length]
+        return {"type": "input", "block_id": block_id, "optional": optional,
+                "label": {"type": "plain_text", "text": label}, "element": element}
+
+    return {
+        "type": "modal",
+        "callback_id": OPEN_CASE_CALLBACK,
+        "private_metadata": channel_id,
+        "title": {"type": "plain_text", "text": t("form.title")[:24]},
+        "submit": {"type": "plain_text", "text": t("form.submit")[:24]},
+        "close": {"type": "plain_text", "text": t("form.cancel")[:24]},
+        "blocks": [
+            {"type": "input", "block_id": "severity",
+             "label": {"type": "plain_text", "text": t("form.severity")},
+             "element": {"type": "static_select", "action_id": "value", "options": options}},
+            text_input("summary", t("form.summary"), initial=summary),
+            text_input("description", t("form.description"), multiline=True, optional=True,
+                       initial=prefill, max_length=3000),
+            text_input("region", t("form.region"), optional=True, max_length=64),
+            text_input("software", t("form.software"), optional=True, max_length=64),
+        ],
+    }
+
+
+def modal_values(view: dict[str, Any]) -> dict[str, str]:
+    """Flatten a submitted view's state into {block_id: value}."""
+    out: dict[str, str] = {}
+    for block_id, actions in (view.get("state", {}).get("values", {}) or {}).items():
+        if not isinstance(actions, dict):
+            continue
+        v = actions.get("value") or {}
+        if not isinstance(v, dict):
+            continue
+        if v.get("type") == "static_select":
+            sel = v.get("selected_option") or {}
+            out[block_id] = str(sel.get("value") or "")
+        else:
+            out[block_id] = str(v.get("value") or "")
+    return out
+
+
+def reaction_offer_blocks(lang: Lang, channel_id: str, ts: str) -> list[dict[str, Any]]:
+    t = Translator(lang)
+    return [
+        SectionBlock(text=MarkdownTextObject(text=t("reaction.offer"))).to_dict(),
+        ActionsBlock(elements=[ButtonElement(text=t("reaction.button"),
+                                             action_id=OPEN_FROM_REACTION_ACTION,
+                                             value=f"{channel_id}|{ts}",
+                                             style="primary")]).to_dict(),
+    ]

@@ -1,0 +1,90 @@
+"""Composition root: settings in, a running bot out, with explicit start-up and shut-down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.config import Settings, load_catalog
+from bot.services.base import AppContext
+from bot.services.messenger import Messenger
+from bot.worker import Worker
+from handlers import build_router
+from handlers.core import Router
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Core:
+    ctx: AppContext
+    router: Router
+
+
+@asynccontextmanager
+async def core(settings: Settings) -> AsyncIterator[Core]:
+    """Catalog, database (migrated to head) and router; the database is closed on exit."""
+    catalog = load_catalog(settings.catalog_path)
+    db = Database(settings.database_url)
+    try:
+        await db.upgrade()
+        yield Core(AppContext(db=db, catalog=catalog, settings=settings), build_router())
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def worker_running(ctx: AppContext, messenger: Messenger) -> AsyncIterator[Worker]:
+    worker = Worker(ctx, messenger)
+    task = asyncio.create_task(worker.run(), name="worker")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=10)
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """`supportbot run`: HTTP mode (or Socket Mode with SLACK_APP_TOKEN) plus the worker."""
+    from bot.adapters.slack.app import build_bolt, build_web, make_client
+    from bot.adapters.slack.messenger import SlackMessenger
+
+    settings.require_slack()
+    stop = stop or asyncio.Event()
+    async with core(settings) as c:
+        client = make_client(settings)
+        bolt = build_bolt(c.ctx, c.router, client)
+        socket_mode = settings.slack_app_token is not None
+        webapp = build_web(c.ctx, None if socket_mode else bolt)
+        runner = web.AppRunner(webapp, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        log.info("listening on %s:%s (%s mode)", settings.host, settings.port,
+                 "Socket" if socket_mode else "HTTP")
+        handler = None
+        if socket_mode:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            async with worker_running(c.ctx, SlackMessenger(client)):
+                await stop.wait()
+        finally:
+            if handler is not None:
+                await handler.close_async()  # type: ignore[no-untyped-call]
+            await runner.cleanup()

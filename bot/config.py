@@ -1,0 +1,102 @@
+"""Settings: a small frozen dataclass built from an environment mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from bot.domain.catalog import Catalog, CatalogError, parse_catalog
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///supportbot.db"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+class ConfigError(ValueError):
+    """Configuration that stops start-up; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    catalog_path: str | None = None
+    admins: frozenset[str] = frozenset()
+    duty_channel: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 3000
+    worker_poll_seconds: float = 5.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        port_text = env.get("PORT", "3000")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError(f"PORT must be a TCP port number (1-65535), got {port_text!r}")
+        api_url = env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
+        if not api_url.startswith(("http://", "https://")):
+            raise ConfigError(f"SLACK_API_URL must be an http(s) URL, got {api_url!r}")
+        if not api_url.endswith("/"):
+            api_url += "/"
+        db_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        if not db_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://",
+                                  "postgresql://", "postgres://")):
+            raise ConfigError("DATABASE_URL must start with sqlite+aiosqlite:// or "
+                              "postgresql+asyncpg://")
+        if db_url.startswith(("postgresql://", "postgres://")):
+            db_url = "postgresql+asyncpg://" + db_url.split("://", 1)[1]
+        poll = env.get("SUPPORTBOT_POLL_SECONDS", "5")
+        try:
+            poll_s = float(poll)
+        except ValueError:
+            raise ConfigError(f"SUPPORTBOT_POLL_SECONDS must be a number, got {poll!r}") from None
+        admins = frozenset(a.strip() for a in env.get("SUPPORTBOT_ADMINS", "").split(",")
+                           if a.strip())
+        return cls(
+            database_url=db_url,
+            slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+            slack_api_url=api_url,
+            catalog_path=env.get("SUPPORTBOT_CATALOG") or None,
+            admins=admins,
+            duty_channel=env.get("SUPPORTBOT_DUTY_CHANNEL") or None,
+            host=env.get("HOST", "0.0.0.0"),
+            port=int(port_text),
+            worker_poll_seconds=poll_s,
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        )
+
+    def require_slack(self) -> None:
+        """Check what `supportbot run` needs before anything starts."""
+        if not self.slack_bot_token:
+            raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...)")
+        if not self.slack_bot_token.startswith("xoxb-"):
+            raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+        if self.slack_app_token:
+            if not self.slack_app_token.startswith("xapp-"):
+                raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with "
+                                  "xapp-")
+        elif not self.slack_signing_secret:
+            raise ConfigError("SLACK_SIGNING_SECRET is not set (needed for HTTP mode; set "
+                              "SLACK_APP_TOKEN instead for Socket Mode)")
+
+
+def load_catalog(path: str | None) -> Catalog:
+    """The catalog from `path`, or the built-in default; ConfigError names file and key."""
+    if path is None:
+        text = (resources.files("bot.domain") / "catalog.yaml").read_text("utf-8")
+        return parse_catalog(text, "built-in catalog.yaml")
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"SUPPORTBOT_CATALOG: cannot read {path}: {exc.strerror}") from exc
+    try:
+        return parse_catalog(text, str(p))
+    except CatalogError as exc:
+        raise ConfigError(f"SUPPORTBOT_CATALOG: {exc}") from exc

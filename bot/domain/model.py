@@ -1,0 +1,183 @@
+"""Core vocabulary of the support-plan rules: tiers, terms, severities, roles, accounts, cases."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, datetime
+
+
+class Tier(enum.StrEnum):
+    BASIC = "basic"
+    DEVELOPER = "developer"
+    BUSINESS = "business"
+    ENTERPRISE = "enterprise"
+
+    @property
+    def rank(self) -> int:
+        return list(Tier).index(self)
+
+    @classmethod
+    def parse(cls, text: str) -> Tier | None:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            return None
+
+
+class Term(enum.StrEnum):
+    MONTHLY = "monthly"
+    ANNUAL = "annual"
+
+    @classmethod
+    def parse(cls, text: str) -> Term | None:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            return None
+
+
+class Severity(enum.StrEnum):
+    S1 = "S1"
+    S2 = "S2"
+    S3 = "S3"
+    S4 = "S4"
+    S5 = "S5"
+
+    @property
+    def alias(self) -> str:
+        return _SEVERITY_ALIASES[self]
+
+    @classmethod
+    def parse(cls, text: str) -> Severity | None:
+        """Accept `S1`..`S5` (any case) or the aliases `core-down` .. `guidance`."""
+        key = text.strip().lower()
+        for sev, alias in _SEVERITY_ALIASES.items():
+            if key in (sev.value.lower(), alias):
+                return sev
+        return None
+
+
+_SEVERITY_ALIASES: dict[Severity, str] = {
+    Severity.S1: "core-down",
+    Severity.S2: "prod-down",
+    Severity.S3: "prod-impaired",
+    Severity.S4: "impaired",
+    Severity.S5: "guidance",
+}
+
+SEVERITY_CHOICES = ", ".join(f"{s.value}/{s.alias}" for s in Severity)
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    TAM = "tam"
+    ENGINEER = "engineer"
+
+    @classmethod
+    def parse(cls, text: str) -> Role | None:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            return None
+
+
+class Lang(enum.StrEnum):
+    EN = "en"
+    ZH = "zh"
+
+    @classmethod
+    def parse(cls, text: str) -> Lang | None:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            return None
+
+
+class CaseStatus(enum.StrEnum):
+    OPEN = "open"  # waiting for the first response
+    ACKNOWLEDGED = "acknowledged"  # first response given, work in progress
+    RESOLVED = "resolved"  # resolved by staff
+    CLOSED = "closed"  # closed by the customer
+
+    @property
+    def is_active(self) -> bool:
+        return self in (CaseStatus.OPEN, CaseStatus.ACKNOWLEDGED)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A customer account holding one Support Plan."""
+
+    key: str
+    name: str
+    tier: Tier
+    term: Term
+    start: date
+    end: date
+    region: str
+    timezone: str
+    lang: Lang
+    tam_user_id: str | None = None
+    team_id: str | None = None
+    # A plan reached by a mid-term upgrade is not a full plan year: it earns no perks (§5).
+    upgraded_midterm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    team_id: str
+    user_id: str
+    role: Role
+    lang: Lang = Lang.EN
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """A customer's support case and the state of its response clock."""
+
+    id: int
+    ref: str
+    account_key: str
+    team_id: str
+    channel_id: str
+    opener_user_id: str
+    severity: Severity
+    requested_severity: Severity
+    summary: str
+    description: str
+    region: str | None
+    software: str | None
+    status: CaseStatus
+    opened_at: datetime
+    due_at: datetime
+    target_label: str
+    sla_generation: int
+    escort: bool = False
+    first_response_at: datetime | None = None
+    first_response_by: str | None = None
+    resolved_at: datetime | None = None
+    warned: bool = False
+    breached: bool = False
+    card_ts: str | None = None
+    version: int = 1
+
+    @property
+    def awaiting_first_response(self) -> bool:
+        return self.status is CaseStatus.OPEN and self.first_response_at is None
+
+
+def case_ref(case_id: int) -> str:
+    """Short human reference shown in every message about a case."""
+    return f"CS-{1000 + case_id}"
+
+
+def parse_case_ref(text: str) -> int | None:
+    """Return the case id for `CS-1042` (any case, optional `#`), or None."""
+    t = text.strip().upper().lstrip("#")
+    if t.startswith("CS-"):
+        t = t[3:]
+    if not t.isdigit() or len(t) > 12:
+        return None
+    n = int(t)
+    return n - 1000 if n > 1000 else None

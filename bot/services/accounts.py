@@ -1,0 +1,129 @@
+"""Use cases for accounts, staff and channel bindings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
+from bot.i18n import Translator
+from bot.services import outbox
+from bot.services.base import Actor, AppContext, Refusal
+from storage.repos import Accounts, Audit, Bindings, Staff
+
+ACCOUNT_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,62}$")
+
+
+def add_years(d: date, years: int) -> date:
+    try:
+        return d.replace(year=d.year + years)
+    except ValueError:  # 29 February
+        return d.replace(year=d.year + years, day=28)
+
+
+def add_months(d: date, months: int) -> date:
+    y, m = divmod(d.month - 1 + months, 12)
+    year, month = d.year + y, m + 1
+    for day in (d.day, 30, 29, 28):
+        try:
+            return date(year, month, day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+async def add_account(app: AppContext, actor: Actor, key: str, tier: Tier, term: Term,
+                      start: date, region: str | None, name: str | None,
+                      lang: Lang) -> Account:
+    key = key.lower()
+    if not ACCOUNT_KEY.match(key):
+        raise Refusal("account.bad_key", key=key)
+    region = region or app.catalog.default_region
+    if region not in app.catalog.regions:
+        raise Refusal("account.bad_region", region=region,
+                      choices=", ".join(sorted(app.catalog.regions)))
+    tz = app.catalog.regions[region].timezone
+    ZoneInfo(tz)  # fail here, not later, on a catalog time zone Python does not know
+    end = add_years(start, 1) if term is Term.ANNUAL else add_months(start, 1)
+    account = Account(key=key, name=name or key, tier=tier, term=term, start=start, end=end,
+                      region=region, timezone=tz, lang=lang, team_id=actor.team_id)
+    now = app.clock()
+    async with app.db.transaction() as s:
+        if await Accounts(s).get(key) is not None:
+            raise Refusal("account.exists", key=key)
+        await Accounts(s).add(account, now)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="account.add", account_key=key,
+                             after=_jsonable(asdict(account)))
+    return account
+
+
+async def get_account(app: AppContext, key: str) -> Account:
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key.lower())
+    if account is None:
+        raise Refusal("account.unknown", key=key)
+    return account
+
+
+async def assign_tam(app: AppContext, actor: Actor, key: str, user_id: str) -> Account:
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key.lower())
+        if account is None:
+            raise Refusal("account.unknown", key=key)
+        if not app.catalog.plan(account.tier).tam:
+            raise Refusal("account.no_tam", key=account.key, tier=account.tier.value)
+        member = await Staff(s).get(actor.team_id, user_id)
+        if (member is None or member.role is Role.ENGINEER) and \
+                user_id not in app.settings.admins:
+            raise Refusal("account.tam_not_staff", user=user_id)
+        await Accounts(s).set_tam(account.key, user_id)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="account.assign_tam", account_key=account.key,
+                             before={"tam": account.tam_user_id}, after={"tam": user_id})
+    return account
+
+
+async def add_staff(app: AppContext, actor: Actor, user_id: str, role: Role) -> StaffMember:
+    now = app.clock()
+    member = StaffMember(actor.team_id, user_id, role)
+    async with app.db.transaction() as s:
+        before = await Staff(s).upsert(member, actor.user_id, now)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="staff.add",
+                             before={"role": before.role.value} if before else None,
+                             after={"user": user_id, "role": role.value})
+    return member
+
+
+async def link_channel(app: AppContext, actor: Actor, channel_id: str, key: str) -> Account:
+    """Bind a channel to an account whose tier includes IM group support (rulebook §2)."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key.lower())
+        if account is None:
+            raise Refusal("account.unknown", key=key)
+        if not app.catalog.plan(account.tier).im_group:
+            await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                                 action="denied:link", account_key=account.key,
+                                 reason=f"tier {account.tier.value} has no IM group support")
+            raise Refusal("link.tier_without_im", key=account.key, tier=account.tier.value)
+        previous = await Bindings(s).bound_account_key(channel_id)
+        await Bindings(s).bind(actor.team_id, channel_id, account.key, actor.user_id, now)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="channel.link", account_key=account.key,
+                             before={"account": previous} if previous else None,
+                             after={"channel": channel_id, "account": account.key})
+        t = Translator(account.lang)
+        await outbox.post(s, now, channel=channel_id,
+                          text=t("link.welcome", name=account.name, tier=t(f"tier.{account.tier}")),
+                          key=f"link:{channel_id}:{account.key}:{int(now.timestamp())}")
+    return account
+
+
+def _jsonable(d: dict[str, object]) -> dict[str, object]:
+    return {k: (v.isoformat() if isinstance(v, date) else str(v) if v is not None and not
+                isinstance(v, bool | int | str) else v) for k, v in d.items()}

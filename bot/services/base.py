@@ -1,0 +1,88 @@
+"""What every use case shares: the application context, the actor, refusals, roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.config import Settings
+from bot.domain.calendar import BusinessCalendar, calendar_for
+from bot.domain.catalog import Catalog
+from bot.domain.model import Account, Lang, Role
+from bot.i18n import Translator
+from storage.db import Database
+from storage.repos import Audit, Staff
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AppContext:
+    """Everything a use case needs from the outside world, passed in explicitly."""
+
+    db: Database
+    catalog: Catalog
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def calendar(self, account: Account) -> BusinessCalendar:
+        return calendar_for(self.catalog.region(account.region).calendar)
+
+    def tz(self, account: Account) -> ZoneInfo:
+        return ZoneInfo(account.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting: a chat user in a workspace (or the bot itself)."""
+
+    team_id: str
+    user_id: str
+    role: Role | None = None
+    lang: Lang = Lang.EN
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role is not None
+
+    def at_least(self, role: Role) -> bool:
+        order = [Role.ENGINEER, Role.TAM, Role.ADMIN]
+        return self.role is not None and order.index(self.role) >= order.index(role)
+
+
+class Refusal(Exception):
+    """A use case declined: carries a message id and its parameters for the reply."""
+
+    def __init__(self, msg_id: str, **params: Any) -> None:
+        super().__init__(msg_id)
+        self.msg_id = msg_id
+        self.params = params
+
+    def render(self, t: Translator) -> str:
+        return t(self.msg_id, **self.params)
+
+
+async def resolve_actor(app: AppContext, team_id: str, user_id: str) -> Actor:
+    """The actor with its role from SUPPORTBOT_ADMINS or the staff table (never membership)."""
+    async with app.db.transaction() as s:
+        member = await Staff(s).get(team_id, user_id)
+    if user_id in app.settings.admins:
+        return Actor(team_id, user_id, Role.ADMIN, member.lang if member else Lang.EN)
+    if member is None:
+        return Actor(team_id, user_id)
+    return Actor(team_id, user_id, member.role, member.lang)
+
+
+async def audit_denial(app: AppContext, actor: Actor, action: str, reason: str,
+                       account_key: str | None = None, case_id: int | None = None) -> None:
+    """Record a refused authorization with the actor and the reason."""
+    async with app.db.transaction() as s:
+        await Audit(s).write(at=app.clock(), actor=actor.user_id, team_id=actor.team_id,
+                             action=f"denied:{action}", account_key=account_key,
+                             case_id=case_id, reason=reason)

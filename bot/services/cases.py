@@ -1,0 +1,289 @@
+"""Use cases for support cases and their SLA clocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.model import Account, Case, CaseStatus, Lang, Role, Severity
+from bot.domain.sla import SlaTerms, sla_terms
+from bot.i18n import Translator, time_token
+from bot.services import outbox
+from bot.services.base import Actor, AppContext, Refusal
+from storage import jobs
+from storage.repos import Accounts, Audit, Bindings, Cases, PerkLedger, Staff
+
+SLA_WARN = "sla.warn"
+SLA_BREACH = "sla.breach"
+MAX_SUMMARY = 300
+MAX_DESCRIPTION = 3000
+
+
+@dataclass
+class Opened:
+    case: Case
+    account: Account
+    notices: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _timer_keys(case_id: int, generation: int) -> list[str]:
+    return [f"sla:{case_id}:g{generation}:warn", f"sla:{case_id}:g{generation}:breach"]
+
+
+async def _schedule_timers(s: AsyncSession, case: Case, warn_at: datetime,
+                           now: datetime) -> None:
+    """Durable near-breach and breach timers for the case's current SLA generation."""
+    warn_key, breach_key = _timer_keys(case.id, case.sla_generation)
+    payload = {"case_id": case.id, "generation": case.sla_generation}
+    if warn_at > now:
+        await jobs.enqueue(s, SLA_WARN, warn_at, payload, warn_key, now)
+    await jobs.enqueue(s, SLA_BREACH, case.due_at, payload, breach_key, now)
+
+
+async def escort_windows(s: AsyncSession, account_key: str) -> list[tuple[datetime, datetime]]:
+    """Approved escort windows of the account, from the perk ledger."""
+    return await PerkLedger(s).escort_windows(account_key)
+
+
+def _terms_for(app: AppContext, account: Account, severity: Severity, opened_at: datetime,
+               windows: list[tuple[datetime, datetime]]) -> SlaTerms:
+    return sla_terms(app.catalog, account.tier, severity, opened_at, app.calendar(account),
+                     app.tz(account), windows)
+
+
+async def bound_account(s: AsyncSession, app: AppContext, channel_id: str) -> Account:
+    """The account bound to a channel, refusing when there is none or it has no IM support."""
+    account = await Bindings(s).account_for(channel_id)
+    if account is None:
+        raise Refusal("case.unbound")
+    if not app.catalog.plan(account.tier).im_group:
+        raise Refusal("case.tier_without_im", tier=account.tier.value)
+    return account
+
+
+async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Severity,
+                    summary: str, description: str = "", region: str | None = None,
+                    software: str | None = None) -> Opened:
+    summary = " ".join(summary.split())
+    if not summary:
+        raise Refusal("case.summary_required")
+    if len(summary) > MAX_SUMMARY:
+        raise Refusal("case.summary_too_long", max=MAX_SUMMARY, n=len(summary))
+    if len(description) > MAX_DESCRIPTION:
+        raise Refusal("case.description_too_long", max=MAX_DESCRIPTION, n=len(description))
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await bound_account(s, app, channel_id)
+        region = (region or "").strip().lower() or None
+        if region is not None and region not in app.catalog.regions:
+            raise Refusal("account.bad_region", region=region,
+                          choices=", ".join(sorted(app.catalog.regions)))
+        terms = _terms_for(app, account, severity, now, await escort_windows(s, account.key))
+        case = await Cases(s).add(
+            account_key=account.key, team_id=actor.team_id, channel_id=channel_id,
+            opener_user_id=actor.user_id, severity=terms.severity.value,
+            requested_severity=severity.value, summary=summary, description=description,
+            region=region, software=(software or None), status=CaseStatus.OPEN.value,
+            opened_at=now, due_at=terms.due_at, warn_at=terms.warn_at,
+            target_label=terms.target.label, sla_generation=1, escort=terms.escort,
+            warned=False, breached=False, version=1)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="case.open", account_key=account.key, case_id=case.id,
+                             after={"severity": case.severity.value,
+                                    "requested": severity.value, "due_at": str(case.due_at),
+                                    "target": case.target_label, "escort": case.escort})
+        await _schedule_timers(s, case, terms.warn_at, now)
+        await outbox.sync_card(s, now, case.id, case.version)
+        await _notify_staff(s, app, account, case, "notice.new_case", now, "new")
+        opened = Opened(case=case, account=account)
+        if terms.refiled:
+            opened.notices.append(("case.refiled", {"requested": severity.value,
+                                                    "filed": terms.severity.value,
+                                                    "tier": account.tier.value}))
+        if region is not None and region in app.catalog.service_exclusions:
+            opened.notices.append(("case.region_excluded", {"region": region}))
+        t = Translator(account.lang)
+        for msg_id, params in opened.notices:
+            await outbox.post(s, now, channel=channel_id, thread_case_id=case.id,
+                              text=t(msg_id, **params), key=f"case:{case.id}:{msg_id}")
+    return opened
+
+
+async def _notify_staff(s: AsyncSession, app: AppContext, account: Account, case: Case,
+                        msg_id: str, now: datetime, tag: str,
+                        delta: timedelta | None = None) -> None:
+    """Tell the account's TAM (by DM) and the duty channel; never the customer group."""
+    def text(t: Translator) -> str:
+        return t(msg_id, ref=case.ref, account=account.name, key=account.key,
+                 sev=case.severity.value, summary=case.summary, due=time_token(case.due_at),
+                 d=t.duration(delta) if delta is not None else "")
+
+    if app.settings.duty_channel:
+        await outbox.post(s, now, channel=app.settings.duty_channel,
+                          text=text(Translator(Lang.EN)),
+                          key=f"case:{case.id}:g{case.sla_generation}:{tag}:duty",
+                          link_case_id=case.id)
+    if account.tam_user_id:
+        member = await Staff(s).get(case.team_id, account.tam_user_id)
+        t = Translator(member.lang if member else Lang.EN)
+        await outbox.post(s, now, user=account.tam_user_id, text=text(t),
+                          key=f"case:{case.id}:g{case.sla_generation}:{tag}:tam",
+                          link_case_id=case.id)
+
+
+async def _load(s: AsyncSession, case_id: int, scope_account: str | None) -> Case:
+    """Load a case; a customer's scope makes another account's case indistinguishable from
+    a missing one, so references leak nothing across tenants."""
+    case = await Cases(s).get(case_id, for_update=True)
+    if case is None or (scope_account is not None and case.account_key != scope_account):
+        raise Refusal("case.not_found")
+    return case
+
+
+async def first_response(app: AppContext, actor: Actor, case_id: int, via: str) -> Case | None:
+    """Record the first response by staff; None when it was already recorded."""
+    if not actor.is_staff:
+        raise Refusal("case.ack_staff_only")
+    now = app.clock()
+    async with app.db.transaction() as s:
+        case = await _load(s, case_id, None)
+        if not case.awaiting_first_response:
+            return None
+        updated = await Cases(s).update(
+            case.id, status=CaseStatus.ACKNOWLEDGED.value, first_response_at=now,
+            first_response_by=actor.user_id, sla_generation=case.sla_generation + 1)
+        await jobs.cancel(s, _timer_keys(case.id, case.sla_generation))
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="case.first_response", account_key=case.account_key,
+                             case_id=case.id, before={"status": case.status.value},
+                             after={"status": updated.status.value, "via": via,
+                                    "within_target": now <= case.due_at})
+        await outbox.sync_card(s, now, updated.id, updated.version)
+    return updated
+
+
+async def regrade(app: AppContext, actor: Actor, case_id: int, severity: Severity) -> Case:
+    """Staff re-grade: the target is recomputed from the opening time; audit keeps both."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        case = await _load(s, case_id, None)
+        if not case.status.is_active:
+            raise Refusal("case.not_active", ref=case.ref, status=case.status.value)
+        account = await Accounts(s).get(case.account_key)
+        assert account is not None
+        windows = await escort_windows(s, account.key)
+        terms = _terms_for(app, account, severity, case.opened_at, windows)
+        if terms.severity is case.severity:
+            raise Refusal("case.same_severity", ref=case.ref, sev=case.severity.value)
+        gen = case.sla_generation + 1
+        awaiting = case.awaiting_first_response
+        updated = await Cases(s).update(
+            case.id, severity=terms.severity.value, due_at=terms.due_at, warn_at=terms.warn_at,
+            target_label=terms.target.label, escort=terms.escort, sla_generation=gen,
+            warned=False, breached=False if awaiting else case.breached)
+        await jobs.cancel(s, _timer_keys(case.id, case.sla_generation))
+        if awaiting:
+            await _schedule_timers(s, updated, terms.warn_at, now)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="case.regrade", account_key=case.account_key,
+                             case_id=case.id,
+                             before={"severity": case.severity.value,
+                                     "due_at": str(case.due_at), "target": case.target_label},
+                             after={"severity": updated.severity.value,
+                                    "due_at": str(updated.due_at),
+                                    "target": updated.target_label})
+        await outbox.sync_card(s, now, updated.id, updated.version)
+        t = Translator(account.lang)
+        await outbox.post(s, now, channel=case.channel_id, thread_case_id=case.id,
+                          key=f"case:{case.id}:regrade:g{gen}",
+                          text=t("case.regraded_notice", ref=case.ref,
+                                 old=case.severity.value, new=updated.severity.value,
+                                 due=time_token(updated.due_at)))
+    return updated
+
+
+async def finish(app: AppContext, actor: Actor, case_id: int, *, scope_account: str | None,
+                 status: CaseStatus) -> Case:
+    """Resolve (staff) or close (the customer) a case; pending timers are cancelled."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        case = await _load(s, case_id, scope_account)
+        if not case.status.is_active:
+            raise Refusal("case.not_active", ref=case.ref, status=case.status.value)
+        updated = await Cases(s).update(case.id, status=status.value, resolved_at=now,
+                                        sla_generation=case.sla_generation + 1)
+        await jobs.cancel(s, _timer_keys(case.id, case.sla_generation))
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action=f"case.{status.value}", account_key=case.account_key,
+                             case_id=case.id, before={"status": case.status.value},
+                             after={"status": status.value})
+        await outbox.sync_card(s, now, updated.id, updated.version)
+        account = await Accounts(s).get(case.account_key)
+        assert account is not None
+        t = Translator(account.lang)
+        await outbox.post(s, now, channel=case.channel_id, thread_case_id=case.id,
+                          key=f"case:{case.id}:{status.value}",
+                          text=t(f"case.{status.value}_notice", ref=case.ref,
+                                 user=actor.user_id))
+    return updated
+
+
+async def get_case(app: AppContext, case_id: int, scope_account: str | None) -> Case:
+    async with app.db.transaction() as s:
+        return await _load(s, case_id, scope_account)
+
+
+async def channel_cases(app: AppContext, channel_id: str) -> tuple[Account, list[Case]]:
+    """Active cases of the account bound to this channel."""
+    async with app.db.transaction() as s:
+        account = await bound_account(s, app, channel_id)
+        return account, await Cases(s).active(account_keys=[account.key])
+
+
+async def staff_cases(app: AppContext, actor: Actor) -> list[tuple[Account, Case]]:
+    """Active cases across the actor's accounts (TAM) or all accounts (admin, engineer)."""
+    async with app.db.transaction() as s:
+        tam_only = actor.role is Role.TAM
+        accounts = await Accounts(s).list(tam_user_id=actor.user_id if tam_only else None)
+        by_key = {a.key: a for a in accounts}
+        cases = await Cases(s).active(account_keys=list(by_key))
+    return [(by_key[c.account_key], c) for c in cases]
+
+
+async def case_by_card(app: AppContext, channel_id: str, ts: str) -> Case | None:
+    async with app.db.transaction() as s:
+        return await Cases(s).by_card(channel_id, ts)
+
+
+async def fire_timer(app: AppContext, kind: str, payload: dict[str, Any],
+                     now: datetime) -> str:
+    """Run one SLA timer. A stale generation or an answered case makes it a no-op."""
+    async with app.db.transaction() as s:
+        case = await Cases(s).get(int(payload["case_id"]), for_update=True)
+        if case is None or case.sla_generation != payload.get("generation") or \
+                not case.awaiting_first_response:
+            return "stale"
+        account = await Accounts(s).get(case.account_key)
+        assert account is not None
+        if kind == SLA_WARN:
+            if case.warned:
+                return "duplicate"
+            await Cases(s).update(case.id, warned=True)
+            await _notify_staff(s, app, account, case, "notice.near_breach", now, "warn",
+                                delta=case.due_at - now)
+            await Audit(s).write(at=now, actor="bot", action="case.near_breach",
+                                 account_key=account.key, case_id=case.id)
+            return "warned"
+        if case.breached:
+            return "duplicate"
+        updated = await Cases(s).update(case.id, breached=True)
+        await _notify_staff(s, app, account, case, "notice.breach", now, "breach",
+                            delta=now - case.due_at)
+        await Audit(s).write(at=now, actor="bot", action="case.breach",
+                             account_key=account.key, case_id=case.id,
+                             after={"late_seconds": (now - case.due_at).total_seconds()})
+        await outbox.sync_card(s, now, updated.id, updated.version)
+        return "breached"

@@ -1,0 +1,192 @@
+"""Platform-neutral commands: a Request goes through the Router to a handler, a Reply comes back.
+
+Every transport (Slack, the console, tests) builds a `Request`, calls `Router.dispatch`, and
+renders the `Reply`. Help texts are generated from what is registered here.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shlex
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.domain.model import Account, Lang, Role
+from bot.i18n import Translator
+from bot.services.base import Actor, AppContext, Refusal, audit_denial, resolve_actor
+from storage.repos import Bindings
+
+log = logging.getLogger(__name__)
+
+
+class Visibility(enum.Enum):
+    EPHEMERAL = "ephemeral"  # only the person who typed sees it
+    CHANNEL = "channel"  # everyone in the channel
+
+
+@dataclass(frozen=True)
+class Form:
+    """Ask the transport to open a form (a Slack modal); `kind` names which one."""
+
+    kind: str
+    prefill: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    visibility: Visibility = Visibility.EPHEMERAL
+    form: Form | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One command as typed: `/support open S2 db down` -> root `support`, text `open S2 ...`."""
+
+    root: str
+    text: str
+    team_id: str
+    channel_id: str
+    user_id: str
+    can_open_form: bool = False
+
+
+@dataclass
+class Call:
+    """What a handler gets: the request, its parsed arguments, the actor and helpers."""
+
+    req: Request
+    args: list[str]
+    actor: Actor
+    app: AppContext
+    t: Translator
+    account: Account | None  # the account bound to the channel, if any
+
+    def reply(self, msg_id: str, **params: Any) -> Reply:
+        return Reply(self.t(msg_id, **params))
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Command:
+    root: str
+    path: tuple[str, ...]
+    usage: str  # arguments after the path, e.g. "<ref> <severity>"
+    help_id: str  # message id of a one-line description
+    handler: Handler
+    role: Role | None  # minimum staff role; None = anyone in a bound group
+
+
+class Router:
+    """Maps `root` + subcommand words to handlers; generates help; authorizes staff roots."""
+
+    staff_roots = frozenset({"tam"})
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+
+    def command(self, root: str, path: str, usage: str = "", *, help_id: str,
+                role: Role | None = None) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.commands.append(Command(root, tuple(path.split()), usage, help_id, fn, role))
+            return fn
+        return register
+
+    def roots(self) -> list[str]:
+        return sorted({c.root for c in self.commands})
+
+    def usage(self, cmd: Command) -> str:
+        return " ".join(["/" + cmd.root, *cmd.path, cmd.usage]).strip()
+
+    def help_text(self, root: str, t: Translator, actor: Actor) -> str:
+        lines = [t(f"help.{root}.title")]
+        for cmd in self.commands:
+            if cmd.root != root or not cmd.path or (cmd.role and not actor.at_least(cmd.role)):
+                continue
+            lines.append(f"• `{self.usage(cmd)}` — {t(cmd.help_id)}")
+        lines.append(t("help.footer"))
+        return "\n".join(lines)
+
+    def _match(self, root: str, words: list[str]) -> tuple[Command | None, list[str]]:
+        best: Command | None = None
+        for cmd in self.commands:
+            n = len(cmd.path)
+            if cmd.root == root and [w.lower() for w in words[:n]] == list(cmd.path) and (
+                    best is None or n > len(best.path)):
+                best = cmd
+        if best is None:
+            return None, words
+        return best, words[len(best.path):]
+
+    async def dispatch(self, req: Request, app: AppContext) -> Reply:
+        actor = await resolve_actor(app, req.team_id, req.user_id)
+        async with app.db.transaction() as s:
+            account = await Bindings(s).account_for(req.channel_id)
+        # customers read their account's language; staff read their own setting
+        lang = actor.lang if (req.root in self.staff_roots or actor.is_staff) else (
+            account.lang if account else Lang.EN)
+        t = Translator(lang)
+        try:
+            words = shlex.split(req.text)
+        except ValueError:
+            return Reply(t("error.quotes"))
+        if not words or words[0].lower() == "help":
+            return Reply(self.help_text(req.root, t, actor))
+        if req.root in self.staff_roots and not actor.is_staff:
+            await audit_denial(app, actor, f"{req.root} {words[0]}", "not staff")
+            return Reply(t("error.staff_only", root=req.root))
+        cmd, args = self._match(req.root, words)
+        if cmd is None:
+            return Reply(t("error.unknown_command", root=req.root, word=words[0]) + "\n\n"
+                         + self.help_text(req.root, t, actor))
+        if cmd.role is not None and not actor.at_least(cmd.role):
+            await audit_denial(app, actor, " ".join(cmd.path), f"needs role {cmd.role.value}")
+            return Reply(t("error.role_required", role=cmd.role.value,
+                           command=self.usage(cmd)))
+        call = Call(req=req, args=args, actor=actor, app=app, t=t, account=account)
+        try:
+            return await cmd.handler(call)
+        except Refusal as refusal:
+            return Reply(refusal.render(t))
+        except UsageError as err:
+            return Reply(t("error.usage", problem=err.render(t), usage=self.usage(cmd)))
+
+
+class UsageError(Exception):
+    """Arguments that do not fit the command; the reply shows the problem and the usage."""
+
+    def __init__(self, msg_id: str, **params: Any) -> None:
+        super().__init__(msg_id)
+        self.msg_id = msg_id
+        self.params = params
+
+    def render(self, t: Translator) -> str:
+        return t(self.msg_id, **self.params)
+
+
+def split_options(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Separate `key=value` options from positional arguments."""
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    for a in args:
+        if "=" in a and not a.startswith("=") and a.split("=", 1)[0].isidentifier():
+            k, v = a.split("=", 1)
+            options[k.lower()] = v
+        else:
+            positional.append(a)
+    return positional, options
+
+
+def parse_mention(text: str) -> str | None:
+    """`<@U123>` or `<@U123|name>` or a bare `U123` -> `U123`."""
+    t = text.strip()
+    if t.startswith("<@") and t.endswith(">"):
+        t = t[2:-1].split("|", 1)[0]
+    t = t.lstrip("@")
+    if t and t[0] in "UW" and t.isalnum() and t.isupper() and 2 < len(t) <= 32:
+        return t
+    return None

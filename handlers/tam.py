@@ -1,0 +1,147 @@
+"""`/tam`: what support staff can do (roles from the bot's own staff table)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from bot.domain.model import CaseStatus, Lang, Role, Severity, Term, Tier
+from bot.domain.sla import ClockState, clock_state
+from bot.i18n import time_token
+from bot.services import accounts, cases
+from handlers.core import Call, Reply, Router, UsageError, parse_mention, split_options
+from handlers.support import case_line, parse_ref
+
+
+def _tier(word: str) -> Tier:
+    tier = Tier.parse(word)
+    if tier is None:
+        raise UsageError("error.bad_tier", given=word,
+                         choices=", ".join(t.value for t in Tier))
+    return tier
+
+
+def _user(word: str) -> str:
+    user = parse_mention(word)
+    if user is None:
+        raise UsageError("error.bad_user", given=word)
+    return user
+
+
+def register(router: Router) -> None:
+    @router.command("tam", "staff add", "<@user> <admin|tam|engineer>",
+                    help_id="help.tam.staff_add", role=Role.ADMIN)
+    async def staff_add(call: Call) -> Reply:
+        if len(call.args) != 2:
+            raise UsageError("error.arg_count", n=2)
+        user = _user(call.args[0])
+        role = Role.parse(call.args[1])
+        if role is None:
+            raise UsageError("error.bad_role", given=call.args[1])
+        await accounts.add_staff(call.app, call.actor, user, role)
+        return call.reply("staff.added", user=user, role=role.value)
+
+    @router.command("tam", "account add",
+                    '<account> <tier> <monthly|annual> [start=YYYY-MM-DD] [region=...] '
+                    '[name="..."] [lang=en|zh]', help_id="help.tam.account_add", role=Role.ADMIN)
+    async def account_add(call: Call) -> Reply:
+        pos, opts = split_options(call.args)
+        if len(pos) != 3:
+            raise UsageError("error.arg_count", n=3)
+        tier = _tier(pos[1])
+        term = Term.parse(pos[2])
+        if term is None:
+            raise UsageError("error.bad_term", given=pos[2])
+        unknown = set(opts) - {"start", "region", "name", "lang"}
+        if unknown:
+            raise UsageError("error.bad_option", given=sorted(unknown)[0],
+                             choices="start, region, name, lang")
+        start = call.app.clock().date()
+        if "start" in opts:
+            try:
+                start = date.fromisoformat(opts["start"])
+            except ValueError:
+                raise UsageError("error.bad_date", given=opts["start"]) from None
+        lang = Lang.EN
+        if "lang" in opts:
+            parsed = Lang.parse(opts["lang"])
+            if parsed is None:
+                raise UsageError("error.bad_lang", given=opts["lang"])
+            lang = parsed
+        account = await accounts.add_account(call.app, call.actor, pos[0], tier, term, start,
+                                             opts.get("region"), opts.get("name"), lang)
+        return call.reply("account.added", key=account.key, name=account.name,
+                          tier=account.tier.value, term=account.term.value,
+                          start=account.start.isoformat(), end=account.end.isoformat(),
+                          region=account.region, lang=account.lang.value)
+
+    @router.command("tam", "account assign", "<account> <@user>",
+                    help_id="help.tam.account_assign", role=Role.ADMIN)
+    async def account_assign(call: Call) -> Reply:
+        if len(call.args) != 2:
+            raise UsageError("error.arg_count", n=2)
+        user = _user(call.args[1])
+        account = await accounts.assign_tam(call.app, call.actor, call.args[0], user)
+        return call.reply("account.assigned", key=account.key, user=user)
+
+    @router.command("tam", "link", "<account>", help_id="help.tam.link", role=Role.TAM)
+    async def link(call: Call) -> Reply:
+        if len(call.args) != 1:
+            raise UsageError("error.arg_count", n=1)
+        account = await accounts.link_channel(call.app, call.actor, call.req.channel_id,
+                                              call.args[0])
+        return call.reply("link.done", key=account.key, channel=call.req.channel_id)
+
+    @router.command("tam", "ack", "<ref>", help_id="help.tam.ack", role=Role.ENGINEER)
+    async def ack(call: Call) -> Reply:
+        if len(call.args) != 1:
+            raise UsageError("error.need_ref")
+        case_id = parse_ref(call.args[0])
+        updated = await cases.first_response(call.app, call.actor, case_id, via="command")
+        if updated is None:
+            case = await cases.get_case(call.app, case_id, None)
+            return call.reply("case.already_acked", ref=case.ref)
+        return call.reply("case.acked", ref=updated.ref,
+                          within=call.t("case.within" if updated.first_response_at
+                                        and updated.first_response_at <= updated.due_at
+                                        else "case.late"))
+
+    @router.command("tam", "severity", "<ref> <severity>", help_id="help.tam.severity",
+                    role=Role.ENGINEER)
+    async def severity(call: Call) -> Reply:
+        if len(call.args) != 2:
+            raise UsageError("error.arg_count", n=2)
+        case_id = parse_ref(call.args[0])
+        sev = Severity.parse(call.args[1])
+        if sev is None:
+            raise UsageError("error.bad_severity", given=call.args[1],
+                             choices=", ".join(f"{s.value}/{s.alias}" for s in Severity))
+        updated = await cases.regrade(call.app, call.actor, case_id, sev)
+        return call.reply("case.regraded", ref=updated.ref, sev=updated.severity.value,
+                          target=updated.target_label, due=time_token(updated.due_at))
+
+    @router.command("tam", "resolve", "<ref>", help_id="help.tam.resolve", role=Role.ENGINEER)
+    async def resolve(call: Call) -> Reply:
+        if len(call.args) != 1:
+            raise UsageError("error.need_ref")
+        case = await cases.finish(call.app, call.actor, parse_ref(call.args[0]),
+                                  scope_account=None, status=CaseStatus.RESOLVED)
+        return call.reply("case.resolved_ok", ref=case.ref)
+
+    @router.command("tam", "breaches", help_id="help.tam.breaches", role=Role.ENGINEER)
+    async def breaches(call: Call) -> Reply:
+        now = call.app.clock()
+        ratio = call.app.catalog.near_breach_ratio
+        marks = {ClockState.BREACHED: (0, ":rotating_light:"), ClockState.NEAR: (1, ":warning:")}
+        rows = []
+        for account, case in await cases.staff_cases(call.app, call.actor):
+            state = clock_state(case, now, ratio)
+            if state in marks:
+                order, mark = marks[state]
+                rows.append((order, f"{mark} {account.key}: " + case_line(call.t, case, now)))
+        if not rows:
+            return call.reply("breaches.none")
+        rows.sort(key=lambda r: r[0])
+        lines = [call.t("breaches.header", n=len(rows))] + [r[1] for r in rows[:40]]
+        if len(rows) > 40:
+            lines.append(call.t("list.more", n=len(rows) - 40))
+        return Reply("\n".join(lines))

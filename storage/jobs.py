@@ -1,0 +1,123 @@
+"""Durable jobs: SLA timers and the outbox, claimed with a lease by any number of workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.db import JOBS_CHANNEL
+from storage.tables import JobRow
+
+PENDING, DONE, DEAD, CANCELLED = "pending", "done", "dead", "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: str
+    due_at: datetime
+    payload: dict[str, Any]
+    key: str
+    attempts: int
+
+
+async def enqueue(s: AsyncSession, kind: str, due_at: datetime, payload: dict[str, Any],
+                  key: str, now: datetime) -> bool:
+    """Add a job unless one with the same idempotency key exists; True when added."""
+    dialect = s.get_bind().dialect.name
+    values = dict(kind=kind, due_at=due_at, payload=payload, idempotency_key=key,
+                  status=PENDING, attempts=0, created_at=now)
+    ins: Any
+    if dialect == "postgresql":
+        ins = postgresql.insert(JobRow).values(**values).on_conflict_do_nothing(
+            index_elements=["idempotency_key"])
+    else:
+        ins = sqlite.insert(JobRow).values(**values).on_conflict_do_nothing(
+            index_elements=["idempotency_key"])
+    result = await s.execute(ins.returning(JobRow.id))
+    added = result.first() is not None
+    if added:
+        s.info["jobs_enqueued"] = True
+        if dialect == "postgresql":
+            # transactional: delivered to other replicas' workers only when this commits
+            await s.execute(text("SELECT pg_notify(:ch, '')"), {"ch": JOBS_CHANNEL})
+    return added
+
+
+async def cancel(s: AsyncSession, keys: list[str]) -> None:
+    """Cancel pending jobs by key (a timer that a state change made pointless)."""
+    if keys:
+        await s.execute(update(JobRow).where(JobRow.idempotency_key.in_(keys),
+                                             JobRow.status == PENDING)
+                        .values(status=CANCELLED))
+
+
+async def claim(s: AsyncSession, now: datetime, worker: str, lease: timedelta,
+                limit: int) -> list[Job]:
+    """Lease up to `limit` due jobs. PostgreSQL skips rows other workers hold; SQLite's
+    BEGIN IMMEDIATE already serializes claimers."""
+    ready = (select(JobRow.id)
+             .where(JobRow.status == PENDING, JobRow.due_at <= now,
+                    (JobRow.locked_until.is_(None)) | (JobRow.locked_until < now))
+             .order_by(JobRow.due_at).limit(limit)
+             .with_for_update(skip_locked=True))
+    stmt = (update(JobRow).where(JobRow.id.in_(ready.scalar_subquery()))
+            .values(locked_until=now + lease, locked_by=worker, attempts=JobRow.attempts + 1)
+            .returning(JobRow.id, JobRow.kind, JobRow.due_at, JobRow.payload,
+                       JobRow.idempotency_key, JobRow.attempts))
+    rows = (await s.execute(stmt)).all()
+    return sorted((Job(id=r[0], kind=r[1], due_at=_aware(r[2]), payload=r[3], key=r[4],
+                       attempts=r[5]) for r in rows), key=lambda j: j.due_at)
+
+
+def _aware(value: datetime) -> datetime:
+    # aggregates such as MIN() come back without the column type's conversion on SQLite
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+async def finish(s: AsyncSession, job_id: int, worker: str, now: datetime,
+                 result: dict[str, Any] | None = None) -> bool:
+    """Mark a leased job done; False when the lease was lost to another worker."""
+    r = await s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.locked_by == worker,
+                                             JobRow.status == PENDING)
+                        .values(status=DONE, done_at=now, locked_until=None, result=result))
+    return bool(r.rowcount)  # type: ignore[attr-defined]
+
+
+async def retry(s: AsyncSession, job_id: int, worker: str, due_at: datetime, error: str,
+                dead: bool = False) -> None:
+    """Release a leased job to run again at `due_at` (or give up on it)."""
+    await s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.locked_by == worker)
+                    .values(status=DEAD if dead else PENDING, due_at=due_at,
+                            locked_until=None, last_error=error[:2000]))
+    s.info["jobs_enqueued"] = True
+
+
+async def next_due(s: AsyncSession) -> datetime | None:
+    """Earliest time a pending job becomes claimable (its due time or lease expiry)."""
+    ready_at = case((JobRow.locked_until > JobRow.due_at, JobRow.locked_until),
+                    else_=JobRow.due_at)
+    due = await s.scalar(select(func.min(ready_at)).where(JobRow.status == PENDING))
+    if due is None:
+        return None
+    if isinstance(due, str):  # SQLite returns the raw text of an aggregate
+        due = datetime.fromisoformat(due)
+    return _aware(due)
+
+
+async def count(s: AsyncSession, status: str | None = None, kind: str | None = None) -> int:
+    q = select(func.count()).select_from(JobRow)
+    if status:
+        q = q.where(JobRow.status == status)
+    if kind:
+        q = q.where(JobRow.kind == kind)
+    return int(await s.scalar(q) or 0)
+
+
+async def get_by_key(s: AsyncSession, key: str) -> JobRow | None:
+    return await s.scalar(select(JobRow).where(JobRow.idempotency_key == key))
