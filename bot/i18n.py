@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from bot.domain.catalog import Target
 from bot.domain.model import Lang
 
 TIME_TOKEN = re.compile(r"<t:(-?\d+)>")
@@ -58,6 +59,19 @@ class Translator:
         if not parts:
             parts.append(self("unit.seconds", n=seconds))
         return self("unit.join").join(parts[:2])
+
+    def target(self, target: Target | None) -> str:
+        """A response target in words: `< 30 min`, `< 3 h`, `within 1 business day(s)`."""
+        if target is None:
+            return self("target.not_offered")
+        if target.business_days is not None:
+            return self("target.business_days", n=target.business_days)
+        assert target.seconds is not None
+        if target.seconds % 3600 == 0:
+            return self("target.hours", n=target.seconds // 3600)
+        if target.seconds % 60 == 0:
+            return self("target.minutes", n=target.seconds // 60)
+        return self("target.seconds", n=target.seconds)
 
     def time_left(self, due_at: datetime, now: datetime) -> str:
         delta = due_at - now

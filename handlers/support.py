@@ -14,17 +14,6 @@ from handlers.core import Call, Form, Reply, Router, UsageError, Visibility
 from storage.repos import PerkLedger
 
 
-def target_text(t: Translator, target: Target | None) -> str:
-    if target is None:
-        return t("target.not_offered")
-    if target.business_days is not None:
-        return t("target.business_days", n=target.business_days)
-    assert target.minutes is not None
-    if target.minutes % 60 == 0:
-        return t("target.hours", n=target.minutes // 60)
-    return t("target.minutes", n=target.minutes)
-
-
 def case_line(t: Translator, case: Case, now_ts: datetime) -> str:
     """One line per case: reference, severity, summary, status and the clock."""
     if case.awaiting_first_response:
@@ -65,7 +54,7 @@ def register(router: Router) -> None:
         lines.append(t("plan.channels", channels=chans))
         lines.append(t("plan.handler", handler=t(f"handler.{p.handler}")))
         targets = " · ".join(
-            f"{sev.value} {t('severity.' + sev.value)} {target_text(t, p.response[sev])}"
+            f"{sev.value} {t('severity.' + sev.value)} {t.target(p.response[sev])}"
             for sev in Severity)
         lines.append(t("plan.targets", targets=targets))
         lines.append(t("plan.items", items=", ".join(t(f"item.{i}") for i in p.items)))
@@ -99,7 +88,7 @@ def register(router: Router) -> None:
                                        " ".join(call.args[1:]))
         t = call.t
         lines = [t("case.opened", ref=opened.case.ref, sev=opened.case.severity.value,
-                   target=target_text(t, _target(opened.case)),
+                   target=t.target(Target.parse_label(opened.case.target_label)),
                    due=time_token(opened.case.due_at))]
         lines += [t(msg_id, **params) for msg_id, params in opened.notices]
         return Reply("\n".join(lines))
@@ -126,7 +115,8 @@ def register(router: Router) -> None:
         lines = [call.t("sla.header", n=len(waiting))]
         lines += [call.t("sla.line", ref=c.ref, sev=c.severity.value,
                          left=call.t.time_left(c.due_at, now), due=time_token(c.due_at),
-                         target=c.target_label) for c in waiting[:40]]
+                         target=call.t.target(Target.parse_label(c.target_label)))
+                 for c in waiting[:40]]
         return Reply("\n".join(lines))
 
     @router.command("support", "case", "<ref>", help_id="help.support.case")
@@ -138,7 +128,8 @@ def register(router: Router) -> None:
         t = call.t
         lines = [case_line(t, case, call.app.clock()),
                  t("case.detail", opener=case.opener_user_id, opened=time_token(case.opened_at),
-                   target=case.target_label, due=time_token(case.due_at))]
+                   target=t.target(Target.parse_label(case.target_label)),
+                   due=time_token(case.due_at))]
         if case.requested_severity is not case.severity:
             lines.append(t("case.detail_requested", sev=case.requested_severity.value))
         if case.description:
@@ -160,11 +151,3 @@ def _scope(call: Call) -> str:
         raise Refusal("case.unbound")
     return call.account.key
 
-
-def _target(case: Case) -> Target:
-    label = case.target_label
-    if label.endswith("bd"):
-        return Target(business_days=int(label[:-2]))
-    if label.endswith("h"):
-        return Target(minutes=int(label[:-1]) * 60)
-    return Target(minutes=int(label[:-1]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from bot.domain.catalog import Target
 from bot.domain.model import CaseStatus, Lang, Role, Severity, Term, Tier
 from bot.domain.sla import ClockState, clock_state
 from bot.i18n import time_token
@@ -117,7 +118,8 @@ def register(router: Router) -> None:
                              choices=", ".join(f"{s.value}/{s.alias}" for s in Severity))
         updated = await cases.regrade(call.app, call.actor, case_id, sev)
         return call.reply("case.regraded", ref=updated.ref, sev=updated.severity.value,
-                          target=updated.target_label, due=time_token(updated.due_at))
+                          target=call.t.target(Target.parse_label(updated.target_label)),
+                          due=time_token(updated.due_at))
 
     @router.command("tam", "resolve", "<ref>", help_id="help.tam.resolve", role=Role.ENGINEER)
     async def resolve(call: Call) -> Reply:

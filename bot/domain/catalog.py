@@ -30,19 +30,36 @@ CHANNELS = ("hotline", "tickets", "enterprise_phone", "im_group", "tam")
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A response target: minutes on the 7x24 clock, or business days on a region calendar."""
+    """A response target: seconds on the 7x24 clock, or business days on a region calendar.
 
-    minutes: int | None = None
+    The catalog writes clock targets in minutes (seconds are accepted too, for test catalogs).
+    """
+
+    seconds: int | None = None
     business_days: int | None = None
+
+    @classmethod
+    def minutes(cls, n: int) -> Target:
+        return cls(seconds=n * 60)
 
     @property
     def label(self) -> str:
+        """Compact form stored with a case: `10m`, `3h`, `45s`, `1bd`."""
         if self.business_days is not None:
             return f"{self.business_days}bd"
-        assert self.minutes is not None
-        if self.minutes % 60 == 0:
-            return f"{self.minutes // 60}h"
-        return f"{self.minutes}m"
+        assert self.seconds is not None
+        if self.seconds % 3600 == 0:
+            return f"{self.seconds // 3600}h"
+        if self.seconds % 60 == 0:
+            return f"{self.seconds // 60}m"
+        return f"{self.seconds}s"
+
+    @classmethod
+    def parse_label(cls, label: str) -> Target:
+        number, unit = label[:-2] if label.endswith("bd") else label[:-1], label[-1]
+        if label.endswith("bd"):
+            return cls(business_days=int(number))
+        return cls(seconds=int(number) * {"h": 3600, "m": 60, "s": 1}[unit])
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +115,7 @@ class PerkRule:
 class Catalog:
     currency: str
     near_breach_ratio: float
-    escort_target_minutes: int
+    escort_target_seconds: int
     escort_severities: frozenset[Severity]
     service_exclusions: frozenset[str]
     default_region: str
@@ -216,7 +233,7 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     return Catalog(
         currency=r.str_(root, "currency", ""),
         near_breach_ratio=float(ratio),
-        escort_target_minutes=r.int_(sla, "escort_target_minutes", "sla", 1),
+        escort_target_seconds=60 * r.int_(sla, "escort_target_minutes", "sla", 1),
         escort_severities=frozenset(escort_sevs),
         service_exclusions=frozenset(r.str_list(root, "service_exclusions", "")),
         default_region=default_region,
@@ -239,11 +256,13 @@ def _parse_tier(r: _Reader, tier: Tier, t: dict[str, Any]) -> TierPlan:
             continue
         m = r.mapping(v, k)
         if set(m) == {"minutes"}:
-            response[sev] = Target(minutes=r.int_(m, "minutes", k, 1))
+            response[sev] = Target.minutes(r.int_(m, "minutes", k, 1))
+        elif set(m) == {"seconds"}:
+            response[sev] = Target(seconds=r.int_(m, "seconds", k, 1))
         elif set(m) == {"business_days"}:
             response[sev] = Target(business_days=r.int_(m, "business_days", k, 1))
         else:
-            raise r.fail(k, "{minutes: N} or {business_days: N} or null")
+            raise r.fail(k, "{minutes: N}, {seconds: N}, {business_days: N} or null")
     file_as: dict[Severity, Severity] = {}
     for src, dst in r.mapping(t.get("file_as", {}), f"{key}.file_as").items():
         s, d = Severity.parse(str(src)), Severity.parse(str(dst))

@@ -33,14 +33,14 @@ def deadline(opened_at: datetime, target: Target, calendar: BusinessCalendar,
              tz: ZoneInfo) -> datetime:
     """Due time for `target` from `opened_at` (aware UTC).
 
-    Minute targets run on the 7x24 clock. Business-day targets mean "accepted within N
+    Clock targets run on the 7x24 clock. Business-day targets mean "accepted within N
     business days": the end of the N-th business day after the opening day, in the account's
     time zone and on its region calendar.
     """
     if opened_at.tzinfo is None:
         raise ValueError("opened_at must be timezone-aware")
-    if target.minutes is not None:
-        return opened_at + timedelta(minutes=target.minutes)
+    if target.seconds is not None:
+        return opened_at + timedelta(seconds=target.seconds)
     assert target.business_days is not None
     local_day = opened_at.astimezone(tz).date()
     last = calendar.add_business_days(local_day, target.business_days)
@@ -59,11 +59,9 @@ def sla_terms(catalog: Catalog, tier: Tier, requested: Severity, opened_at: date
     """Terms for a case of `requested` severity opened at `opened_at` on `tier`."""
     severity, target = catalog.plan(tier).target_for(requested)
     escort = severity in catalog.escort_severities and in_window(opened_at, escort_windows)
-    if escort:
-        escort_target = Target(minutes=catalog.escort_target_minutes)
-        # the escort rule only ever shortens a target
-        if target.minutes is None or target.minutes > catalog.escort_target_minutes:
-            target = escort_target
+    # the escort rule only ever shortens a target
+    if escort and (target.seconds is None or target.seconds > catalog.escort_target_seconds):
+        target = Target(seconds=catalog.escort_target_seconds)
     due = deadline(opened_at, target, calendar, tz)
     warn = opened_at + (due - opened_at) * catalog.near_breach_ratio
     return SlaTerms(severity=severity, requested=requested, target=target, due_at=due,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.domain.catalog import Target
 from bot.domain.model import Case, CaseStatus, Lang
 from bot.i18n import Translator, time_token
 
@@ -51,7 +52,8 @@ class CaseCard:
         rows = [
             (t("card.status"), status),
             (t("card.opener"), f"<@{self.opener}>"),
-            (t("card.target"), t("card.target_value", target=self.target_label)
+            (t("card.target"), t("card.target_value",
+                                 target=t.target(Target.parse_label(self.target_label)))
              + (" · " + t("card.escort") if self.escort else "")),
             (t("card.due"), time_token(self.due_at)),
         ]
