@@ -38,7 +38,9 @@ class Translator:
         self.lang = lang
 
     def __call__(self, msg_id: str, **params: Any) -> str:
-        template = messages(self.lang).get(msg_id) or messages(Lang.EN).get(msg_id)
+        template = messages(self.lang).get(msg_id)
+        if template is None:
+            template = messages(Lang.EN).get(msg_id)
         if template is None:
             return msg_id
         return template.format(**params) if params else template

@@ -96,7 +96,11 @@ class Worker:
                 claimed = await jobs.claim(s, now, self.name, self.lease, self.batch)
             if not claimed:
                 return total
-            await asyncio.gather(*(self._run(job) for job in claimed))
+            # cards first: thread replies and card links in the same batch need their `ts`
+            cards = [j for j in claimed if j.kind == outbox.CARD_SYNC]
+            await asyncio.gather(*(self._run(job) for job in cards))
+            await asyncio.gather(*(self._run(job) for job in claimed
+                                   if job.kind != outbox.CARD_SYNC))
             total += len(claimed)
             if len(claimed) < self.batch:
                 return total

@@ -143,7 +143,7 @@ class JobRow(Base):
     due_at: Mapped[datetime]
     payload: Mapped[dict[str, Any]]
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
-    status: Mapped[str] = mapped_column(String(8), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
     locked_by: Mapped[str | None] = mapped_column(String(64))

@@ -7,10 +7,12 @@ from dataclasses import asdict
 from datetime import date
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
 from bot.i18n import Translator
 from bot.services import outbox
-from bot.services.base import Actor, AppContext, Refusal
+from bot.services.base import Actor, AppContext, Refusal, audit_denial
 from storage.repos import Accounts, Audit, Bindings, Staff
 
 ACCOUNT_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,62}$")
@@ -101,27 +103,36 @@ async def add_staff(app: AppContext, actor: Actor, user_id: str, role: Role) -> 
 
 async def link_channel(app: AppContext, actor: Actor, channel_id: str, key: str) -> Account:
     """Bind a channel to an account whose tier includes IM group support (rulebook §2)."""
-    now = app.clock()
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key.lower())
         if account is None:
             raise Refusal("account.unknown", key=key)
         if not app.catalog.plan(account.tier).im_group:
-            await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
-                                 action="denied:link", account_key=account.key,
-                                 reason=f"tier {account.tier.value} has no IM group support")
-            raise Refusal("link.tier_without_im", key=account.key, tier=account.tier.value)
-        previous = await Bindings(s).bound_account_key(channel_id)
-        await Bindings(s).bind(actor.team_id, channel_id, account.key, actor.user_id, now)
-        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
-                             action="channel.link", account_key=account.key,
-                             before={"account": previous} if previous else None,
-                             after={"channel": channel_id, "account": account.key})
-        t = Translator(account.lang)
-        await outbox.post(s, now, channel=channel_id,
-                          text=t("link.welcome", name=account.name, tier=t(f"tier.{account.tier}")),
-                          key=f"link:{channel_id}:{account.key}:{int(now.timestamp())}")
+            refused = account
+        else:
+            refused = None
+            await _bind(s, app, actor, channel_id, account)
+    if refused is not None:
+        # audited in its own transaction: the refusal rolls nothing back
+        await audit_denial(app, actor, "link", f"tier {refused.tier.value} has no IM group "
+                           "support", account_key=refused.key)
+        raise Refusal("link.tier_without_im", key=refused.key, tier=refused.tier.value)
     return account
+
+
+async def _bind(s: AsyncSession, app: AppContext, actor: Actor, channel_id: str,
+                account: Account) -> None:
+    now = app.clock()
+    previous = await Bindings(s).bound_account_key(channel_id)
+    await Bindings(s).bind(actor.team_id, channel_id, account.key, actor.user_id, now)
+    await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                         action="channel.link", account_key=account.key,
+                         before={"account": previous} if previous else None,
+                         after={"channel": channel_id, "account": account.key})
+    t = Translator(account.lang)
+    await outbox.post(s, now, channel=channel_id,
+                      text=t("link.welcome", name=account.name, tier=t(f"tier.{account.tier}")),
+                      key=f"link:{channel_id}:{account.key}:{int(now.timestamp())}")
 
 
 def _jsonable(d: dict[str, object]) -> dict[str, object]:

@@ -78,7 +78,7 @@ def upgrade() -> None:
         sa.Column("due_at", storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=False),
-        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("locked_until", storage.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("locked_by", sa.String(length=64), nullable=True),

@@ -1,0 +1,292 @@
+"""Cases and SLA clocks through the router and the worker, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from bot.domain.model import CaseStatus
+from bot.services.base import AppContext
+from bot.services.messenger import DeliveryError
+from bot.worker import Worker
+from handlers.core import Router
+from storage import jobs
+from storage.repos import Audit, Bindings, Cases
+from storage.tables import PerkRequestRow
+from tests.conftest import Clock, RecordingMessenger
+from tests.helpers import ACME_CH, BIZ_CH, CUSTOMER, ENGINEER, OTHER_CUSTOMER, TAM, Chat, seed
+
+
+@pytest.fixture
+async def chat(ctx: AppContext, router: Router) -> Chat:
+    c = Chat(ctx, router)
+    await seed(c)
+    return c
+
+
+@pytest.fixture
+def worker(ctx: AppContext, messenger: RecordingMessenger) -> Worker:
+    return Worker(ctx, messenger, name="w1")
+
+
+async def drain(worker: Worker) -> None:
+    """Run what is due now (twice: a first pass can queue follow-ups due now)."""
+    await worker.run_once()
+    await worker.run_once()
+
+
+def notices(m: RecordingMessenger, word: str) -> list[tuple[str, str]]:
+    return [(s.kind, s.target) for s in m.sent if word in s.text and s.card is None]
+
+
+async def test_open_posts_card_and_tells_staff_then_warns_and_breaches_once(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        clock: Clock) -> None:
+    opened_at = clock.now
+    reply = await chat(CUSTOMER, ACME_CH, "/support open S2 checkout API returns 500")
+    assert "Case *CS-1001* opened as S2" in reply.text and "< 30 min" in reply.text
+    await drain(worker)
+    cards = [s for s in messenger.sent if s.card is not None]
+    assert len(cards) == 1 and cards[0].target == ACME_CH and cards[0].card.ref == "CS-1001"
+    assert cards[0].card.due_at == opened_at + timedelta(minutes=30)
+    assert sorted(notices(messenger, "New case CS-1001")) == [("dm", TAM), ("post", "CDUTY")]
+    # nothing about staff matters reaches the customer group
+    assert not [s for s in messenger.sent if s.target == ACME_CH and "New case" in s.text]
+
+    clock.advance(minutes=23)  # before 80 % of 30 min
+    await drain(worker)
+    assert notices(messenger, "Near breach") == []
+    clock.advance(minutes=1, seconds=1)  # 24m01s: past the warning
+    await drain(worker)
+    await drain(worker)
+    assert sorted(notices(messenger, "Near breach: CS-1001")) == [("dm", TAM), ("post", "CDUTY")]
+
+    clock.advance(minutes=6)  # 30m01s
+    await drain(worker)
+    await drain(worker)
+    breach = notices(messenger, "SLA breach: CS-1001")
+    assert sorted(breach) == [("dm", TAM), ("post", "CDUTY")]
+    assert any("Case card: https://example.test/" in t for t in messenger.texts("dm", TAM))
+    updates = [s for s in messenger.sent if s.kind == "update"]
+    assert updates and updates[-1].card is not None and updates[-1].card.breached
+    clock.advance(hours=2)
+    await drain(worker)
+    assert len(notices(messenger, "SLA breach")) == 2 and len(notices(messenger, "Near")) == 2
+
+
+async def test_first_response_stops_the_clock(chat: Chat, ctx: AppContext, worker: Worker,
+                                              messenger: RecordingMessenger,
+                                              clock: Clock) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S1 all logins fail")
+    await drain(worker)
+    clock.advance(minutes=2)
+    assert "recorded (within target)" in (await chat(TAM, ACME_CH, "/tam ack CS-1001")).text
+    assert "already had" in (await chat(ENGINEER, ACME_CH, "/tam ack cs-1001")).text
+    clock.advance(hours=1)
+    await drain(worker)
+    assert notices(messenger, "Near breach") == [] and notices(messenger, "SLA breach") == []
+    async with ctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+        assert case is not None and case.status is CaseStatus.ACKNOWLEDGED
+        assert case.first_response_by == TAM
+        assert await jobs.count(s, status=jobs.CANCELLED) == 2
+        acts = [a.action for a in await Audit(s).for_case(1)]
+    assert acts == ["case.open", "case.first_response"]
+
+
+async def test_customer_reply_does_not_count_as_first_response(
+        chat: Chat, ctx: AppContext) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S3 slow disk")
+    reply = await chat(CUSTOMER, ACME_CH, "/tam ack CS-1001")
+    assert "for support staff" in reply.text
+    async with ctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.first_response_at is None
+
+
+async def test_regrade_recomputes_from_opening_and_supersedes_timers(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        clock: Clock) -> None:
+    opened = clock.now
+    await chat(CUSTOMER, ACME_CH, "/support open S4 report export is slow")
+    await drain(worker)
+    clock.advance(minutes=20)
+    reply = await chat(ENGINEER, ACME_CH, "/tam severity CS-1001 prod-down")
+    assert "re-graded to S2" in reply.text and "< 30 min" in reply.text
+    async with ctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+        audit = [a for a in await Audit(s).for_case(1) if a.action == "case.regrade"]
+    assert case is not None and case.due_at == opened + timedelta(minutes=30)
+    assert case.sla_generation == 2
+    assert audit[0].before["severity"] == "S4" and audit[0].after["severity"] == "S2"
+    # the old S4 timers (8 h) are cancelled; the S2 breach fires at opened + 30 min
+    clock.advance(minutes=10, seconds=1)
+    await drain(worker)
+    await drain(worker)
+    assert sorted(notices(messenger, "SLA breach: CS-1001")) == [("dm", TAM), ("post", "CDUTY")]
+    assert any("re-graded CS-1001 from S4 to S2" in t for t in messenger.texts("post", ACME_CH))
+    clock.advance(hours=9)
+    await drain(worker)
+    assert len(notices(messenger, "SLA breach")) == 2
+
+
+async def test_regrade_to_same_severity_is_refused(chat: Chat) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S3 x")
+    assert "already S3" in (await chat(TAM, ACME_CH, "/tam severity CS-1001 S3")).text
+
+
+async def test_escort_window_gives_s2_a_ten_minute_target(
+        chat: Chat, ctx: AppContext, clock: Clock) -> None:
+    async with ctx.db.transaction() as s:
+        s.add(PerkRequestRow(account_key="bizco", perk="escort", start_date=date(2026, 11, 24),
+                             amount=1, plan_year_start=date(2026, 1, 1), status="approved",
+                             channel_id=BIZ_CH, requested_by=CUSTOMER, requested_at=clock.now))
+    reply = await chat(CUSTOMER, BIZ_CH, "/support open S2 大促期间下单失败")
+    assert "10" in reply.text
+    async with ctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.escort and case.due_at == clock.now + timedelta(minutes=10)
+    reply = await chat(CUSTOMER, BIZ_CH, "/support open S3 报表慢")
+    async with ctx.db.transaction() as s:
+        case = await Cases(s).get(2)
+    assert case is not None and not case.escort and case.target_label == "3h"
+
+
+async def test_developer_s1_is_filed_as_s2_and_customer_told(
+        chat: Chat, ctx: AppContext, clock: Clock) -> None:
+    # a developer account can only reach a group through a later downgrade; bind directly
+    async with ctx.db.transaction() as s:
+        await Bindings(s).bind("T1", "CDEV", "devco", "test", clock.now)
+    reply = await chat(CUSTOMER, "CDEV", "/support open S1 everything down")
+    assert "does not include IM group support" in reply.text
+    async with ctx.db.transaction() as s:
+        assert await Cases(s).count() == 0
+
+
+async def test_region_outside_service_area_opens_with_notice(
+        chat: Chat, ctx: AppContext) -> None:
+    from bot.services import cases
+    from bot.services.base import resolve_actor
+
+    actor = await resolve_actor(ctx, "T1", CUSTOMER)
+    opened = await cases.open_case(ctx, actor, ACME_CH, __import__(
+        "bot.domain.model", fromlist=["Severity"]).Severity.S3, "latency", region="eu-paris")
+    assert ("case.region_excluded", {"region": "eu-paris"}) in opened.notices
+
+
+async def test_unbound_channel_gets_reason_and_alternatives(chat: Chat, ctx: AppContext) -> None:
+    reply = await chat(CUSTOMER, "CRANDOM", "/support open S2 help")
+    assert "not a support group" in reply.text and "hotline" in reply.text
+    async with ctx.db.transaction() as s:
+        assert await Cases(s).count() == 0
+
+
+async def test_customer_of_another_account_cannot_see_or_close_a_case(
+        chat: Chat, ctx: AppContext) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S2 secret acme outage")
+    for line in ("/support case CS-1001", "/support close CS-1001"):
+        reply = await chat(OTHER_CUSTOMER, BIZ_CH, line)
+        assert "secret" not in reply.text
+        assert reply.text in ("No such case in this group.", "此群中没有该案例。") or \
+            "CS-1001" not in reply.text
+    async with ctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.status is CaseStatus.OPEN
+    assert "secret acme outage" in (await chat(CUSTOMER, ACME_CH, "/support case CS-1001")).text
+
+
+async def test_cases_and_sla_views(chat: Chat, clock: Clock) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S2 api down")
+    await chat(CUSTOMER, ACME_CH, "/support open S5 how to tune nginx")
+    clock.advance(minutes=40)
+    listing = (await chat(CUSTOMER, ACME_CH, "/support cases")).text
+    assert "Open cases of Acme Corp (2)" in listing
+    assert "*CS-1001* [S2] api down" in listing and "overdue by 10m" in listing
+    assert "*CS-1002* [S5]" in listing and "15h 20m left" in listing
+    sla = (await chat(CUSTOMER, ACME_CH, "/support sla")).text
+    assert "CS-1001" in sla and "<t:" in sla
+    breaches = (await chat(TAM, ACME_CH, "/tam breaches")).text
+    assert "acme:" in breaches and "CS-1001" in breaches and "CS-1002" not in breaches
+
+
+async def test_customer_closes_own_case_and_staff_resolves(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        clock: Clock) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S3 one")
+    await chat(CUSTOMER, ACME_CH, "/support open S3 two")
+    await drain(worker)
+    assert "CS-1001 closed" in (await chat(CUSTOMER, ACME_CH, "/support close CS-1001")).text
+    assert "CS-1002 resolved" in (await chat(TAM, ACME_CH, "/tam resolve CS-1002")).text
+    assert "already" in (await chat(TAM, ACME_CH, "/tam resolve CS-1002")).text
+    clock.advance(hours=4)
+    await drain(worker)
+    await drain(worker)
+    assert notices(messenger, "SLA breach") == []
+    assert any("CS-1001 was closed by" in t for t in messenger.texts("post", ACME_CH))
+
+
+@pytest.mark.parametrize("failure", [
+    DeliveryError("chat.postMessage: rate limited", retry_after=3),
+    DeliveryError("chat.postMessage: internal_error"),
+])
+async def test_slack_failure_delays_a_notice_but_never_loses_or_doubles_it(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        clock: Clock, failure: DeliveryError) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S1 down")
+    await drain(worker)
+    clock.advance(minutes=8, seconds=1)
+    await drain(worker)  # the near-breach warning goes out first
+    clock.advance(minutes=2)
+    messenger.failures = [failure] * 3  # the card update, then both notices
+    await drain(worker)  # breach fires; the card update and both notices fail once
+    assert notices(messenger, "SLA breach") == []
+    async with ctx.db.transaction() as s:
+        assert await jobs.count(s, status=jobs.PENDING, kind="msg.post") == 2
+    clock.advance(seconds=3)
+    await drain(worker)
+    assert sorted(notices(messenger, "SLA breach")) == [("dm", TAM), ("post", "CDUTY")]
+    clock.advance(minutes=10)
+    await drain(worker)
+    assert len(notices(messenger, "SLA breach")) == 2
+
+
+async def test_permanent_failure_is_not_retried(chat: Chat, ctx: AppContext, worker: Worker,
+                                                messenger: RecordingMessenger) -> None:
+    messenger.failures = [DeliveryError("channel_not_found", permanent=True)]
+    await chat(CUSTOMER, ACME_CH, "/support open S3 x")
+    await drain(worker)
+    async with ctx.db.transaction() as s:
+        assert await jobs.count(s, status=jobs.DEAD) == 1
+
+
+async def test_two_workers_share_timers_and_send_each_notice_once(
+        chat: Chat, ctx: AppContext, messenger: RecordingMessenger, clock: Clock) -> None:
+    for i in range(12):
+        await chat(CUSTOMER, ACME_CH, f"/support open S1 outage {i}")
+    w1, w2 = Worker(ctx, messenger, name="w1", batch=5), Worker(ctx, messenger, name="w2",
+                                                                 batch=5)
+    clock.advance(minutes=11)
+    for _ in range(3):
+        await asyncio.gather(w1.run_once(), w2.run_once())
+        clock.advance(seconds=2)  # a notice whose card the other worker posted waits 1 s
+    for i in range(12):
+        assert sorted(notices(messenger, f"SLA breach: CS-{1001 + i} ")) == [
+            ("dm", TAM), ("post", "CDUTY")]
+    assert len(notices(messenger, "New case")) == 24
+    assert w1.processed > 0 and w2.processed > 0 or ctx.db.is_sqlite
+
+
+async def test_worker_sleeps_until_the_next_due_time(ctx: AppContext, chat: Chat,
+                                                     worker: Worker, clock: Clock) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S2 x")
+    await drain(worker)
+    async with ctx.db.transaction() as s:
+        due = await jobs.next_due(s)
+    assert due == clock.now + timedelta(minutes=24)
+    assert await worker._sleep_for() == pytest.approx(ctx.settings.worker_poll_seconds)
+
+
+def test_clock_starts_on_a_working_tuesday() -> None:
+    assert Clock().now == datetime(2026, 11, 24, 2, 0, tzinfo=UTC)

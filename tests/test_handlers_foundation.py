@@ -1,0 +1,137 @@
+"""Commands of the Foundation issue through the neutral router, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.domain.model import Lang
+from bot.i18n import Translator
+from bot.services.base import AppContext
+from handlers.core import Router, Visibility
+from storage import jobs
+from storage.repos import Accounts, Audit, Bindings, Staff
+from tests.helpers import (
+    ACME_CH,
+    ADMIN,
+    BIZ_CH,
+    CUSTOMER,
+    ENGINEER,
+    NOWHERE_CH,
+    TAM,
+    TEAM,
+    Chat,
+    seed,
+)
+
+
+@pytest.fixture
+async def chat(ctx: AppContext, router: Router) -> Chat:
+    c = Chat(ctx, router)
+    await seed(c)
+    return c
+
+
+async def test_support_plan_shows_enterprise_entitlements_and_quotas(chat: Chat) -> None:
+    reply = await chat(CUSTOMER, ACME_CH, "/support plan")
+    assert reply.visibility is Visibility.EPHEMERAL
+    text = reply.text
+    assert "*Acme Corp* — Enterprise plan (annual), 2026-01-01 → 2027-01-01" in text
+    assert "dedicated TAM" in text and f"<@{TAM}>" in text
+    assert "S1 core-down < 10 min" in text and "S5 guidance < 16 h" in text
+    assert "• Escort days: 0 used, 0 pending, 3 left of 3" in text
+    assert "• Availability check: 0 used, 0 pending, 1 left of 1" in text
+    assert "monthly service report" in text
+    assert "adds:" not in text  # nothing above enterprise
+
+
+async def test_support_plan_in_chinese_for_a_zh_account(chat: Chat) -> None:
+    text = (await chat(CUSTOMER, BIZ_CH, "/support plan")).text
+    zh = Translator(Lang.ZH)
+    assert zh("tier.business") in text
+    assert zh("perk.escort") in text and "1" in text
+    assert "Escort days" not in text
+    assert zh("tier.enterprise") in text  # what the next tier adds
+
+
+async def test_link_refuses_a_tier_without_im_group_and_changes_nothing(
+        chat: Chat, ctx: AppContext) -> None:
+    reply = await chat(TAM, "CDEV", "/tam link devco")
+    assert "developer tier" in reply.text and "does not include IM group support" in reply.text
+    assert "tickets" in reply.text and "hotline" in reply.text
+    async with ctx.db.transaction() as s:
+        assert await Bindings(s).account_for("CDEV") is None
+        denials = await Audit(s).by_action("denied:link")
+    assert denials and denials[-1].actor == TAM
+
+
+async def test_support_help_is_generated_from_the_router(chat: Chat, router: Router) -> None:
+    text = (await chat(CUSTOMER, ACME_CH, "/support help")).text
+    for cmd in router.commands:
+        if cmd.root == "support":
+            assert router.usage(cmd) in text
+
+
+async def test_tam_help_hides_admin_commands_from_an_engineer(chat: Chat) -> None:
+    text = (await chat(ENGINEER, ACME_CH, "/tam help")).text
+    assert "/tam ack <ref>" in text
+    assert "/tam account add" not in text
+    admin_text = (await chat(ADMIN, ACME_CH, "/tam help")).text
+    assert "/tam account add" in admin_text
+
+
+async def test_customer_cannot_run_tam_commands_and_denial_is_audited(
+        chat: Chat, ctx: AppContext) -> None:
+    reply = await chat(CUSTOMER, ACME_CH, "/tam account add evil enterprise annual")
+    assert "for support staff" in reply.text
+    async with ctx.db.transaction() as s:
+        assert await Accounts(s).get("evil") is None
+        denials = await Audit(s).by_action("denied:tam account")
+    assert [d.actor for d in denials] == [CUSTOMER]
+
+
+async def test_engineer_cannot_run_admin_commands(chat: Chat, ctx: AppContext) -> None:
+    reply = await chat(ENGINEER, ACME_CH, f"/tam staff add <@{ENGINEER}> admin")
+    assert "needs the admin role" in reply.text
+    async with ctx.db.transaction() as s:
+        member = await Staff(s).get(TEAM, ENGINEER)
+    assert member is not None and member.role.value == "engineer"
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("/tam account add x1 platinum annual", "“platinum” is not a tier"),
+    ("/tam account add x1 enterprise yearly", "“yearly” is not a term"),
+    ("/tam account add x1 enterprise annual start=2026-13-01", "“2026-13-01” is not a date"),
+    ("/tam account add x1 enterprise annual lang=fr", "“fr” is not a language"),
+    ("/tam account add x1 enterprise annual region=mars-1", "“mars-1” is not a region"),
+    ("/tam account add x1 enterprise annual color=red", "Unknown option “color”"),
+    ("/tam account add X! enterprise annual", "cannot be an account id"),
+    ("/tam account add acme enterprise annual", "already exists"),
+    ("/tam account add x1 enterprise", "takes 3 argument"),
+    ('/tam account add x1 enterprise annual name="unclosed', "a quote is not closed"),
+    ("/tam account assign nope <@UTAM>", "no account “nope”"),
+    ("/tam account assign bizco <@UTAM>", "Enterprise only"),
+    ("/tam account assign acme <@UNOBODY>", "not a TAM or admin"),
+    ("/tam account assign acme somebody", "is not a user"),
+    ("/tam staff add <@UXYZ> boss", "“boss” is not a role"),
+    ("/tam frobnicate", "There is no `/tam frobnicate` command"),
+])
+async def test_bad_input_gets_a_specific_answer_and_changes_nothing(
+        chat: Chat, ctx: AppContext, line: str, expected: str) -> None:
+    async with ctx.db.transaction() as s:
+        before = (await Accounts(s).list(), await jobs.count(s))
+    reply = await chat(ADMIN, NOWHERE_CH, line)
+    assert expected in reply.text
+    assert reply.visibility is Visibility.EPHEMERAL
+    async with ctx.db.transaction() as s:
+        assert (await Accounts(s).list(), await jobs.count(s)) == before
+
+
+async def test_link_posts_a_welcome_through_the_outbox(chat: Chat, ctx: AppContext) -> None:
+    async with ctx.db.transaction() as s:
+        assert await jobs.count(s, kind="msg.post") == 2  # one welcome per linked group
+        assert (await Bindings(s).account_for(ACME_CH)).key == "acme"  # type: ignore[union-attr]
+
+
+async def test_unbound_channel_plan_points_to_tickets_and_hotline(chat: Chat) -> None:
+    text = (await chat(CUSTOMER, NOWHERE_CH, "/support plan")).text
+    assert "not a support group" in text and "hotline" in text
