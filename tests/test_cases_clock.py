@@ -275,7 +275,7 @@ async def test_two_workers_share_timers_and_send_each_notice_once(
         assert sorted(notices(messenger, f"SLA breach: CS-{1001 + i} ")) == [
             ("dm", TAM), ("post", "CDUTY")]
     assert len(notices(messenger, "New case")) == 24
-    assert w1.processed > 0 and w2.processed > 0 or ctx.db.is_sqlite
+    assert (w1.processed > 0 and w2.processed > 0) or ctx.db.is_sqlite
 
 
 async def test_worker_sleeps_until_the_next_due_time(ctx: AppContext, chat: Chat,

@@ -177,7 +177,7 @@ def parse_case_ref(text: str) -> int | None:
     t = text.strip().upper().lstrip("#")
     if t.startswith("CS-"):
         t = t[3:]
-    if not t.isdigit() or len(t) > 12:
+    if not (t.isascii() and t.isdecimal()) or len(t) > 12:
         return None
     n = int(t)
     return n - 1000 if n > 1000 else None

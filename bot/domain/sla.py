@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.domain.calendar import BusinessCalendar
@@ -39,13 +39,15 @@ def deadline(opened_at: datetime, target: Target, calendar: BusinessCalendar,
     """
     if opened_at.tzinfo is None:
         raise ValueError("opened_at must be timezone-aware")
+    # clock targets are elapsed time: add them in UTC, never across a DST wall-clock jump
+    opened_at = opened_at.astimezone(UTC)
     if target.seconds is not None:
         return opened_at + timedelta(seconds=target.seconds)
     assert target.business_days is not None
     local_day = opened_at.astimezone(tz).date()
     last = calendar.add_business_days(local_day, target.business_days)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz)
-    return end.astimezone(opened_at.tzinfo)
+    return end.astimezone(UTC)
 
 
 def in_window(at: datetime, windows: Iterable[tuple[datetime, datetime]]) -> bool:
@@ -57,6 +59,9 @@ def sla_terms(catalog: Catalog, tier: Tier, requested: Severity, opened_at: date
               calendar: BusinessCalendar, tz: ZoneInfo,
               escort_windows: Iterable[tuple[datetime, datetime]] = ()) -> SlaTerms:
     """Terms for a case of `requested` severity opened at `opened_at` on `tier`."""
+    if opened_at.tzinfo is None:
+        raise ValueError("opened_at must be timezone-aware")
+    opened_at = opened_at.astimezone(UTC)
     severity, target = catalog.plan(tier).target_for(requested)
     escort = severity in catalog.escort_severities and in_window(opened_at, escort_windows)
     # the escort rule only ever shortens a target

@@ -66,7 +66,14 @@ def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
     async def events(request: web.Request) -> web.Response:
         assert bolt is not None
         bolt_req = await to_bolt_request(request)
-        return await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
+        try:
+            bolt_resp = await bolt.async_dispatch(bolt_req)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # Bolt reads payload fields before our listeners run; a body of the wrong shape
+            # is the sender's fault (4xx), not ours, and must not show a traceback
+            log.warning("malformed Slack payload rejected", exc_info=True)
+            return web.json_response({"error": "malformed payload"}, status=400)
+        return await to_aiohttp_response(bolt_resp)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

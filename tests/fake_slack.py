@@ -1,0 +1,185 @@
+"""A local fake of Slack's Web API (and response_url), reached over HTTP via SLACK_API_URL.
+
+It records every call with its body, answers like Slack for the methods the bot uses, and can
+inject 429 with Retry-After, 5xx and slow answers. Tests await conditions on the recording
+instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+@dataclass
+class Call:
+    method: str
+    body: dict[str, Any]
+    status: int
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@dataclass
+class Fault:
+    status: int  # 429, 500, 503 ... or 0 for "answer slowly"
+    retry_after: float = 1.0
+    delay: float = 0.0
+    times: int = 1
+    channel: str | None = None  # only calls for this channel
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.responses: list[dict[str, Any]] = []  # bodies posted to response_url
+        self.faults: dict[str, list[Fault]] = {}
+        self.messages: dict[tuple[str, str], str] = {}  # (channel, ts) -> text
+        self.permanent_errors: dict[str, str] = {}  # channel -> Slack error code
+        self._ts = count(1)
+        self._changed = asyncio.Condition()
+        self.server: TestServer | None = None
+        self.team_id = "T1"
+
+    # -- set-up ---------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/response/{id}", self._response_url)
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+        return self.url
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def response_url(self, n: int | str = 1) -> str:
+        return f"{self.url}/response/{n}"
+
+    def fail(self, method: str, status: int, *, retry_after: float = 1.0, times: int = 1,
+             delay: float = 0.0, channel: str | None = None) -> None:
+        self.faults.setdefault(method, []).append(
+            Fault(status, retry_after, delay, times, channel))
+
+    # -- queries --------------------------------------------------------------------------
+    def of(self, method: str, ok_only: bool = True) -> list[dict[str, Any]]:
+        return [c.body for c in self.calls if c.method == method and (c.ok or not ok_only)]
+
+    def posts_to(self, channel: str) -> list[dict[str, Any]]:
+        return [b for b in self.of("chat.postMessage") if b.get("channel") == channel]
+
+    async def wait_for(self, predicate: Callable[[], Any], limit: float = 10.0) -> Any:
+        """Wait until `predicate()` is truthy (re-checked on every recorded call)."""
+        async def loop() -> Any:
+            async with self._changed:
+                while True:
+                    value = predicate()
+                    if value:
+                        return value
+                    await self._changed.wait()
+        try:
+            return await asyncio.wait_for(loop(), limit)
+        except TimeoutError:
+            raise AssertionError(f"condition not met in {limit}s; calls: "
+                                 f"{[c.method for c in self.calls]}") from None
+
+    async def _record(self, call: Call) -> None:
+        self.calls.append(call)
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- handlers -------------------------------------------------------------------------
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.method == "GET":
+            return dict(request.query)
+        raw = await request.text()
+        if request.content_type == "application/json":
+            return dict(json.loads(raw or "{}"))
+        body: dict[str, Any] = {}
+        for k, v in parse_qsl(raw, keep_blank_values=True):
+            if v[:1] in "[{":
+                try:
+                    body[k] = json.loads(v)
+                    continue
+                except ValueError:
+                    pass
+            body[k] = v
+        return body
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        body = await self._body(request)
+        faults = self.faults.get(method) or []
+        fault = next((f for f in faults if f.channel in (None, body.get("channel"))), None)
+        if fault is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                faults.remove(fault)
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status == 429:
+                await self._record(Call(method, body, 429))
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                         headers={"Retry-After": str(int(fault.retry_after))})
+            if fault.status >= 500:
+                await self._record(Call(method, body, fault.status))
+                return web.Response(status=fault.status, text="upstream trouble")
+        channel = str(body.get("channel", ""))
+        if channel in self.permanent_errors and method.startswith("chat."):
+            await self._record(Call(method, body, 200))
+            return web.json_response({"ok": False, "error": self.permanent_errors[channel]})
+        result = self._answer(method, body)
+        await self._record(Call(method, body, 200))
+        return web.json_response(result)
+
+    def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"ok": True, "url": "https://fake.slack/", "team": "Fake", "user": "bot",
+                    "team_id": self.team_id, "user_id": "UBOT", "bot_id": "BBOT"}
+        if method == "chat.postMessage":
+            ts = f"{1_800_000_000 + next(self._ts)}.000200"
+            self.messages[(str(body.get("channel")), ts)] = str(body.get("text", ""))
+            return {"ok": True, "channel": body.get("channel"), "ts": ts,
+                    "message": {"text": body.get("text"), "ts": ts}}
+        if method == "chat.update":
+            return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": f"{1_800_000_000 + next(self._ts)}.000300"}
+        if method == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + str(body.get("users", "X"))}}
+        if method == "conversations.history":
+            key = (str(body.get("channel")), str(body.get("latest")))
+            text = self.messages.get(key)
+            return {"ok": True, "messages": [{"ts": key[1], "text": text}] if text else []}
+        if method == "views.open":
+            return {"ok": True, "view": {"id": "V1", **(body.get("view") or {})}}
+        return {"ok": True}
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        self.responses.append(body)
+        await self._record(Call("response_url", body, 200))
+        return web.Response(text="ok")

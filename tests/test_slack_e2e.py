@@ -1,0 +1,295 @@
+"""End to end over HTTP: signed requests into the bot's real aiohttp server, Web API calls
+out to a local fake Slack. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from bot.adapters.slack.app import make_client
+from bot.adapters.slack.messenger import SlackMessenger
+from bot.domain.model import CaseStatus
+from bot.services.base import AppContext
+from bot.worker import Worker
+from handlers.core import Router
+from storage import jobs
+from storage.repos import Cases
+from tests.conftest import Clock
+from tests.fake_slack import FakeSlack
+from tests.helpers import ACME_CH, CUSTOMER, ENGINEER, OTHER_CUSTOMER, TAM, Chat, seed
+from tests.slack_harness import SECRET, TOKEN, BotServer
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    f = FakeSlack()
+    await f.start()
+    yield f
+    await f.close()
+
+
+@pytest.fixture
+async def sctx(ctx: AppContext, fake: FakeSlack, router: Router) -> AppContext:
+    s = replace(ctx.settings, slack_api_url=fake.api_url, slack_bot_token=TOKEN,
+                slack_signing_secret=SECRET)
+    c = replace(ctx, settings=s)
+    await seed(Chat(c, router))
+    return c
+
+
+@pytest.fixture
+async def bot(sctx: AppContext, router: Router, fake: FakeSlack) -> AsyncIterator[BotServer]:
+    b = BotServer(sctx, router, fake)
+    await b.start()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+def worker(sctx: AppContext) -> Worker:
+    return Worker(sctx, SlackMessenger(make_client(sctx.settings)), name="e2e")
+
+
+async def deliver(worker: Worker, rounds: int = 2) -> None:
+    for _ in range(rounds):
+        await worker.run_once()
+
+
+def card_posts(fake: FakeSlack) -> list[dict[str, Any]]:
+    return [b for b in fake.posts_to(ACME_CH) if "Acknowledge" in json.dumps(b.get("blocks"))]
+
+
+async def open_by_command(bot: BotServer, fake: FakeSlack, worker: Worker,
+                          summary: str = "checkout API returns 500") -> dict[str, Any]:
+    resp = await bot.command("support", f"open S2 {summary}", user=CUSTOMER, channel=ACME_CH)
+    assert resp.status == 200
+    reply = await fake.wait_for(lambda: [r for r in fake.responses if "opened" in
+                                         str(r.get("text"))])
+    await deliver(worker)
+    return reply[-1]
+
+
+async def test_open_by_command_posts_card_and_dm(bot: BotServer, fake: FakeSlack,
+                                                 worker: Worker, sctx: AppContext) -> None:
+    reply = await open_by_command(bot, fake, worker)
+    assert reply["response_type"] == "ephemeral" and "CS-1001" in reply["text"]
+    assert "<!date^" in reply["text"]  # times as Slack date tokens
+    cards = card_posts(fake)
+    assert len(cards) == 1
+    blocks = json.dumps(cards[0]["blocks"])
+    assert "CS-1001" in blocks and "<!date^" in blocks and "case_ack" in blocks
+    assert fake.of("conversations.open")[0]["users"] == TAM
+    dm = [b for b in fake.of("chat.postMessage") if b["channel"] == "D" + TAM]
+    assert "New case CS-1001" in dm[0]["text"] and "/archives/CACME/p" in dm[0]["text"]
+    assert any("New case CS-1001" in b["text"] for b in fake.posts_to("CDUTY"))
+    assert not [b for b in fake.posts_to(ACME_CH) if "New case" in b.get("text", "")]
+
+
+async def test_open_without_arguments_opens_modal_and_submission_opens_case(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext) -> None:
+    await bot.command("support", "open", user=CUSTOMER, channel=ACME_CH)
+    opened = await fake.wait_for(lambda: fake.of("views.open"))
+    view = opened[0]["view"]
+    assert view["callback_id"] == "open_case" and view["private_metadata"] == ACME_CH
+    submission = {
+        "type": "view_submission", "team": {"id": "T1"},
+        "user": {"id": CUSTOMER, "team_id": "T1"}, "api_app_id": "A1", "trigger_id": "t",
+        "view": {**view, "id": "V1", "state": {"values": {
+            "severity": {"value": {"type": "static_select",
+                                   "selected_option": {"value": "S1"}}},
+            "summary": {"value": {"type": "plain_text_input", "value": "payments down"}},
+            "description": {"value": {"type": "plain_text_input", "value": "all regions"}},
+            "region": {"value": {"type": "plain_text_input", "value": "eu-paris"}},
+            "software": {"value": {"type": "plain_text_input", "value": "nginx"}},
+        }}},
+    }
+    resp = await bot.interaction(submission)
+    assert resp.status == 200
+    eph = await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+    assert "CS-1001" in eph[0]["text"] and "eu-paris" in eph[0]["text"]
+    async with sctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.severity.value == "S1" and case.software == "nginx"
+    assert case.description == "all regions" and case.region == "eu-paris"
+
+
+async def test_modal_without_summary_gets_field_error_and_no_case(
+        bot: BotServer, fake: FakeSlack, sctx: AppContext) -> None:
+    submission = {
+        "type": "view_submission", "team": {"id": "T1"}, "user": {"id": CUSTOMER},
+        "view": {"id": "V1", "type": "modal", "callback_id": "open_case",
+                 "private_metadata": ACME_CH,
+                 "state": {"values": {
+                     "severity": {"value": {"type": "static_select",
+                                            "selected_option": {"value": "S3"}}},
+                     "summary": {"value": {"type": "plain_text_input", "value": "   "}}}}},
+    }
+    resp = await bot.interaction(submission)
+    body = json.loads(await resp.text())
+    assert body["response_action"] == "errors" and "summary" in body["errors"]
+    async with sctx.db.transaction() as s:
+        assert await Cases(s).count() == 0
+
+
+async def test_message_shortcut_opens_prefilled_form(bot: BotServer, fake: FakeSlack) -> None:
+    await bot.interaction({
+        "type": "message_action", "callback_id": "open_case_from_message",
+        "trigger_id": "trig", "team": {"id": "T1"}, "user": {"id": CUSTOMER},
+        "channel": {"id": ACME_CH}, "message": {"text": "DB replica lag > 10 min", "ts": "1.2"},
+        "response_url": fake.response_url("sc")})
+    view = (await fake.wait_for(lambda: fake.of("views.open")))[0]["view"]
+    assert "DB replica lag" in json.dumps(view["blocks"])
+
+
+async def test_reaction_offers_button_that_opens_prefilled_form(
+        bot: BotServer, fake: FakeSlack) -> None:
+    fake.messages[(ACME_CH, "1700000000.000900")] = "Our ECS instances keep rebooting"
+    resp = await bot.event({"type": "reaction_added", "user": CUSTOMER, "reaction": "ticket",
+                            "item": {"type": "message", "channel": ACME_CH,
+                                     "ts": "1700000000.000900"}}, "Ev1")
+    assert resp.status == 200
+    offer = (await fake.wait_for(lambda: fake.of("chat.postEphemeral")))[0]
+    assert offer["user"] == CUSTOMER
+    button = offer["blocks"][1]["elements"][0]
+    await bot.interaction({
+        "type": "block_actions", "trigger_id": "trig2", "team": {"id": "T1"},
+        "user": {"id": CUSTOMER}, "channel": {"id": ACME_CH}, "container": {},
+        "response_url": fake.response_url("rx"),
+        "actions": [{"action_id": button["action_id"], "value": button["value"],
+                     "type": "button", "block_id": "b"}]})
+    view = (await fake.wait_for(lambda: fake.of("views.open")))[0]["view"]
+    assert "ECS instances keep rebooting" in json.dumps(view["blocks"])
+
+
+async def test_retried_event_does_its_work_once(bot: BotServer, fake: FakeSlack) -> None:
+    event = {"type": "reaction_added", "user": CUSTOMER, "reaction": "ticket",
+             "item": {"type": "message", "channel": ACME_CH, "ts": "1.5"}}
+    assert (await bot.event(event, "EvSame")).status == 200
+    await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+    retry = await bot.event(event, "EvSame", extra_headers={"X-Slack-Retry-Num": "1",
+                                                            "X-Slack-Retry-Reason": "timeout"})
+    assert retry.status == 200
+    # a different event that is a first delivery but carries a retry header still works
+    await bot.event({**event, "item": {**event["item"], "ts": "1.6"}}, "EvOther",
+                    extra_headers={"X-Slack-Retry-Num": "2"})
+    await fake.wait_for(lambda: len(fake.of("chat.postEphemeral")) >= 2)
+    await asyncio.sleep(0.2)  # give a (wrong) duplicate the chance to show up
+    assert len(fake.of("chat.postEphemeral")) == 2
+
+
+async def test_first_response_by_thread_reply_counts_staff_only(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext) -> None:
+    await open_by_command(bot, fake, worker)
+    card_ts = card_posts(fake)[0]
+    async with sctx.db.transaction() as s:
+        ts = (await Cases(s).get(1)).card_ts  # type: ignore[union-attr]
+    assert ts is not None and card_ts
+    await bot.event({"type": "message", "channel": ACME_CH, "user": CUSTOMER, "text": "any news?",
+                     "ts": "1800000099.1", "thread_ts": ts}, "EvC")
+    await bot.event({"type": "message", "channel": ACME_CH, "user": ENGINEER,
+                     "text": "looking now", "ts": "1800000099.2", "thread_ts": ts}, "EvE")
+
+    async def acked() -> bool:
+        async with sctx.db.transaction() as s:
+            case = await Cases(s).get(1)
+        return case is not None and case.status is CaseStatus.ACKNOWLEDGED
+
+    for _ in range(100):
+        if await acked():
+            break
+        await asyncio.sleep(0.02)
+    async with sctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.first_response_by == ENGINEER
+    await deliver(worker)
+    assert fake.of("chat.update") and fake.of("chat.update")[-1]["ts"] == ts
+
+
+async def test_first_response_by_button_and_command(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext) -> None:
+    await open_by_command(bot, fake, worker, "one")
+    await open_by_command(bot, fake, worker, "two")
+    click = {"type": "block_actions", "trigger_id": "t", "team": {"id": "T1"},
+             "user": {"id": TAM}, "channel": {"id": ACME_CH}, "container": {},
+             "actions": [{"action_id": "case_ack", "value": "1", "type": "button",
+                          "block_id": "b"}]}
+    await bot.interaction(click)
+    eph = await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+    assert "First response recorded" in eph[0]["text"]
+    await bot.command("tam", "ack CS-1002", user=TAM, channel=ACME_CH)
+    await fake.wait_for(lambda: [r for r in fake.responses if "CS-1002" in str(r.get("text"))
+                                 and "recorded" in str(r.get("text"))])
+    async with sctx.db.transaction() as s:
+        assert (await Cases(s).get(1)).status is CaseStatus.ACKNOWLEDGED  # type: ignore[union-attr]
+        assert (await Cases(s).get(2)).status is CaseStatus.ACKNOWLEDGED  # type: ignore[union-attr]
+
+
+async def test_forged_button_from_another_group_is_refused(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext) -> None:
+    await open_by_command(bot, fake, worker)
+    forged = {"type": "block_actions", "trigger_id": "t", "team": {"id": "T1"},
+              "user": {"id": OTHER_CUSTOMER}, "channel": {"id": "CBIZ"}, "container": {},
+              "actions": [{"action_id": "case_close", "value": "1", "type": "button",
+                           "block_id": "b"}]}
+    await bot.interaction(forged)
+    eph = await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+    assert "CS-1001" not in eph[0]["text"]
+    async with sctx.db.transaction() as s:
+        assert (await Cases(s).get(1)).status is CaseStatus.OPEN  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("tamper", ["signature", "stale", "future"])
+async def test_bad_signature_or_timestamp_gets_401_and_changes_nothing(
+        bot: BotServer, fake: FakeSlack, sctx: AppContext, tamper: str) -> None:
+    import time
+
+    kw: dict[str, Any] = {}
+    if tamper == "signature":
+        kw["signature"] = "v0=" + "0" * 64
+    elif tamper == "stale":
+        kw["timestamp"] = int(time.time()) - 600
+    else:
+        kw["timestamp"] = int(time.time()) + 600
+    resp = await bot.command("support", "open S1 evil", user=CUSTOMER, channel=ACME_CH, **kw)
+    assert resp.status == 401
+    await asyncio.sleep(0.1)
+    async with sctx.db.transaction() as s:
+        assert await Cases(s).count() == 0
+    assert fake.responses == []
+
+
+async def test_health_ready_and_metrics(bot: BotServer) -> None:
+    assert (await bot.get("/healthz"))[0] == 200
+    status, body = await bot.get("/readyz")
+    assert status == 200 and "ready" in body
+    status, body = await bot.get("/metrics")
+    assert status == 200 and "supportbot_timer_lag_seconds" in body
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_notice_survives_slack_429_and_5xx_exactly_once(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext, clock: Clock,
+        status: int) -> None:
+    await open_by_command(bot, fake, worker)
+    clock.advance(minutes=24, seconds=1)
+    await deliver(worker)
+    clock.advance(minutes=6)
+    # more failures than the client's own retries (2): the outbox retry must take over
+    fake.fail("chat.postMessage", status, retry_after=1, times=3, channel="CDUTY")
+    await deliver(worker)
+    async with sctx.db.transaction() as s:
+        pending = await jobs.count(s, status=jobs.PENDING, kind="msg.post")
+    breach_to_duty = [b for b in fake.posts_to("CDUTY") if "SLA breach" in b["text"]]
+    assert len(breach_to_duty) + pending == 1
+    clock.advance(seconds=5)
+    await deliver(worker)
+    breach_to_duty = [b for b in fake.posts_to("CDUTY") if "SLA breach" in b["text"]]
+    assert len(breach_to_duty) == 1
+    assert [c.status for c in fake.calls if c.method == "chat.postMessage"
+            and c.body.get("channel") == "CDUTY" and "SLA breach" in c.body.get("text", "")
+            ].count(status) == 3
