@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, load_catalog
 from bot.domain.catalog import CatalogError
 from bot.domain.model import Role, StaffMember
 
@@ -67,11 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
-    except ConfigError as exc:
+        if args.command == "run":
+            settings.require_slack()
+        load_catalog(settings.catalog_path)  # a bad catalog stops every command up front
+    except (ConfigError, CatalogError) as exc:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level if args.command == "run" else "WARNING",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.command == "run":
             from bot.app import serve

@@ -30,6 +30,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 3000
     worker_poll_seconds: float = 5.0
+    worker_lease_seconds: float = 30.0
     log_level: str = "INFO"
 
     @classmethod
@@ -49,11 +50,8 @@ class Settings:
                               "postgresql+asyncpg://")
         if db_url.startswith(("postgresql://", "postgres://")):
             db_url = "postgresql+asyncpg://" + db_url.split("://", 1)[1]
-        poll = env.get("SUPPORTBOT_POLL_SECONDS", "5")
-        try:
-            poll_s = float(poll)
-        except ValueError:
-            raise ConfigError(f"SUPPORTBOT_POLL_SECONDS must be a number, got {poll!r}") from None
+        poll_s = _positive(env, "SUPPORTBOT_POLL_SECONDS", 5.0)
+        lease_s = _positive(env, "SUPPORTBOT_LEASE_SECONDS", 30.0)
         admins = frozenset(a.strip() for a in env.get("SUPPORTBOT_ADMINS", "").split(",")
                            if a.strip())
         return cls(
@@ -68,6 +66,7 @@ class Settings:
             host=env.get("HOST", "0.0.0.0"),
             port=int(port_text),
             worker_poll_seconds=poll_s,
+            worker_lease_seconds=lease_s,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
 
@@ -84,6 +83,19 @@ class Settings:
         elif not self.slack_signing_secret:
             raise ConfigError("SLACK_SIGNING_SECRET is not set (needed for HTTP mode; set "
                               "SLACK_APP_TOKEN instead for Socket Mode)")
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:
+        raise ConfigError(f"{name} must be a number of seconds above 0, got {text!r}")
+    return value
 
 
 def load_catalog(path: str | None) -> Catalog:

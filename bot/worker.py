@@ -37,11 +37,11 @@ class NotReady(Exception):
 
 
 class Worker:
-    def __init__(self, app: AppContext, messenger: Messenger, *, lease: float = 60.0,
+    def __init__(self, app: AppContext, messenger: Messenger, *, lease: float | None = None,
                  batch: int = 50, poll: float | None = None, name: str | None = None) -> None:
         self.app = app
         self.messenger = messenger
-        self.lease = timedelta(seconds=lease)
+        self.lease = timedelta(seconds=lease or app.settings.worker_lease_seconds)
         self.batch = batch
         self.poll = poll if poll is not None else app.settings.worker_poll_seconds
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"

@@ -26,6 +26,7 @@ class Call:
     body: dict[str, Any]
     status: int
     at: float = field(default_factory=time.monotonic)
+    wall: float = field(default_factory=time.time)
 
     @property
     def ok(self) -> bool:

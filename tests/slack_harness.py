@@ -89,3 +89,22 @@ class BotServer:
         assert self.http is not None
         async with self.http.get(self.url + path) as resp:
             return resp.status, await resp.text()
+
+
+class RemoteBot(BotServer):
+    """Signed requests to a bot running in another process."""
+
+    def __init__(self, url: str, fake: FakeSlack) -> None:
+        self._url = url
+        self.fake = fake
+        self.server = None
+        self.http = None
+        self.signer = SignatureVerifier(SECRET)
+        self._n = 0
+
+    async def start(self) -> None:
+        self.http = aiohttp.ClientSession()
+
+    @property
+    def url(self) -> str:
+        return self._url

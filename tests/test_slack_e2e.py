@@ -68,10 +68,10 @@ async def open_by_command(bot: BotServer, fake: FakeSlack, worker: Worker,
                           summary: str = "checkout API returns 500") -> dict[str, Any]:
     resp = await bot.command("support", f"open S2 {summary}", user=CUSTOMER, channel=ACME_CH)
     assert resp.status == 200
-    reply = await fake.wait_for(lambda: [r for r in fake.responses if "opened" in
-                                         str(r.get("text"))])
+    reply: dict[str, Any] = json.loads(await resp.text())  # the reply is the ack's body
+    assert "opened" in reply["text"]
     await deliver(worker)
-    return reply[-1]
+    return reply
 
 
 async def test_open_by_command_posts_card_and_dm(bot: BotServer, fake: FakeSlack,
@@ -221,9 +221,8 @@ async def test_first_response_by_button_and_command(
     await bot.interaction(click)
     eph = await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
     assert "First response recorded" in eph[0]["text"]
-    await bot.command("tam", "ack CS-1002", user=TAM, channel=ACME_CH)
-    await fake.wait_for(lambda: [r for r in fake.responses if "CS-1002" in str(r.get("text"))
-                                 and "recorded" in str(r.get("text"))])
+    resp = await bot.command("tam", "ack CS-1002", user=TAM, channel=ACME_CH)
+    assert "First response to CS-1002 recorded" in json.loads(await resp.text())["text"]
     async with sctx.db.transaction() as s:
         assert (await Cases(s).get(1)).status is CaseStatus.ACKNOWLEDGED  # type: ignore[union-attr]
         assert (await Cases(s).get(2)).status is CaseStatus.ACKNOWLEDGED  # type: ignore[union-attr]
@@ -293,3 +292,14 @@ async def test_notice_survives_slack_429_and_5xx_exactly_once(
     assert [c.status for c in fake.calls if c.method == "chat.postMessage"
             and c.body.get("channel") == "CDUTY" and "SLA breach" in c.body.get("text", "")
             ].count(status) == 3
+
+
+async def test_slow_command_acks_empty_then_replies_through_response_url(
+        bot: BotServer, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.adapters.slack import listeners
+
+    monkeypatch.setattr(listeners, "ACK_BUDGET", 0.0)
+    resp = await bot.command("support", "plan", user=CUSTOMER, channel=ACME_CH)
+    assert resp.status == 200 and (await resp.text()) == ""
+    reply = await fake.wait_for(lambda: fake.responses)
+    assert "Acme Corp" in reply[0]["text"] and reply[0]["response_type"] == "ephemeral"

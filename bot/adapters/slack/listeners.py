@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -31,32 +32,45 @@ async def _lang_for(ctx: AppContext, team_id: str, user_id: str, channel_id: str
     return account.lang if account else Lang.EN
 
 
+ACK_BUDGET = 2.0  # seconds of work before acking empty; Slack's limit is 3 s
+
+
 def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
     async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
                          client: AsyncWebClient) -> None:
-        await ack()
         root = str(body.get("command", "")).lstrip("/")
         metrics.COMMANDS.labels(root=root).inc()
         req = Request(root=root, text=str(body.get("text", "")), team_id=str(body["team_id"]),
                       channel_id=str(body["channel_id"]), user_id=str(body["user_id"]),
                       can_open_form="trigger_id" in body)
-        reply = await router.dispatch(req, ctx)
+        # The work runs before the ack, so an acked command is a done command: a crash
+        # cannot lose a case Slack already showed as accepted. Slow work falls back to an
+        # empty ack and a reply through response_url.
+        work = asyncio.ensure_future(router.dispatch(req, ctx))
+        done, _ = await asyncio.wait({work}, timeout=ACK_BUDGET)
+        if not done:
+            await ack()
+        reply = await work
         if reply.form is not None and reply.form.kind == "open_case":
+            if done:
+                await ack()
             lang = await _lang_for(ctx, req.team_id, req.user_id, req.channel_id)
             await client.views_open(trigger_id=body["trigger_id"],
                                     view=views.open_case_modal(lang, req.channel_id))
             return
-        await render(respond, reply)
+        if done:
+            await ack(**reply_body(reply))
+        else:
+            await respond(**reply_body(reply), replace_original=False)
 
     for root in router.roots():
         bolt.command(f"/{root}")(on_command)
 
 
-async def render(respond: AsyncRespond, reply: Reply) -> None:
+def reply_body(reply: Reply) -> dict[str, Any]:
     in_channel = reply.visibility is Visibility.CHANNEL
-    await respond(text=views.slack_text(reply.text)[:3900], blocks=views.text_blocks(reply.text),
-                  response_type="in_channel" if in_channel else "ephemeral",
-                  replace_original=False)
+    return {"text": views.slack_text(reply.text)[:3900], "blocks": views.text_blocks(reply.text),
+            "response_type": "in_channel" if in_channel else "ephemeral"}
 
 
 def register_interactions(bolt: AsyncApp, ctx: AppContext) -> None:

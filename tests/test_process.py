@@ -1,0 +1,164 @@
+"""Real processes: SIGKILL mid-run and restart, and two bots on one PostgreSQL database.
+Each breach notice must reach Slack exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.config import Settings, load_catalog
+from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
+from bot.services.base import AppContext
+from storage.db import Database
+from storage.repos import Accounts, Bindings, Staff
+from tests.conftest import PG_URL, pg_async_url
+from tests.fake_slack import FakeSlack
+from tests.procs import BotProcess
+from tests.slack_harness import RemoteBot
+
+ACME = "CACME"
+CASES = 8
+
+
+def fast_catalog(tmp_path: Path) -> Path:
+    """The built-in catalog with enterprise S1 at 4 s (near-breach at 50 %)."""
+    from importlib import resources
+
+    data = yaml.safe_load((resources.files("bot.domain") / "catalog.yaml").read_text("utf-8"))
+    data["sla"]["near_breach_ratio"] = 0.5
+    data["tiers"]["enterprise"]["response"]["S1"] = {"seconds": 4}
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data), "utf-8")
+    return path
+
+
+async def seed_world(url: str) -> None:
+    db = Database(url)
+    await db.upgrade()
+    ctx = AppContext(db=db, catalog=load_catalog(None), settings=Settings())
+    now = ctx.clock()
+    async with db.transaction() as s:
+        await Staff(s).upsert(StaffMember("T1", "UTAM", Role.TAM), "test", now)
+        await Accounts(s).add(Account(key="acme", name="Acme", tier=Tier.ENTERPRISE,
+                                      term=Term.ANNUAL, start=date(2026, 1, 1),
+                                      end=date(2027, 1, 1), region="cn-north-4",
+                                      timezone="Asia/Shanghai", lang=Lang.EN,
+                                      tam_user_id="UTAM", team_id="T1"), now)
+        await Bindings(s).bind("T1", ACME, "acme", "test", now)
+    await db.close()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    f = FakeSlack()
+    await f.start()
+    yield f
+    await f.close()
+
+
+@pytest.fixture
+async def pg_database() -> AsyncIterator[str]:
+    if not PG_URL:
+        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests run in CI)")
+    name = f"sb_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(pg_async_url(), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_async_url().rsplit("/", 1)[0] + "/" + name
+    yield url
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+def breach_notices(fake: FakeSlack) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for body in fake.posts_to("CDUTY"):
+        text = str(body.get("text", ""))
+        if "SLA breach: " in text:
+            ref = text.split("SLA breach: ")[1].split()[0]
+            counts[ref] = counts.get(ref, 0) + 1
+    return counts
+
+
+def cards(fake: FakeSlack) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for body in fake.posts_to(ACME):
+        header = next((b for b in body.get("blocks") or [] if b.get("type") == "header"), None)
+        if header:
+            ref = header["text"]["text"].split()[0]
+            counts[ref] = counts.get(ref, 0) + 1
+    return counts
+
+
+async def open_cases(bot: RemoteBot, first: int, n: int) -> None:
+    await bot.start()
+    try:
+        for i in range(first, first + n):
+            resp = await bot.command("support", f"open S1 outage {i}", user="UCUST",
+                                     channel=ACME)
+            assert resp.status == 200
+    finally:
+        assert bot.http is not None
+        await bot.http.close()
+
+
+async def test_sigkill_mid_run_then_restart_sends_each_notice_once(
+        fake: FakeSlack, tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    await seed_world(url)
+    catalog = fast_catalog(tmp_path)
+    bot = BotProcess(database_url=url, api_url=fake.api_url, catalog=catalog,
+                     log=tmp_path / "bot.log")
+    await bot.start()
+    try:
+        await open_cases(RemoteBot(bot.url, fake), 0, CASES)
+        await fake.wait_for(lambda: len(breach_notices(fake)) >= 1 or
+                            len(cards(fake)) >= CASES // 2, limit=20)
+        bot.kill()  # mid-run: cards partly posted, timers pending or firing
+        killed_at = len(fake.calls)
+        await bot.start()
+        refs = [f"CS-{1001 + i}" for i in range(CASES)]
+        await fake.wait_for(lambda: set(breach_notices(fake)) >= set(refs), limit=30)
+        await asyncio.sleep(1.5)  # room for a (wrong) duplicate to arrive
+    finally:
+        bot.stop()
+    assert killed_at > 0
+    assert breach_notices(fake) == dict.fromkeys(refs, 1)
+    assert cards(fake) == dict.fromkeys(refs, 1)
+
+
+async def test_two_processes_on_one_postgresql_share_timers_exactly_once(
+        fake: FakeSlack, tmp_path: Path, pg_database: str) -> None:
+    await seed_world(pg_database)
+    catalog = fast_catalog(tmp_path)
+    bots = [BotProcess(database_url=pg_database, api_url=fake.api_url, catalog=catalog,
+                       log=tmp_path / f"bot{i}.log") for i in range(2)]
+    for b in bots:
+        await b.start()
+    try:
+        await asyncio.gather(open_cases(RemoteBot(bots[0].url, fake), 0, CASES),
+                             open_cases(RemoteBot(bots[1].url, fake), CASES, CASES))
+        refs = [f"CS-{1001 + i}" for i in range(2 * CASES)]
+        await fake.wait_for(lambda: set(breach_notices(fake)) >= set(refs), limit=40)
+        await asyncio.sleep(1.5)
+    finally:
+        for b in bots:
+            b.stop()
+    assert breach_notices(fake) == dict.fromkeys(refs, 1)
+    assert cards(fake) == dict.fromkeys(refs, 1)
+    near: dict[str, Any] = {}
+    for body in fake.posts_to("CDUTY"):
+        if "Near breach" in body.get("text", ""):
+            ref = body["text"].split("Near breach: ")[1].split()[0]
+            near[ref] = near.get(ref, 0) + 1
+    assert near == dict.fromkeys(refs, 1)
