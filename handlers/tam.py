@@ -7,7 +7,7 @@ from datetime import date
 from bot.domain.catalog import Target
 from bot.domain.model import CaseStatus, Lang, Role, Severity, Term, Tier
 from bot.domain.sla import ClockState, clock_state
-from bot.i18n import time_token
+from bot.i18n import Translator, time_token
 from bot.services import accounts, cases
 from handlers.core import Call, Reply, Router, UsageError, parse_mention, split_options
 from handlers.support import case_line, parse_ref
@@ -28,18 +28,39 @@ def _user(word: str) -> str:
     return user
 
 
+def _lang(word: str) -> Lang:
+    lang = Lang.parse(word)
+    if lang is None:
+        raise UsageError("error.bad_lang", given=word)
+    return lang
+
+
 def register(router: Router) -> None:
-    @router.command("tam", "staff add", "<@user> <admin|tam|engineer>",
+    @router.command("tam", "staff add", "<@user> <admin|tam|engineer> [lang=en|zh]",
                     help_id="help.tam.staff_add", role=Role.ADMIN)
     async def staff_add(call: Call) -> Reply:
-        if len(call.args) != 2:
+        pos, opts = split_options(call.args)
+        if len(pos) != 2:
             raise UsageError("error.arg_count", n=2)
-        user = _user(call.args[0])
-        role = Role.parse(call.args[1])
+        if set(opts) - {"lang"}:
+            raise UsageError("error.bad_option", given=sorted(set(opts) - {"lang"})[0],
+                             choices="lang")
+        user = _user(pos[0])
+        role = Role.parse(pos[1])
         if role is None:
-            raise UsageError("error.bad_role", given=call.args[1])
-        await accounts.add_staff(call.app, call.actor, user, role)
+            raise UsageError("error.bad_role", given=pos[1])
+        lang = _lang(opts.get("lang", "en"))
+        await accounts.add_staff(call.app, call.actor, user, role, lang)
         return call.reply("staff.added", user=user, role=role.value)
+
+    @router.command("tam", "language", "<en|zh>", help_id="help.tam.language",
+                    role=Role.ENGINEER)
+    async def language(call: Call) -> Reply:
+        if len(call.args) != 1:
+            raise UsageError("error.arg_count", n=1)
+        lang = _lang(call.args[0])
+        await accounts.set_staff_lang(call.app, call.actor, lang)
+        return Reply(Translator(lang)("staff.language_set"))
 
     @router.command("tam", "account add",
                     '<account> <tier> <monthly|annual> [start=YYYY-MM-DD] [region=...] '
@@ -62,12 +83,7 @@ def register(router: Router) -> None:
                 start = date.fromisoformat(opts["start"])
             except ValueError:
                 raise UsageError("error.bad_date", given=opts["start"]) from None
-        lang = Lang.EN
-        if "lang" in opts:
-            parsed = Lang.parse(opts["lang"])
-            if parsed is None:
-                raise UsageError("error.bad_lang", given=opts["lang"])
-            lang = parsed
+        lang = _lang(opts.get("lang", "en"))
         account = await accounts.add_account(call.app, call.actor, pos[0], tier, term, start,
                                              opts.get("region"), opts.get("name"), lang)
         return call.reply("account.added", key=account.key, name=account.name,

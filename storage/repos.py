@@ -143,7 +143,7 @@ class Staff:
                                 lang=m.lang.value, added_by=by, added_at=now))
         else:
             before = StaffMember(row.team_id, row.user_id, Role(row.role), Lang(row.lang))
-            row.role, row.added_by, row.added_at = m.role.value, by, now
+            row.role, row.lang, row.added_by, row.added_at = m.role.value, m.lang.value, by, now
         await self.s.flush()
         return before
 

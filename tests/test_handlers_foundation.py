@@ -135,3 +135,14 @@ async def test_link_posts_a_welcome_through_the_outbox(chat: Chat, ctx: AppConte
 async def test_unbound_channel_plan_points_to_tickets_and_hotline(chat: Chat) -> None:
     text = (await chat(CUSTOMER, NOWHERE_CH, "/support plan")).text
     assert "not a support group" in text and "hotline" in text
+
+
+async def test_staff_language_setting_chooses_staff_reply_language(chat: Chat) -> None:
+    assert "now in English" not in (await chat(TAM, ACME_CH, "/tam language zh")).text
+    zh = Translator(Lang.ZH)
+    assert zh("help.tam.title") in (await chat(TAM, ACME_CH, "/tam help")).text
+    # customers of an English account still read English in the same group
+    assert "Enterprise plan" in (await chat(CUSTOMER, ACME_CH, "/support plan")).text
+    assert "“fr” is not a language" in (await chat(ENGINEER, ACME_CH, "/tam language fr")).text
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UZHENG> engineer lang=zh")
+    assert zh("help.tam.title") in (await chat("UZHENG", ACME_CH, "/tam help")).text

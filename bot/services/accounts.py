@@ -89,9 +89,10 @@ async def assign_tam(app: AppContext, actor: Actor, key: str, user_id: str) -> A
     return account
 
 
-async def add_staff(app: AppContext, actor: Actor, user_id: str, role: Role) -> StaffMember:
+async def add_staff(app: AppContext, actor: Actor, user_id: str, role: Role,
+                    lang: Lang = Lang.EN) -> StaffMember:
     now = app.clock()
-    member = StaffMember(actor.team_id, user_id, role)
+    member = StaffMember(actor.team_id, user_id, role, lang)
     async with app.db.transaction() as s:
         before = await Staff(s).upsert(member, actor.user_id, now)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
@@ -99,6 +100,22 @@ async def add_staff(app: AppContext, actor: Actor, user_id: str, role: Role) -> 
                              before={"role": before.role.value} if before else None,
                              after={"user": user_id, "role": role.value})
     return member
+
+
+async def set_staff_lang(app: AppContext, actor: Actor, lang: Lang) -> None:
+    """A staff member's own language for staff-only replies and notices."""
+    if actor.role is None:
+        raise Refusal("case.ack_staff_only")
+    now = app.clock()
+    async with app.db.transaction() as s:
+        member = await Staff(s).get(actor.team_id, actor.user_id)
+        role = member.role if member else actor.role
+        await Staff(s).upsert(StaffMember(actor.team_id, actor.user_id, role, lang),
+                              actor.user_id, now)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="staff.language",
+                             before={"lang": member.lang.value} if member else None,
+                             after={"lang": lang.value})
 
 
 async def link_channel(app: AppContext, actor: Actor, channel_id: str, key: str) -> Account:
