@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 12
 
 
+class LeaseLost(Exception):  # noqa: N818 - a condition, not a fault
+    """Another worker took the job over (our lease expired); roll back our effects."""
+
+
 class NotReady(Exception):
     """The job depends on something not there yet (e.g. the case card); try again soon."""
 
@@ -107,6 +111,9 @@ class Worker:
 
     async def _run(self, job: jobs.Job) -> None:
         started = self.app.clock()
+        if job.kind in (cases.SLA_WARN, cases.SLA_BREACH):
+            await self._fire(job, started)
+            return
         try:
             result = await self.handle(job)
         except NotReady as exc:
@@ -133,8 +140,28 @@ class Worker:
             await jobs.finish(s, job.id, self.name, self.app.clock(), result)
         self.processed += 1
         metrics.JOBS_DONE.labels(kind=job.kind).inc()
-        if job.kind in (cases.SLA_WARN, cases.SLA_BREACH):
-            metrics.TIMER_LAG.observe(max(0.0, (started - job.due_at).total_seconds()))
+
+    async def _fire(self, job: jobs.Job, started: datetime) -> None:
+        """An SLA timer: its effects (flags, notices in the outbox, audit) and the job's
+        completion commit together, so a crash either did all of it or none."""
+        try:
+            async with self.app.db.transaction() as s:
+                outcome = await cases.fire_timer(s, self.app, job.kind, job.payload, started)
+                if not await jobs.finish(s, job.id, self.name, self.app.clock(),
+                                         {"outcome": outcome}):
+                    raise LeaseLost(f"job {job.id}")
+        except LeaseLost:
+            log.warning("lease on job %s lost before it finished; another worker has it",
+                        job.id)
+            return
+        except Exception as exc:
+            log.exception("timer job %s failed", job.id)
+            await self._retry(job, started + timedelta(seconds=self._backoff(job.attempts)),
+                              f"{type(exc).__name__}: {exc}")
+            return
+        self.processed += 1
+        metrics.JOBS_DONE.labels(kind=job.kind).inc()
+        metrics.TIMER_LAG.observe(max(0.0, (started - job.due_at).total_seconds()))
 
     async def _retry(self, job: jobs.Job, due: datetime, error: str, *, dead: bool = False,
                      count: bool = True) -> None:
@@ -148,8 +175,6 @@ class Worker:
 
     async def handle(self, job: jobs.Job) -> dict[str, Any] | None:
         now = self.app.clock()
-        if job.kind in (cases.SLA_WARN, cases.SLA_BREACH):
-            return {"outcome": await cases.fire_timer(self.app, job.kind, job.payload, now)}
         if job.kind == outbox.MSG_POST:
             return await self._post(job.payload)
         if job.kind == outbox.CARD_SYNC:

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +34,13 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
-            # one connection at a time per process keeps SQLite's single writer honest
             kwargs["connect_args"] = {"timeout": 30}
             if ":memory:" in url or url.rstrip("/").endswith("sqlite+aiosqlite:"):
                 raise ValueError("use a file for SQLite; in-memory databases are per-connection")
-            kwargs["poolclass"] = NullPool
+            # a few pooled connections: opening one (and its PRAGMAs) costs more than a query;
+            # writers still take turns through BEGIN IMMEDIATE
+            kwargs["pool_size"] = 4
+            kwargs["max_overflow"] = 4
         else:
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
@@ -52,12 +53,19 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # set when a transaction that enqueued jobs commits: wakes this process's worker
         self.jobs_changed = asyncio.Event()
+        # SQLite has one writer: queue this process's transactions here, in order, instead of
+        # letting them collide on the file lock and back off in SQLite's busy handler
+        self._writer = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        if self._writer is None:
+            async with self.sessions() as session, session.begin():
+                yield session
+        else:
+            async with self._writer, self.sessions() as session, session.begin():
+                yield session
         if session.info.get("jobs_enqueued"):
             self.jobs_changed.set()
 

@@ -258,32 +258,32 @@ async def case_by_card(app: AppContext, channel_id: str, ts: str) -> Case | None
         return await Cases(s).by_card(channel_id, ts)
 
 
-async def fire_timer(app: AppContext, kind: str, payload: dict[str, Any],
+async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[str, Any],
                      now: datetime) -> str:
-    """Run one SLA timer. A stale generation or an answered case makes it a no-op."""
-    async with app.db.transaction() as s:
-        case = await Cases(s).get(int(payload["case_id"]), for_update=True)
-        if case is None or case.sla_generation != payload.get("generation") or \
-                not case.awaiting_first_response:
-            return "stale"
-        account = await Accounts(s).get(case.account_key)
-        assert account is not None
-        if kind == SLA_WARN:
-            if case.warned:
-                return "duplicate"
-            await Cases(s).update(case.id, warned=True)
-            await _notify_staff(s, app, account, case, "notice.near_breach", now, "warn",
-                                delta=case.due_at - now)
-            await Audit(s).write(at=now, actor="bot", action="case.near_breach",
-                                 account_key=account.key, case_id=case.id)
-            return "warned"
-        if case.breached:
+    """Run one SLA timer inside the caller's transaction (which also completes the job).
+    A stale generation or an answered case makes it a no-op."""
+    case = await Cases(s).get(int(payload["case_id"]), for_update=True)
+    if case is None or case.sla_generation != payload.get("generation") or \
+            not case.awaiting_first_response:
+        return "stale"
+    account = await Accounts(s).get(case.account_key)
+    assert account is not None
+    if kind == SLA_WARN:
+        if case.warned:
             return "duplicate"
-        updated = await Cases(s).update(case.id, breached=True)
-        await _notify_staff(s, app, account, case, "notice.breach", now, "breach",
-                            delta=now - case.due_at)
-        await Audit(s).write(at=now, actor="bot", action="case.breach",
-                             account_key=account.key, case_id=case.id,
-                             after={"late_seconds": (now - case.due_at).total_seconds()})
-        await outbox.sync_card(s, now, updated.id, updated.version)
-        return "breached"
+        await Cases(s).update(case.id, warned=True)
+        await _notify_staff(s, app, account, case, "notice.near_breach", now, "warn",
+                            delta=case.due_at - now)
+        await Audit(s).write(at=now, actor="bot", action="case.near_breach",
+                             account_key=account.key, case_id=case.id)
+        return "warned"
+    if case.breached:
+        return "duplicate"
+    updated = await Cases(s).update(case.id, breached=True)
+    await _notify_staff(s, app, account, case, "notice.breach", now, "breach",
+                        delta=now - case.due_at)
+    await Audit(s).write(at=now, actor="bot", action="case.breach",
+                         account_key=account.key, case_id=case.id,
+                         after={"late_seconds": (now - case.due_at).total_seconds()})
+    await outbox.sync_card(s, now, updated.id, updated.version)
+    return "breached"
