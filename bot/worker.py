@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 12
 
 
-class LeaseLost(Exception):  # noqa: N818 - a condition, not a fault
+class LeaseLost(Exception):
     """Another worker took the job over (our lease expired); roll back our effects."""
 
 
