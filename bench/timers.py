@@ -18,7 +18,7 @@ from bot.config import Settings, load_catalog
 from bot.domain.model import Account, Lang, Term, Tier
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
-from bot.services.messenger import Posted
+from bot.services.messenger import Button, Posted
 from bot.worker import Worker
 from storage import jobs
 from storage.db import Database
@@ -33,11 +33,12 @@ class NullMessenger:
         self.n = 0
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None) -> Posted:
+                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
         self.n += 1
         return Posted(channel, f"{self.n}.0")
 
-    async def dm(self, user_id: str, text: str) -> Posted:
+    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
+                 ) -> Posted:
         return await self.post("D" + user_id, text)
 
     async def update(self, channel: str, ts: str, text: str, *,

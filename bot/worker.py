@@ -22,7 +22,7 @@ from bot.i18n import Translator
 from bot.services import cases, outbox
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
-from bot.services.messenger import DeliveryError, Messenger
+from bot.services.messenger import Button, DeliveryError, Messenger
 from storage import jobs
 from storage.db import JOBS_CHANNEL
 from storage.repos import Accounts, Cases
@@ -200,10 +200,12 @@ class Worker:
             else:
                 text += "\n" + Translator(Lang.EN)("notice.card_link", link=self.messenger.link(
                     case.channel_id, case.card_ts))
+        buttons = [Button.from_dict(b) for b in p.get("buttons") or []] or None
         if "user" in p:
-            posted = await self.messenger.dm(str(p["user"]), text)
+            posted = await self.messenger.dm(str(p["user"]), text, buttons=buttons)
         else:
-            posted = await self.messenger.post(str(p["channel"]), text, thread_ts=thread_ts)
+            posted = await self.messenger.post(str(p["channel"]), text, thread_ts=thread_ts,
+                                               buttons=buttons)
         return {"channel": posted.channel, "ts": posted.ts}
 
     async def _sync_card(self, p: dict[str, Any]) -> dict[str, Any]:

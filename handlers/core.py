@@ -16,6 +16,7 @@ from typing import Any
 from bot.domain.model import Account, Lang, Role
 from bot.i18n import Translator
 from bot.services.base import Actor, AppContext, Refusal, audit_denial, resolve_actor
+from bot.services.messenger import Button
 from storage.repos import Bindings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Reply:
     text: str
     visibility: Visibility = Visibility.EPHEMERAL
     form: Form | None = None
+    buttons: tuple[Button, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from bot.domain.catalog import Target
 from bot.domain.model import Case, CaseStatus, Severity, Tier, parse_case_ref
-from bot.domain.perks import balances
 from bot.i18n import Translator, time_token
-from bot.services import cases
+from bot.services import cases, perks
 from bot.services.base import Refusal
 from handlers.core import Call, Form, Reply, Router, UsageError, Visibility
-from storage.repos import PerkLedger
 
 
 def case_line(t: Translator, case: Case, now_ts: datetime) -> str:
@@ -43,7 +41,7 @@ def register(router: Router) -> None:
         catalog = call.app.catalog
         p = catalog.plan(account.tier)
         async with call.app.db.transaction() as s:
-            held, used = await PerkLedger(s).totals(account.key, account.start)
+            perk_rows = await perks.perk_balances(s, call.app, account)
         lines = [t("plan.header", name=account.name, tier=t(f"tier.{account.tier}"),
                    term=t(f"term.{account.term}"), start=account.start.isoformat(),
                    end=account.end.isoformat(), region=account.region)]
@@ -58,13 +56,15 @@ def register(router: Router) -> None:
             for sev in Severity)
         lines.append(t("plan.targets", targets=targets))
         lines.append(t("plan.items", items=", ".join(t(f"item.{i}") for i in p.items)))
-        lines.append(t("plan.perks_header"))
-        for b in balances(p, account, held, used):
-            lines.append(t("plan.perk_line", perk=t(f"perk.{b.perk}"), used=b.used,
-                           held=b.held, left=b.left, quota=b.quota))
-        if not any(b.quota for b in balances(p, account, held, used)) and any(
-                p.perks.values()):
-            lines.append(t("plan.perks_annual_only"))
+        if any(p.perks.values()):
+            lines.append(t("plan.perks_header", start=account.start.isoformat(),
+                           end=account.end.isoformat()))
+            for b in perk_rows:
+                if p.perks[b.perk]:
+                    lines.append(t("plan.perk_line", perk=t(f"perk.{b.perk}"), used=b.used,
+                                   held=b.held, left=b.left, quota=b.quota))
+            if not any(b.quota for b in perk_rows):
+                lines.append(t("plan.perks_annual_only"))
         if account.tier is not Tier.ENTERPRISE:
             nxt = list(Tier)[account.tier.rank + 1]
             added = [i for i in catalog.plan(nxt).items if i not in p.items]
@@ -143,6 +143,102 @@ def register(router: Router) -> None:
         case = await cases.finish(call.app, call.actor, parse_ref(call.args[0]),
                                   scope_account=_scope(call), status=CaseStatus.CLOSED)
         return Reply(call.t("case.closed_ok", ref=case.ref), Visibility.EPHEMERAL)
+
+
+    @router.command("support", "scope", "<software>", help_id="help.support.scope")
+    async def scope(call: Call) -> Reply:
+        t = call.t
+        catalog = call.app.catalog
+        lang = t.lang.value
+        names = ", ".join(sw.name for sw in catalog.third_party)
+        if not call.args:
+            raise UsageError("scope.need_software", names=names)
+        sw = catalog.software(" ".join(call.args))
+        lines: list[str] = []
+        if sw is None:
+            lines.append(t("scope.unknown", given=" ".join(call.args), names=names))
+        else:
+            tier = call.account.tier if call.account else None
+            covered = tier is not None and catalog.plan(tier).third_party_support
+            lines.append(t("scope.entry", name=sw.name, category=t(f"scope.cat.{sw.category}"),
+                           versions=sw.versions.get(lang, sw.versions["en"]),
+                           help=sw.help.get(lang, sw.help["en"])))
+            if tier is None:
+                lines.append(t("scope.which_tiers"))
+            elif covered:
+                lines.append(t("scope.covered", tier=t(f"tier.{tier}")))
+            else:
+                lines.append(t("scope.not_covered", tier=t(f"tier.{tier}")))
+        lines.append(t("scope.exclusions"))
+        return Reply("\n".join(lines))
+
+    @router.command("support", "escort", "<YYYY-MM-DD> [days]", help_id="help.support.escort")
+    async def escort(call: Call) -> Reply:
+        if not 1 <= len(call.args) <= 2:
+            raise UsageError("error.arg_count_range", lo=1, hi=2)
+        start = parse_date(call.args[0])
+        days = 1
+        if len(call.args) == 2:
+            if not (call.args[1].isascii() and call.args[1].isdecimal()) or \
+                    len(call.args[1]) > 3:
+                raise UsageError("perk.bad_days", given=call.args[1])
+            days = int(call.args[1])
+        return _requested(call, await perks.request_perk(call.app, call.actor,
+                                                          call.req.channel_id, "escort",
+                                                          start, days))
+
+    @router.command("support", "review", "availability|monitoring <YYYY-MM-DD>",
+                    help_id="help.support.review")
+    async def review(call: Call) -> Reply:
+        if len(call.args) != 2:
+            raise UsageError("error.arg_count", n=2)
+        kinds = {"availability": "availability_check", "monitoring": "resource_monitoring"}
+        perk = kinds.get(call.args[0].lower())
+        if perk is None:
+            raise UsageError("perk.bad_review", given=call.args[0])
+        start = parse_date(call.args[1])
+        return _requested(call, await perks.request_perk(call.app, call.actor,
+                                                          call.req.channel_id, perk, start, 1))
+
+    @router.command("support", "requests", help_id="help.support.requests")
+    async def requests(call: Call) -> Reply:
+        account, rows = await perks.group_requests(call.app, call.req.channel_id)
+        t = call.t
+        if not rows:
+            return call.reply("perk.no_requests", name=account.name)
+        lines = [t("perk.requests_header", name=account.name)]
+        for r in rows[-30:]:
+            lines.append(t("perk.request_line", ref=perks.request_ref(r.id),
+                           perk=t(f"perk.{r.perk}"),
+                           when=perks.window_text(t, r.perk, r.start_date, r.amount),
+                           status=t(f"perk.status.{r.status}"),
+                           reason=f" — {r.reason}" if r.reason else ""))
+        return Reply("\n".join(lines))
+
+    @router.command("support", "cancel", "<request-id>", help_id="help.support.cancel")
+    async def cancel(call: Call) -> Reply:
+        if len(call.args) != 1:
+            raise UsageError("error.arg_count", n=1)
+        request_id = perks.parse_request_ref(call.args[0])
+        if request_id is None:
+            raise UsageError("perk.bad_ref", given=call.args[0])
+        ref = await perks.cancel(call.app, call.actor, call.req.channel_id, request_id)
+        return call.reply("perk.cancelled_ok", ref=ref)
+
+
+def parse_date(word: str) -> date:
+    try:
+        return date.fromisoformat(word)
+    except ValueError:
+        raise UsageError("error.bad_date", given=word) from None
+
+
+def _requested(call: Call, r: perks.Requested) -> Reply:
+    t = call.t
+    lines = [t("perk.requested", ref=r.ref, perk=t(f"perk.{r.perk}"),
+               when=perks.window_text(t, r.perk, r.start, r.amount))]
+    lines += [t(w, **p) for w, p in r.warnings]
+    return Reply("\n".join(lines))
 
 
 def _scope(call: Call) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
+from bot.domain.billing import ChangeKind, Quote, format_money, parse_money
 from bot.domain.catalog import Target
 from bot.domain.model import CaseStatus, Lang, Role, Severity, Term, Tier
 from bot.domain.sla import ClockState, clock_state
 from bot.i18n import Translator, time_token
-from bot.services import accounts, cases
+from bot.services import accounts, cases, perks, plans
+from bot.services.messenger import Button
 from handlers.core import Call, Reply, Router, UsageError, parse_mention, split_options
 from handlers.support import case_line, parse_ref
 
@@ -26,6 +28,42 @@ def _user(word: str) -> str:
     if user is None:
         raise UsageError("error.bad_user", given=word)
     return user
+
+
+def _request_id(word: str) -> int:
+    request_id = perks.parse_request_ref(word)
+    if request_id is None:
+        raise UsageError("perk.bad_ref", given=word)
+    return request_id
+
+
+def render_quote(call: Call, q: Quote, *, applied: bool) -> str:
+    """The quote as the TAM reads it: the rule, the money, what changes for the customer."""
+    t = call.t
+    cur = call.app.catalog.currency
+    lines = [t(f"plan.{'applied' if applied else 'quote'}.{q.kind}", key=q.account_key,
+               old=t(f"tier.{q.old_tier}"),
+               new=t(f"tier.{q.new_tier}") if q.new_tier else "", on=q.on.isoformat())]
+    lines.append(t("plan.unused_old", amount=format_money(q.unused_old, cur)))
+    if q.new_tier is not None:
+        lines.append(t("plan.new_base", amount=format_money(q.new_base, cur)))
+    due = q.due_now
+    lines.append(t("plan.charge_now" if due >= 0 else "plan.refund_now",
+                   amount=format_money(abs(due), cur)))
+    inc = q.incremental
+    if inc is None:
+        lines.append(t("plan.no_consumption"))
+    elif inc.new_tier is None:
+        lines.append(t("plan.incremental_unsubscribe", amount=format_money(inc.old_amount, cur)))
+    else:
+        lines.append(t("plan.incremental_split", old=t(f"tier.{inc.old_tier}"),
+                       days_old=inc.days_old, old_amount=format_money(inc.old_amount, cur),
+                       new=t(f"tier.{inc.new_tier}"), days_new=inc.days_new,
+                       new_amount=format_money(inc.new_amount, cur)))
+    if q.kind == ChangeKind.UPGRADE:
+        lines.append(t("plan.upgrade_perks_note"))
+    lines.append(t("plan.open_cases_note"))
+    return "\n".join(lines)
 
 
 def _lang(word: str) -> Lang:
@@ -144,6 +182,75 @@ def register(router: Router) -> None:
         case = await cases.finish(call.app, call.actor, parse_ref(call.args[0]),
                                   scope_account=None, status=CaseStatus.RESOLVED)
         return call.reply("case.resolved_ok", ref=case.ref)
+
+    @router.command("tam", "account usage", "<account> <YYYY-MM> <amount>",
+                    help_id="help.tam.account_usage", role=Role.TAM)
+    async def account_usage(call: Call) -> Reply:
+        if len(call.args) != 3:
+            raise UsageError("error.arg_count", n=3)
+        amount = parse_money(call.args[2])
+        if amount is None:
+            raise UsageError("usage.bad_amount", given=call.args[2])
+        account, before = await plans.record_usage(call.app, call.actor, call.args[0],
+                                                   call.args[1], amount)
+        money = format_money(amount, call.app.catalog.currency)
+        if before is None:
+            return call.reply("usage.recorded", key=account.key, month=call.args[1],
+                              amount=money)
+        return call.reply("usage.replaced", key=account.key, month=call.args[1], amount=money,
+                          before=format_money(before, call.app.catalog.currency))
+
+    @router.command("tam", "approve", "<request-id>", help_id="help.tam.approve", role=Role.TAM)
+    async def approve(call: Call) -> Reply:
+        if len(call.args) != 1:
+            raise UsageError("error.arg_count", n=1)
+        ref, account, _ = await perks.decide(call.app, call.actor, _request_id(call.args[0]),
+                                             approve=True)
+        return call.reply("perk.approved_ok", ref=ref, key=account.key)
+
+    @router.command("tam", "reject", "<request-id> <reason...>", help_id="help.tam.reject",
+                    role=Role.TAM)
+    async def reject(call: Call) -> Reply:
+        if len(call.args) < 2:
+            raise UsageError("perk.reason_required")
+        ref, account, _ = await perks.decide(call.app, call.actor, _request_id(call.args[0]),
+                                             approve=False, reason=" ".join(call.args[1:]))
+        return call.reply("perk.rejected_ok", ref=ref, key=account.key)
+
+    @router.command("tam", "plan", "<account> upgrade|downgrade <tier> | unsubscribe "
+                    "[consumption=AMOUNT] [confirm]", help_id="help.tam.plan", role=Role.ADMIN)
+    async def plan(call: Call) -> Reply:
+        pos, opts = split_options(call.args)
+        if set(opts) - {"consumption"}:
+            raise UsageError("error.bad_option", given=sorted(set(opts) - {"consumption"})[0],
+                             choices="consumption")
+        confirm = bool(pos) and pos[-1].lower() == "confirm"
+        if confirm:
+            pos = pos[:-1]
+        if len(pos) < 2:
+            raise UsageError("plan.usage")
+        key, kind = pos[0], pos[1].lower()
+        new_tier: Tier | None = None
+        if kind in (ChangeKind.UPGRADE, ChangeKind.DOWNGRADE):
+            if len(pos) != 3:
+                raise UsageError("plan.usage")
+            new_tier = _tier(pos[2])
+        elif kind != ChangeKind.UNSUBSCRIBE or len(pos) != 2:
+            raise UsageError("plan.usage")
+        consumption = None
+        if "consumption" in opts:
+            consumption = parse_money(opts["consumption"])
+            if consumption is None:
+                raise UsageError("usage.bad_amount", given=opts["consumption"])
+        if confirm:
+            _, q = await plans.apply(call.app, call.actor, key, kind, new_tier,
+                                           consumption)
+            return Reply(render_quote(call, q, applied=True))
+        _, q = await plans.quote(call.app, key, kind, new_tier, consumption)
+        command = "/tam " + " ".join(["plan", *call.args, "confirm"])
+        return Reply(render_quote(call, q, applied=False) + "\n" +
+                     call.t("plan.confirm_hint", command=command),
+                     buttons=(Button(call.t("plan.button_confirm"), command, "primary"),))
 
     @router.command("tam", "breaches", help_id="help.tam.breaches", role=Role.ENGINEER)
     async def breaches(call: Call) -> Reply:

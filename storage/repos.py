@@ -29,7 +29,9 @@ from storage.tables import (
     InboxRow,
     PerkLedgerRow,
     PerkRequestRow,
+    PlanChangeRow,
     StaffRow,
+    UsageRow,
 )
 
 
@@ -38,7 +40,8 @@ def _account(row: AccountRow) -> Account:
         key=row.key, name=row.name, tier=Tier(row.tier), term=Term(row.term),
         start=row.start_date, end=row.end_date, region=row.region, timezone=row.timezone,
         lang=Lang(row.lang), tam_user_id=row.tam_user_id, team_id=row.team_id,
-        upgraded_midterm=row.upgraded_midterm,
+        perk_tier=Tier(row.perk_tier) if row.perk_tier else None,
+        cancelled_on=row.cancelled_on,
     )
 
 
@@ -69,10 +72,19 @@ class Accounts:
         self.s.add(AccountRow(
             key=a.key, name=a.name, tier=a.tier.value, term=a.term.value, start_date=a.start,
             end_date=a.end, region=a.region, timezone=a.timezone, lang=a.lang.value,
-            team_id=a.team_id, tam_user_id=a.tam_user_id, upgraded_midterm=a.upgraded_midterm,
+            team_id=a.team_id, tam_user_id=a.tam_user_id,
+            perk_tier=a.perk_tier.value if a.perk_tier else None, cancelled_on=a.cancelled_on,
             created_at=now,
         ))
         await self.s.flush()
+
+    async def change(self, key: str, **values: Any) -> Account:
+        row = await self.s.get(AccountRow, key, populate_existing=True)
+        assert row is not None
+        for k, v in values.items():
+            setattr(row, k, v)
+        await self.s.flush()
+        return _account(row)
 
     async def set_tam(self, key: str, user_id: str) -> None:
         await self.s.execute(
@@ -274,3 +286,77 @@ class PerkLedger:
             elif entry == "consume":
                 used[perk] = used.get(perk, 0) + int(amount)
         return held, used
+
+    async def add_request(self, **fields: Any) -> PerkRequestRow:
+        row = PerkRequestRow(**fields)
+        self.s.add(row)
+        await self.s.flush()
+        return row
+
+    async def request(self, request_id: int, *, for_update: bool = False
+                      ) -> PerkRequestRow | None:
+        q = select(PerkRequestRow).where(PerkRequestRow.id == request_id)
+        if for_update:
+            q = q.with_for_update()
+        return await self.s.scalar(q)
+
+    async def requests(self, account_keys: list[str] | None = None,
+                       status: str | None = None) -> list[PerkRequestRow]:
+        q = select(PerkRequestRow).order_by(PerkRequestRow.id)
+        if account_keys is not None:
+            q = q.where(PerkRequestRow.account_key.in_(account_keys))
+        if status is not None:
+            q = q.where(PerkRequestRow.status == status)
+        return list((await self.s.scalars(q)).all())
+
+    async def entry(self, account_key: str, perk: str, plan_year_start: date, entry: str,
+                    amount: int, request_id: int | None, at: datetime) -> None:
+        """Append to the ledger (never updated or deleted)."""
+        self.s.add(PerkLedgerRow(account_key=account_key, perk=perk,
+                                 plan_year_start=plan_year_start, entry=entry, amount=amount,
+                                 request_id=request_id, at=at))
+        await self.s.flush()
+
+
+class Usage:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def set(self, account_key: str, month: str, amount: int, by: str,
+                  now: datetime) -> int | None:
+        """Record a month's consumption; return the previous figure, if any."""
+        row = await self.s.get(UsageRow, (account_key, month))
+        if row is None:
+            self.s.add(UsageRow(account_key=account_key, month=month, amount=amount,
+                                recorded_by=by, recorded_at=now))
+            await self.s.flush()
+            return None
+        before = row.amount
+        row.amount, row.recorded_by, row.recorded_at = amount, by, now
+        await self.s.flush()
+        return before
+
+    async def get(self, account_key: str, month: str) -> int | None:
+        row = await self.s.get(UsageRow, (account_key, month))
+        return row.amount if row else None
+
+
+class PlanChanges:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def add(self, **fields: Any) -> None:
+        self.s.add(PlanChangeRow(**fields))
+        await self.s.flush()
+
+    async def count_since(self, account_key: str, since: datetime) -> int:
+        return int(await self.s.scalar(
+            select(func.count()).select_from(PlanChangeRow)
+            .where(PlanChangeRow.account_key == account_key, PlanChangeRow.at >= since,
+                   PlanChangeRow.kind != "unsubscribe")) or 0)
+
+    async def for_account(self, account_key: str) -> list[PlanChangeRow]:
+        rows = await self.s.scalars(select(PlanChangeRow)
+                                    .where(PlanChangeRow.account_key == account_key)
+                                    .order_by(PlanChangeRow.id))
+        return list(rows.all())

@@ -63,7 +63,8 @@ class AccountRow(Base):
     lang: Mapped[str] = mapped_column(String(8))
     team_id: Mapped[str | None] = mapped_column(String(32))
     tam_user_id: Mapped[str | None] = mapped_column(String(32))
-    upgraded_midterm: Mapped[bool] = mapped_column(Boolean, default=False)
+    perk_tier: Mapped[str | None] = mapped_column(String(16))
+    cancelled_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime]
 
 
@@ -193,4 +194,32 @@ class PerkLedgerRow(Base):
     entry: Mapped[str] = mapped_column(String(16))  # hold | release | consume
     amount: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[int | None] = mapped_column(BigId)
+    at: Mapped[datetime]
+
+
+class UsageRow(Base):
+    """A month's cloud consumption at list price (minor units), recorded by staff."""
+
+    __tablename__ = "account_usage"
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    amount: Mapped[int] = mapped_column(BigInteger)
+    recorded_by: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[datetime]
+
+
+class PlanChangeRow(Base):
+    """An applied plan change with the money it moved (minor units; + charge, - refund)."""
+
+    __tablename__ = "plan_changes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    old_tier: Mapped[str] = mapped_column(String(16))
+    new_tier: Mapped[str | None] = mapped_column(String(16))
+    effective: Mapped[date] = mapped_column(Date)
+    due_now: Mapped[int] = mapped_column(BigInteger)
+    incremental_old: Mapped[int | None] = mapped_column(BigInteger)
+    incremental_new: Mapped[int | None] = mapped_column(BigInteger)
+    by: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]

@@ -18,7 +18,7 @@ from bot.config import Settings, load_catalog
 from bot.domain.catalog import Catalog
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
-from bot.services.messenger import DeliveryError, Posted
+from bot.services.messenger import Button, DeliveryError, Posted
 from handlers import build_router
 from handlers.core import Router
 from storage.db import Database
@@ -114,6 +114,7 @@ class Sent:
     text: str
     thread_ts: str | None = None
     card: CaseCard | None = None
+    buttons: list[Button] = field(default_factory=list)
 
 
 @dataclass
@@ -133,14 +134,15 @@ class RecordingMessenger:
         return f"1700000000.{self.counter:06d}"
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None) -> Posted:
+                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
         self._maybe_fail()
-        self.sent.append(Sent("post", channel, text, thread_ts, card))
+        self.sent.append(Sent("post", channel, text, thread_ts, card, buttons or []))
         return Posted(channel, self._ts())
 
-    async def dm(self, user_id: str, text: str) -> Posted:
+    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
+                 ) -> Posted:
         self._maybe_fail()
-        self.sent.append(Sent("dm", user_id, text))
+        self.sent.append(Sent("dm", user_id, text, buttons=buttons or []))
         return Posted("D" + user_id, self._ts())
 
     async def update(self, channel: str, ts: str, text: str, *,

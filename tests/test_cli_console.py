@@ -51,7 +51,7 @@ async def test_console_session_as_a_newcomer(tmp_path: Path) -> None:
     assert "[#support] bot: *CS-1001* [S2 · prod-down] checkout API returns 500" in text
     assert "[DM to U-TAM] bot: New case CS-1001" in text
     assert "[#duty] bot: New case CS-1001" in text
-    assert "developer tier, which does not include IM group support" in text
+    assert "Developer tier, which does not include IM group support" in text
     assert "First response: " in text and "Status: in progress" in text  # card updated
     assert "who? one of: customer, tam, admin, engineer" in text
     assert "<t:" not in text  # times rendered for a person

@@ -135,40 +135,47 @@ def test_parse_case_ref_superscript_digit_is_junk() -> None:
 # --- perks ----------------------------------------------------------------------------
 
 def account(tier: Tier = Tier.ENTERPRISE, term: Term = Term.ANNUAL,
-            upgraded_midterm: bool = False) -> Account:
+            bought: Tier | None = None) -> Account:
+    """`bought`: the tier the plan year was bought at, before a mid-term upgrade."""
     return Account(key="acme", name="Acme", tier=tier, term=term, start=date(2026, 1, 1),
                    end=date(2026, 12, 31), region="cn-north-4", timezone="Asia/Shanghai",
-                   lang=Lang.EN, upgraded_midterm=upgraded_midterm)
+                   lang=Lang.EN, perk_tier=bought)
 
 
 ZEROS = {"escort": 0, "availability_check": 0, "resource_monitoring": 0}
 
 
-@pytest.mark.parametrize(("tier", "term", "upgraded", "expected"), [
-    (Tier.ENTERPRISE, Term.ANNUAL, False,
+@pytest.mark.parametrize(("tier", "term", "bought", "expected"), [
+    (Tier.ENTERPRISE, Term.ANNUAL, None,
      {"escort": 3, "availability_check": 1, "resource_monitoring": 1}),
-    (Tier.BUSINESS, Term.ANNUAL, False,
+    (Tier.BUSINESS, Term.ANNUAL, None,
      {"escort": 1, "availability_check": 0, "resource_monitoring": 0}),
-    (Tier.DEVELOPER, Term.ANNUAL, False, ZEROS),
-    (Tier.BASIC, Term.ANNUAL, False, ZEROS),
-    (Tier.ENTERPRISE, Term.MONTHLY, False, ZEROS),
-    (Tier.BUSINESS, Term.MONTHLY, False, ZEROS),
-    (Tier.ENTERPRISE, Term.ANNUAL, True, ZEROS),  # reached by a mid-term upgrade (§5, §6)
-    (Tier.BUSINESS, Term.ANNUAL, True, ZEROS),
+    (Tier.DEVELOPER, Term.ANNUAL, None, ZEROS),
+    (Tier.BASIC, Term.ANNUAL, None, ZEROS),
+    (Tier.ENTERPRISE, Term.MONTHLY, None, ZEROS),
+    (Tier.BUSINESS, Term.MONTHLY, None, ZEROS),
+    # reached by a mid-term upgrade: quotas stay those of the plan bought (§6 example, §7)
+    (Tier.ENTERPRISE, Term.ANNUAL, Tier.DEVELOPER, ZEROS),
+    (Tier.ENTERPRISE, Term.ANNUAL, Tier.BUSINESS,
+     {"escort": 1, "availability_check": 0, "resource_monitoring": 0}),
+    # after a downgrade the lower tier's quotas apply even if perk_tier is stale
+    (Tier.BUSINESS, Term.ANNUAL, Tier.ENTERPRISE,
+     {"escort": 1, "availability_check": 0, "resource_monitoring": 0}),
 ])
-def test_granted(tier: Tier, term: Term, upgraded: bool, expected: dict[str, int]) -> None:
-    assert granted(CATALOG.plan(tier), account(tier, term, upgraded)) == expected
+def test_granted(tier: Tier, term: Term, bought: Tier | None,
+                 expected: dict[str, int]) -> None:
+    assert granted(CATALOG, account(tier, term, bought)) == expected
 
 
 def test_granted_returns_a_copy() -> None:
     plan = CATALOG.plan(Tier.ENTERPRISE)
-    g = granted(plan, account())
+    g = granted(CATALOG, account())
     g["escort"] = 99
     assert plan.perks["escort"] == 3
 
 
 def test_balances_annual_enterprise() -> None:
-    got = balances(CATALOG.plan(Tier.ENTERPRISE), account(),
+    got = balances(CATALOG, account(),
                    held={"escort": 1}, used={"escort": 1, "availability_check": 1})
     assert got == [
         PerkBalance("escort", 3, 1, 1),
@@ -180,12 +187,12 @@ def test_balances_annual_enterprise() -> None:
 
 
 def test_balances_monthly_has_nothing_left() -> None:
-    got = balances(CATALOG.plan(Tier.ENTERPRISE), account(term=Term.MONTHLY), {}, {})
+    got = balances(CATALOG, account(term=Term.MONTHLY), {}, {})
     assert [(b.quota, b.left) for b in got] == [(0, 0), (0, 0), (0, 0)]
 
 
-def test_balances_upgraded_midterm_has_nothing_left() -> None:
-    got = balances(CATALOG.plan(Tier.ENTERPRISE), account(upgraded_midterm=True), {}, {})
+def test_balances_upgraded_midterm_from_developer_has_nothing_left() -> None:
+    got = balances(CATALOG, account(bought=Tier.DEVELOPER), {}, {})
     assert [(b.quota, b.left) for b in got] == [(0, 0), (0, 0), (0, 0)]
 
 
@@ -199,7 +206,7 @@ def test_perk_balance_left_never_negative(quota: int, held: int, used: int, left
 
 def test_balances_overused_after_downgrade_is_zero_not_negative() -> None:
     # quota 1 (business) with 3 days already used on the old enterprise plan
-    got = balances(CATALOG.plan(Tier.BUSINESS), account(Tier.BUSINESS), {}, {"escort": 3})
+    got = balances(CATALOG, account(Tier.BUSINESS), {}, {"escort": 3})
     assert got[0] == PerkBalance("escort", 1, 0, 3)
     assert got[0].left == 0
 

@@ -56,7 +56,7 @@ async def test_support_plan_in_chinese_for_a_zh_account(chat: Chat) -> None:
 async def test_link_refuses_a_tier_without_im_group_and_changes_nothing(
         chat: Chat, ctx: AppContext) -> None:
     reply = await chat(TAM, "CDEV", "/tam link devco")
-    assert "developer tier" in reply.text and "does not include IM group support" in reply.text
+    assert "Developer tier" in reply.text and "does not include IM group support" in reply.text
     assert "tickets" in reply.text and "hotline" in reply.text
     async with ctx.db.transaction() as s:
         assert await Bindings(s).account_for("CDEV") is None

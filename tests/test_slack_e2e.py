@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -303,3 +304,68 @@ async def test_slow_command_acks_empty_then_replies_through_response_url(
     assert resp.status == 200 and (await resp.text()) == ""
     reply = await fake.wait_for(lambda: fake.responses)
     assert "Acme Corp" in reply[0]["text"] and reply[0]["response_type"] == "ephemeral"
+
+
+async def test_escort_request_approved_by_button_shortens_s2_target(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext,
+        clock: Clock) -> None:
+    resp = await bot.command("support", "escort 2026-12-10 1", user=CUSTOMER, channel=ACME_CH)
+    assert "PR-1001" in json.loads(await resp.text())["text"]
+    await deliver(worker)
+    dm = next(b for b in fake.of("chat.postMessage") if b["channel"] == "D" + TAM)
+    actions = next(b for b in dm["blocks"] if b["type"] == "actions")["elements"]
+    approve = next(e for e in actions if e["action_id"] == "run_command")
+    click = {"type": "block_actions", "trigger_id": "t", "team": {"id": "T1"},
+             "user": {"id": TAM}, "channel": {"id": "D" + TAM}, "container": {},
+             "response_url": fake.response_url("approve"),
+             "actions": [{"action_id": "run_command", "value": approve["value"],
+                          "type": "button", "block_id": "b"}]}
+    # the same click forged by a customer is refused like the typed command would be
+    await bot.interaction({**click, "user": {"id": CUSTOMER}})
+    await fake.wait_for(lambda: fake.responses)
+    assert "for support staff" in fake.responses[0]["text"]
+    await bot.interaction(click)
+    await fake.wait_for(lambda: len(fake.responses) >= 2)
+    assert "PR-1001 approved" in fake.responses[1]["text"]
+    await deliver(worker)
+    assert any("approved" in b["text"] for b in fake.posts_to(ACME_CH))
+    clock.now = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
+    resp = await bot.command("support", "open S2 sale traffic errors", user=CUSTOMER,
+                             channel=ACME_CH)
+    assert "&lt; 10 min" in await resp.text() or "< 10 min" in await resp.text()
+
+
+async def test_reject_button_asks_for_a_reason_in_a_modal(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext) -> None:
+    await bot.command("support", "review availability 2026-12-15", user=CUSTOMER,
+                      channel=ACME_CH)
+    await deliver(worker)
+    dm = next(b for b in fake.of("chat.postMessage") if b["channel"] == "D" + TAM)
+    actions = next(b for b in dm["blocks"] if b["type"] == "actions")["elements"]
+    reject = next(e for e in actions if e["action_id"] == "run_command_ask")
+    await bot.interaction({"type": "block_actions", "trigger_id": "t9", "team": {"id": "T1"},
+                           "user": {"id": TAM}, "channel": {"id": "D" + TAM},
+                           "container": {}, "actions": [{"action_id": "run_command_ask",
+                                                         "value": reject["value"],
+                                                         "type": "button", "block_id": "b"}]})
+    view = (await fake.wait_for(lambda: fake.of("views.open")))[0]["view"]
+    await bot.interaction({"type": "view_submission", "team": {"id": "T1"},
+                           "user": {"id": TAM}, "view": {**view, "id": "V9", "state": {
+                               "values": {"text": {"value": {"type": "plain_text_input",
+                                                             "value": "change freeze"}}}}}})
+    eph = await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+    assert "PR-1001 rejected" in eph[0]["text"]
+    await deliver(worker)
+    assert any("change freeze" in b["text"] for b in fake.posts_to(ACME_CH))
+
+
+async def test_refused_downgrade_and_unsubscribe_over_http(
+        bot: BotServer, fake: FakeSlack, sctx: AppContext) -> None:
+    await bot.command("support", "escort 2026-12-10 2", user=CUSTOMER, channel=ACME_CH)
+    await bot.command("tam", "approve PR-1001", user=TAM, channel=ACME_CH)
+    resp = await bot.command("tam", "plan acme downgrade business", user="UADMIN",
+                             channel="CADMIN")
+    assert "would leave Escort days overdrawn" in json.loads(await resp.text())["text"]
+    resp = await bot.command("tam", "plan acme unsubscribe confirm", user="UADMIN",
+                             channel="CADMIN")
+    assert "cannot be unsubscribed mid-term" in json.loads(await resp.text())["text"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from itertools import count
 from typing import TextIO
@@ -16,7 +16,7 @@ from bot.i18n import TIME_TOKEN, Translator
 from bot.services import accounts, cases
 from bot.services.base import AppContext, Refusal, resolve_actor
 from bot.services.cards import CaseCard
-from bot.services.messenger import Posted
+from bot.services.messenger import Button, Posted
 from handlers.core import Reply, Request, Router
 from storage.repos import Accounts, Bindings, Staff
 
@@ -32,6 +32,12 @@ def render_times(text: str, tz: ZoneInfo) -> str:
     return TIME_TOKEN.sub(
         lambda m: datetime.fromtimestamp(int(m.group(1)), tz).strftime("%Y-%m-%d %H:%M %Z"),
         text)
+
+
+def button_hints(buttons: Sequence[Button]) -> str:
+    """Buttons as the commands they run (the console has nothing to click)."""
+    return "".join(f"\n[{b.label}] → {b.command}" + (f" <{b.ask}>" if b.ask else "")
+                   for b in buttons)
 
 
 class ConsoleMessenger:
@@ -50,15 +56,16 @@ class ConsoleMessenger:
         self.write(f"[{where}] bot: {body}")
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None) -> Posted:
+                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
         where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else channel
         if thread_ts:
             where += " (thread)"
-        self._show(where, card.text() if card else text)
+        self._show(where, (card.text() if card else text) + button_hints(buttons or ()))
         return Posted(channel, self._next())
 
-    async def dm(self, user_id: str, text: str) -> Posted:
-        self._show(f"DM to {user_id}", text)
+    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
+                 ) -> Posted:
+        self._show(f"DM to {user_id}", text + button_hints(buttons or ()))
         return Posted(f"D-{user_id}", self._next())
 
     async def update(self, channel: str, ts: str, text: str, *,
@@ -112,7 +119,8 @@ class Console:
 
     def show(self, reply: Reply) -> None:
         label = "only you see this" if reply.visibility.value == "ephemeral" else "#support"
-        body = render_times(reply.text, self.tz).replace("\n", "\n    ")
+        body = render_times(reply.text + button_hints(reply.buttons), self.tz)
+        body = body.replace("\n", "\n    ")
         self.write(f"[{label}] bot: {body}")
 
     async def handle(self, line: str) -> bool:

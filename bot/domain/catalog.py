@@ -112,6 +112,21 @@ class PerkRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Software:
+    """One row of the third-party software support table."""
+
+    name: str
+    aliases: tuple[str, ...]
+    category: str
+    versions: dict[str, str]  # language -> text
+    help: dict[str, str]
+
+    def matches(self, text: str) -> bool:
+        key = " ".join(text.lower().split())
+        return key == self.name.lower() or key in self.aliases
+
+
+@dataclass(frozen=True, slots=True)
 class Catalog:
     currency: str
     near_breach_ratio: float
@@ -123,6 +138,10 @@ class Catalog:
     max_tier_changes_per_year: int
     perk_rules: dict[str, PerkRule]
     tiers: dict[Tier, TierPlan] = field(default_factory=dict)
+    third_party: tuple[Software, ...] = ()
+
+    def software(self, text: str) -> Software | None:
+        return next((sw for sw in self.third_party if sw.matches(text)), None)
 
     def plan(self, tier: Tier) -> TierPlan:
         return self.tiers[tier]
@@ -167,6 +186,15 @@ class _Reader:
         if not isinstance(v, str) or not v:
             raise self.fail(f"{key}.{name}", "a non-empty string")
         return v
+
+    def texts(self, obj: dict[str, Any], name: str, key: str) -> dict[str, str]:
+        """A customer-facing text in both shipped languages: {en: ..., zh: ...}."""
+        v = self.mapping(self.get(obj, name, key), f"{key}.{name}")
+        for lang in ("en", "zh"):
+            if not isinstance(v.get(lang), str) or not v[lang]:
+                raise self.fail(f"{key}.{name}.{lang}", "a non-empty text (en and zh are both "
+                                "required)")
+        return {str(k): str(t) for k, t in v.items()}
 
     def str_list(self, obj: dict[str, Any], name: str, key: str) -> tuple[str, ...]:
         v = self.get(obj, name, key)
@@ -230,7 +258,21 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     if unknown:
         raise r.fail(f"tiers.{sorted(unknown)[0]}", "one of basic, developer, business, enterprise")
 
+    third_party: list[Software] = []
+    raw_tp = root.get("third_party", [])
+    if not isinstance(raw_tp, list):
+        raise r.fail("third_party", "a list of software entries")
+    for i, item in enumerate(raw_tp):
+        k = f"third_party[{i}]"
+        m = r.mapping(item, k)
+        third_party.append(Software(
+            name=r.str_(m, "name", k),
+            aliases=tuple(a.lower() for a in r.str_list(m, "aliases", k)),
+            category=r.str_(m, "category", k), versions=r.texts(m, "versions", k),
+            help=r.texts(m, "help", k)))
+
     return Catalog(
+        third_party=tuple(third_party),
         currency=r.str_(root, "currency", ""),
         near_breach_ratio=float(ratio),
         escort_target_seconds=60 * r.int_(sla, "escort_target_minutes", "sla", 1),

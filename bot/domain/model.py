@@ -120,8 +120,13 @@ class Account:
     lang: Lang
     tam_user_id: str | None = None
     team_id: str | None = None
-    # A plan reached by a mid-term upgrade is not a full plan year: it earns no perks (§5).
-    upgraded_midterm: bool = False
+    # The tier whose perk quotas apply this plan year: the one bought. A mid-term upgrade
+    # keeps it (quotas are not adjusted, §7); a downgrade lowers it. None = `tier`.
+    perk_tier: Tier | None = None
+    cancelled_on: date | None = None  # unsubscribed: no new cases or requests from this date
+
+    def in_force(self, today: date) -> bool:
+        return self.cancelled_on is None or today < self.cancelled_on
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,14 @@ class Refusal(Exception):
         self.params = params
 
     def render(self, t: Translator) -> str:
-        return t(self.msg_id, **self.params)
+        # perk and tier ids read better as their names in the reader's language
+        params = dict(self.params)
+        for name in ("perk", "tier"):
+            if isinstance(params.get(name), str):
+                params[name] = t(f"{name}.{params[name]}")
+        if isinstance(params.get("tiers"), str):
+            params["tiers"] = ", ".join(t(f"tier.{x}") for x in str(params["tiers"]).split(", "))
+        return t(self.msg_id, **params)
 
 
 async def resolve_actor(app: AppContext, team_id: str, user_id: str) -> Actor:

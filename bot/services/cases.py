@@ -61,6 +61,8 @@ async def bound_account(s: AsyncSession, app: AppContext, channel_id: str) -> Ac
         raise Refusal("case.unbound")
     if not app.catalog.plan(account.tier).im_group:
         raise Refusal("case.tier_without_im", tier=account.tier.value)
+    if not account.in_force(app.clock().astimezone(app.tz(account)).date()):
+        raise Refusal("case.plan_cancelled", on=str(account.cancelled_on))
     return account
 
 

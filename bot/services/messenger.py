@@ -20,6 +20,28 @@ class DeliveryError(Exception):
 
 
 @dataclass(frozen=True)
+class Button:
+    """A button that runs a command as whoever clicks it, where it was clicked.
+
+    `ask` names a text to collect first (e.g. a rejection reason), appended to the command.
+    The command is authorized like a typed one, so a forged click gains nothing.
+    """
+
+    label: str
+    command: str
+    style: str | None = None  # "primary" | "danger"
+    ask: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("label", self.label), ("command", self.command),
+                                  ("style", self.style), ("ask", self.ask)) if v}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str]) -> Button:
+        return cls(d["label"], d["command"], d.get("style"), d.get("ask"))
+
+
+@dataclass(frozen=True)
 class Posted:
     channel: str
     ts: str
@@ -27,11 +49,12 @@ class Posted:
 
 class Messenger(Protocol):
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None) -> Posted:
+                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
         """Post a message (or a case card) and return where it landed."""
         ...
 
-    async def dm(self, user_id: str, text: str) -> Posted:
+    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
+                 ) -> Posted:
         """Send a direct message to a user."""
         ...
 

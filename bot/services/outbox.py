@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services.messenger import Button
 from storage import jobs
 
 MSG_POST = "msg.post"
@@ -14,7 +15,8 @@ CARD_SYNC = "card.sync"
 
 async def post(s: AsyncSession, now: datetime, *, text: str, key: str,
                channel: str | None = None, user: str | None = None,
-               thread_case_id: int | None = None, link_case_id: int | None = None) -> bool:
+               thread_case_id: int | None = None, link_case_id: int | None = None,
+               buttons: list[Button] | None = None) -> bool:
     """Queue a message to a channel or a user's DM (exactly one of `channel`, `user`).
 
     `thread_case_id` posts into that case card's thread; `link_case_id` appends a link to it.
@@ -30,6 +32,8 @@ async def post(s: AsyncSession, now: datetime, *, text: str, key: str,
         payload["thread_case_id"] = thread_case_id
     if link_case_id is not None:
         payload["link_case_id"] = link_case_id
+    if buttons:
+        payload["buttons"] = [b.to_dict() for b in buttons]
     return await jobs.enqueue(s, MSG_POST, now, payload, f"msg:{key}", now)
 
 

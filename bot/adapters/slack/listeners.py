@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -17,6 +18,7 @@ from bot.domain.model import CaseStatus, Lang, Severity
 from bot.i18n import Translator
 from bot.services import cases
 from bot.services.base import AppContext, Refusal, resolve_actor
+from bot.services.messenger import Button
 from handlers.core import Reply, Request, Router, Visibility
 from storage.repos import Bindings, Inbox
 
@@ -69,8 +71,70 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
 
 def reply_body(reply: Reply) -> dict[str, Any]:
     in_channel = reply.visibility is Visibility.CHANNEL
-    return {"text": views.slack_text(reply.text)[:3900], "blocks": views.text_blocks(reply.text),
+    return {"text": views.slack_text(reply.text)[:3900],
+            "blocks": views.text_blocks(reply.text, reply.buttons),
             "response_type": "in_channel" if in_channel else "ephemeral"}
+
+
+async def _run_command(ctx: AppContext, router: Router, command: str, team: str, user: str,
+                       channel: str) -> Reply:
+    """A button's command, dispatched exactly as if the clicking user had typed it."""
+    root, _, rest = command.lstrip("/").partition(" ")
+    if root not in router.roots():
+        return Reply(Translator(Lang.EN)("error.unknown_command", root=root, word=""))
+    req = Request(root=root, text=rest, team_id=team, channel_id=channel, user_id=user)
+    return await router.dispatch(req, ctx)
+
+
+def register_buttons(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
+    @bolt.action(views.RUN_ACTION)
+    async def on_run(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        button = _button(body)
+        if button is None:
+            return
+        reply = await _run_command(ctx, router, button.command, _team(body),
+                                   body["user"]["id"], _channel(body))
+        await respond(**reply_body(reply), replace_original=False)
+
+    @bolt.action(views.RUN_ASK_ACTION)
+    async def on_run_ask(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        button = _button(body)
+        if button is not None:
+            await client.views_open(trigger_id=body["trigger_id"],
+                                    view=views.ask_modal(button, _channel(body)))
+
+    @bolt.view(views.RUN_ASK_CALLBACK)
+    async def on_ask_submit(ack: AsyncAck, body: dict[str, Any],
+                            client: AsyncWebClient) -> None:
+        await ack()
+        view = body.get("view") or {}
+        meta = json.loads(str(view.get("private_metadata") or "{}"))
+        text = " ".join(views.modal_values(view).get("text", "").split())
+        user = body["user"]["id"]
+        reply = await _run_command(ctx, router, f"{meta.get('command', '')} {text}".strip(),
+                                   _team(body), user, str(meta.get("channel", "")))
+        await client.chat_postEphemeral(channel=str(meta.get("channel", "")), user=user,
+                                        text=views.slack_text(reply.text)[:3900])
+
+
+def _button(body: dict[str, Any]) -> Button | None:
+    try:
+        data = json.loads(str(body["actions"][0].get("value", "")))
+        return Button.from_dict({k: str(v) for k, v in data.items()})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("a button with an unreadable value was ignored")
+        return None
+
+
+def _team(body: dict[str, Any]) -> str:
+    return str((body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id", ""))
+
+
+def _channel(body: dict[str, Any]) -> str:
+    return str((body.get("channel") or {}).get("id") or
+               (body.get("container") or {}).get("channel_id", ""))
 
 
 def register_interactions(bolt: AsyncApp, ctx: AppContext) -> None:

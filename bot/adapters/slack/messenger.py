@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack.views import case_card_blocks, slack_text, text_blocks
 from bot.services.cards import CaseCard
-from bot.services.messenger import DeliveryError, Posted
+from bot.services.messenger import Button, DeliveryError, Posted
 
 # errors that retrying cannot fix: the bot lost access or the target is gone
 PERMANENT = frozenset({
@@ -40,8 +40,8 @@ class SlackMessenger:
             raise DeliveryError(f"{method}: {type(exc).__name__}") from exc
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None) -> Posted:
-        blocks = case_card_blocks(card) if card else text_blocks(text)
+                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
+        blocks = case_card_blocks(card) if card else text_blocks(text, buttons)
         args: dict[str, Any] = {"channel": channel, "text": slack_text(text)[:3900],
                                 "blocks": blocks, "unfurl_links": False}
         if thread_ts:
@@ -49,7 +49,8 @@ class SlackMessenger:
         data = await self._call("chat.postMessage", **args)
         return Posted(channel=str(data.get("channel", channel)), ts=str(data.get("ts", "")))
 
-    async def dm(self, user_id: str, text: str) -> Posted:
+    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
+                 ) -> Posted:
         channel = self._dm_channels.get(user_id)
         if channel is None:
             data = await self._call("conversations.open", users=user_id)
@@ -57,7 +58,7 @@ class SlackMessenger:
             if not channel:
                 raise DeliveryError("conversations.open returned no channel")
             self._dm_channels[user_id] = channel
-        return await self.post(channel, text)
+        return await self.post(channel, text, buttons=buttons)
 
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:

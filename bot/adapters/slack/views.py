@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +22,7 @@ from slack_sdk.models.blocks import (
 from bot.domain.model import Lang, Severity
 from bot.i18n import TIME_TOKEN, Translator
 from bot.services.cards import CaseCard
+from bot.services.messenger import Button
 
 SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
@@ -29,6 +32,9 @@ CLOSE_ACTION = "case_close"
 OPEN_FROM_REACTION_ACTION = "open_case_from_reaction"
 OPEN_CASE_CALLBACK = "open_case"
 OPEN_FROM_MESSAGE_SHORTCUT = "open_case_from_message"
+RUN_ACTION = "run_command"
+RUN_ASK_ACTION = "run_command_ask"
+RUN_ASK_CALLBACK = "run_command_ask"
 
 
 def slack_text(text: str) -> str:
@@ -64,12 +70,33 @@ def _chunks(text: str, size: int = SECTION_LIMIT) -> list[str]:
     return out
 
 
-def text_blocks(text: str) -> list[dict[str, Any]]:
+def text_blocks(text: str, buttons: Sequence[Button] | None = None) -> list[dict[str, Any]]:
     """A reply as sections within Slack's limits (3,000 chars a section, 50 blocks)."""
+    room = MAX_BLOCKS - (1 if buttons else 0)
     chunks = _chunks(slack_text(text))
-    if len(chunks) > MAX_BLOCKS:
-        chunks = [*chunks[: MAX_BLOCKS - 1], "…"]
-    return [SectionBlock(text=MarkdownTextObject(text=c)).to_dict() for c in chunks]
+    if len(chunks) > room:
+        chunks = [*chunks[: room - 1], "…"]
+    blocks = [SectionBlock(text=MarkdownTextObject(text=c)).to_dict() for c in chunks]
+    if buttons:
+        blocks.append(ActionsBlock(elements=[
+            ButtonElement(text=b.label[:75], action_id=RUN_ASK_ACTION if b.ask else RUN_ACTION,
+                          value=json.dumps(b.to_dict())[:2000], style=b.style)
+            for b in buttons[:5]]).to_dict())
+    return blocks
+
+
+def ask_modal(button: Button, channel_id: str) -> dict[str, Any]:
+    """Collect the text a button asks for (e.g. a rejection reason), then run its command."""
+    return {
+        "type": "modal", "callback_id": RUN_ASK_CALLBACK,
+        "private_metadata": json.dumps({"command": button.command, "channel": channel_id}),
+        "title": {"type": "plain_text", "text": button.label[:24]},
+        "submit": {"type": "plain_text", "text": button.label[:24]},
+        "blocks": [{"type": "input", "block_id": "text",
+                    "label": {"type": "plain_text", "text": (button.ask or "")[:2000]},
+                    "element": {"type": "plain_text_input", "action_id": "value",
+                                "multiline": True, "max_length": 1000}}],
+    }
 
 
 def case_card_blocks(card: CaseCard) -> list[dict[str, Any]]:

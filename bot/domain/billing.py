@@ -1,0 +1,181 @@
+"""Fees, proration and plan-change quotes (rulebook §7). All money in integer minor units."""
+
+from __future__ import annotations
+
+import calendar as _calendar
+from dataclasses import dataclass
+from datetime import date
+
+from bot.domain.catalog import PERKS, Catalog, Fees
+from bot.domain.model import Account, Term, Tier
+
+
+def _share(amount: int, num: int, den: int) -> int:
+    """amount × num / den, rounded half up, in integers (no floats near money)."""
+    if den <= 0:
+        raise ValueError("denominator must be positive")
+    return (2 * amount * num + den) // (2 * den)
+
+
+def tiered_amount(fees: Fees, consumption: int) -> int:
+    """The tiered rate applied to a month's consumption (list price, minor units)."""
+    if consumption < 0:
+        raise ValueError("consumption cannot be negative")
+    total_x10000 = 0  # basis points keep the arithmetic exact until the final rounding
+    lower = 0
+    for bracket in fees.brackets:
+        upper = bracket.upto if bracket.upto is not None else consumption
+        if consumption > lower:
+            total_x10000 += (min(consumption, upper) - lower) * bracket.rate_bp
+        lower = upper
+        if consumption <= lower:
+            break
+    return (total_x10000 + 5000) // 10000
+
+
+def monthly_fee(fees: Fees, consumption: int) -> int:
+    """Fee for the month = max(base fee, tiered amount)."""
+    return max(fees.base, tiered_amount(fees, consumption))
+
+
+def incremental_fee(fees: Fees, consumption: int) -> int:
+    """Postpaid part: max(0, tiered amount − base fee)."""
+    return monthly_fee(fees, consumption) - fees.base
+
+
+def term_months(term: Term) -> int:
+    return 12 if term is Term.ANNUAL else 1
+
+
+def unused_base(fees: Fees, account: Account, on: date) -> int:
+    """Prepaid base fee left for the rest of the term, from `on` (by days)."""
+    total = (account.end - account.start).days
+    remaining = max(0, min(total, (account.end - on).days))
+    return _share(fees.base * term_months(account.term), remaining, total)
+
+
+def base_for_remaining(fees: Fees, account: Account, on: date) -> int:
+    """The new tier's base fee for the same remaining service time."""
+    return unused_base(fees, account, on)
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementalSplit:
+    old_tier: Tier
+    new_tier: Tier | None
+    days_old: int
+    days_new: int
+    old_amount: int
+    new_amount: int
+
+    @property
+    def total(self) -> int:
+        return self.old_amount + self.new_amount
+
+
+def split_incremental(catalog: Catalog, old: Tier, new: Tier | None, on: date,
+                      consumption: int) -> IncrementalSplit:
+    """The month's incremental fee split by days between the old and the new tier."""
+    days_in_month = _calendar.monthrange(on.year, on.month)[1]
+    days_old = on.day - 1
+    days_new = days_in_month - days_old
+    old_inc = incremental_fee(catalog.plan(old).fees, consumption)
+    if new is None:  # unsubscribe: the month's incremental fee is still charged (§7)
+        return IncrementalSplit(old, None, days_in_month, 0, old_inc, 0)
+    new_inc = incremental_fee(catalog.plan(new).fees, consumption)
+    return IncrementalSplit(old, new, days_old, days_new,
+                            _share(old_inc, days_old, days_in_month),
+                            _share(new_inc, days_new, days_in_month))
+
+
+class ChangeKind:
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    kind: str
+    account_key: str
+    old_tier: Tier
+    new_tier: Tier | None
+    on: date
+    unused_old: int  # prepaid base fee left on the old tier
+    new_base: int  # the new tier's base fee for the remaining time (0 when unsubscribing)
+    incremental: IncrementalSplit | None  # None when no consumption figure is known
+
+    @property
+    def due_now(self) -> int:
+        """Positive: the customer pays now. Negative: the customer is refunded."""
+        return self.new_base - self.unused_old
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a plan change is not allowed: a message id and its fields."""
+
+    msg_id: str
+    params: dict[str, object]
+
+
+def quote_change(catalog: Catalog, account: Account, kind: str, new_tier: Tier | None,
+                 on: date, consumption: int | None, perks_used: dict[str, int],
+                 changes_last_year: int) -> Quote | Refused:
+    """Check the §7 rules and price a plan change; nothing is applied here."""
+    if on < account.start or on >= account.end:
+        return Refused("plan.outside_term", {"start": account.start.isoformat(),
+                                             "end": account.end.isoformat()})
+    used_any = {p: n for p, n in perks_used.items() if n > 0}
+    if kind == ChangeKind.UNSUBSCRIBE:
+        if used_any:
+            perk = sorted(used_any)[0]
+            return Refused("plan.unsubscribe_after_perk", {"perk": perk})
+    else:
+        assert new_tier is not None
+        if new_tier is account.tier:
+            return Refused("plan.same_tier", {"tier": new_tier.value})
+        if kind == ChangeKind.UPGRADE and new_tier.rank < account.tier.rank:
+            return Refused("plan.not_an_upgrade", {"old": account.tier.value,
+                                                   "new": new_tier.value})
+        if kind == ChangeKind.DOWNGRADE and new_tier.rank > account.tier.rank:
+            return Refused("plan.not_a_downgrade", {"old": account.tier.value,
+                                                    "new": new_tier.value})
+        if changes_last_year >= catalog.max_tier_changes_per_year:
+            return Refused("plan.too_many_changes", {"n": changes_last_year,
+                                                     "max": catalog.max_tier_changes_per_year})
+        if kind == ChangeKind.DOWNGRADE and account.term is Term.ANNUAL:
+            new_quota = catalog.plan(new_tier).perks
+            for perk in PERKS:
+                if new_quota[perk] - perks_used.get(perk, 0) < 0:
+                    return Refused("plan.downgrade_perk", {
+                        "perk": perk, "used": perks_used.get(perk, 0),
+                        "quota": new_quota[perk], "tier": new_tier.value})
+    old_fees = catalog.plan(account.tier).fees
+    unused = unused_base(old_fees, account, on)
+    new_base = 0 if new_tier is None else base_for_remaining(catalog.plan(new_tier).fees,
+                                                             account, on)
+    split = None if consumption is None else split_incremental(catalog, account.tier,
+                                                               new_tier, on, consumption)
+    return Quote(kind, account.key, account.tier, new_tier, on, unused, new_base, split)
+
+
+def format_money(minor: int, currency: str) -> str:
+    """`USD 1,234.50` (minor units -> display; the sign is kept)."""
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{currency} {whole:,}.{cents:02d}"
+
+
+def parse_money(text: str) -> int | None:
+    """`1234`, `1,234.5`, `1234.56` -> minor units; None for anything else."""
+    t = text.strip().replace(",", "")
+    if not t or t.startswith("-") or t.count(".") > 1:
+        return None
+    whole, _, frac = t.partition(".")
+    if not (whole or frac) or not (whole.isascii() and (whole.isdigit() or whole == "")) \
+            or not (frac == "" or (frac.isascii() and frac.isdigit() and len(frac) <= 2)):
+        return None
+    if len(whole) > 13:
+        return None
+    return int(whole or "0") * 100 + int((frac + "00")[:2])

@@ -1,0 +1,204 @@
+"""Use cases for annual perks: request, approve, reject, cancel; the ledger keeps the count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.model import Account, Lang, Role
+from bot.domain.perks import PerkBalance, balances, check_request
+from bot.i18n import Translator
+from bot.services import outbox
+from bot.services.base import Actor, AppContext, Refusal, audit_denial
+from bot.services.cases import bound_account
+from bot.services.messenger import Button
+from storage.repos import Accounts, Audit, PerkLedger, Staff
+from storage.tables import PerkRequestRow
+
+PENDING, APPROVED, REJECTED, CANCELLED = "pending", "approved", "rejected", "cancelled"
+
+
+def request_ref(request_id: int) -> str:
+    return f"PR-{1000 + request_id}"
+
+
+def parse_request_ref(text: str) -> int | None:
+    t = text.strip().upper().lstrip("#")
+    t = t[3:] if t.startswith("PR-") else t
+    if not (t.isascii() and t.isdecimal()) or len(t) > 12 or int(t) <= 1000:
+        return None
+    return int(t) - 1000
+
+
+@dataclass(frozen=True)
+class Requested:
+    ref: str
+    account: Account
+    perk: str
+    start: date
+    amount: int
+    warnings: list[tuple[str, dict[str, object]]]
+
+
+async def perk_balances(s: AsyncSession, app: AppContext, account: Account
+                        ) -> list[PerkBalance]:
+    held, used = await PerkLedger(s).totals(account.key, account.start)
+    return balances(app.catalog, account, held, used)
+
+
+def window_text(t: Translator, perk: str, start: date, amount: int) -> str:
+    if perk == "escort":
+        end = start + timedelta(days=amount - 1)
+        return t("perk.window_days", start=start.isoformat(), end=end.isoformat(), n=amount)
+    return start.isoformat()
+
+
+async def request_perk(app: AppContext, actor: Actor, channel_id: str, perk: str,
+                       start: date, amount: int) -> Requested:
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await bound_account(s, app, channel_id)
+        today = now.astimezone(app.tz(account)).date()
+        balance = next(b for b in await perk_balances(s, app, account) if b.perk == perk)
+        decision = check_request(app.catalog, account, perk, start, amount, today,
+                                 app.calendar(account), balance)
+        if decision.refusal is not None:
+            msg_id, params = decision.refusal
+            refusal = Refusal(msg_id, **params)
+        else:
+            refusal = None
+            row = await PerkLedger(s).add_request(
+                account_key=account.key, perk=perk, start_date=start, amount=amount,
+                plan_year_start=account.start, status=PENDING, channel_id=channel_id,
+                requested_by=actor.user_id, requested_at=now)
+            await PerkLedger(s).entry(account.key, perk, account.start, "hold", amount, row.id,
+                                      now)
+            ref = request_ref(row.id)
+            await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                                 action="perk.request", account_key=account.key,
+                                 after={"request": ref, "perk": perk, "start": str(start),
+                                        "amount": amount,
+                                        "warnings": [w[0] for w in decision.warnings]})
+            await _tell_approvers(s, app, account, row, decision.warnings)
+            t = Translator(account.lang)
+            await outbox.post(s, now, channel=channel_id, key=f"perk:{row.id}:requested",
+                              text=t("perk.requested_notice", user=actor.user_id, ref=ref,
+                                     perk=t(f"perk.{perk}"),
+                                     when=window_text(t, perk, start, amount)))
+    if refusal is not None:
+        raise refusal
+    return Requested(ref, account, perk, start, amount, decision.warnings)
+
+
+async def _tell_approvers(s: AsyncSession, app: AppContext, account: Account,
+                          row: PerkRequestRow, warnings: list[tuple[str, dict[str, object]]]
+                          ) -> None:
+    """The request goes to the account's TAM (DM, with buttons) and the duty channel."""
+    ref = request_ref(row.id)
+
+    def text(t: Translator) -> str:
+        lines = [t("perk.approval_needed", ref=ref, account=account.name, key=account.key,
+                   perk=t(f"perk.{row.perk}"),
+                   when=window_text(t, row.perk, row.start_date, row.amount),
+                   user=row.requested_by)]
+        lines += [t(w, **p) for w, p in warnings]
+        return "\n".join(lines)
+
+    def buttons(t: Translator) -> list[Button]:
+        return [Button(t("perk.button_approve"), f"/tam approve {ref}", "primary"),
+                Button(t("perk.button_reject"), f"/tam reject {ref}", "danger",
+                       ask=t("perk.reject_reason"))]
+
+    assert row.requested_at is not None
+    if account.tam_user_id:
+        member = await Staff(s).get(account.team_id or "", account.tam_user_id)
+        t = Translator(member.lang if member else Lang.EN)
+        await outbox.post(s, row.requested_at, user=account.tam_user_id, text=text(t),
+                          buttons=buttons(t), key=f"perk:{row.id}:approval:tam")
+    if app.settings.duty_channel:
+        en = Translator(Lang.EN)
+        await outbox.post(s, row.requested_at, channel=app.settings.duty_channel,
+                          text=text(en), buttons=buttons(en), key=f"perk:{row.id}:approval:duty")
+
+
+def _may_decide(actor: Actor, account: Account) -> bool:
+    """Admins decide for any account; a TAM for the accounts they manage (or that have none)."""
+    if actor.role is Role.ADMIN:
+        return True
+    return actor.role is Role.TAM and account.tam_user_id in (None, actor.user_id)
+
+
+async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
+                 reason: str = "") -> tuple[str, Account, PerkRequestRow]:
+    """Approve (consume the held quota) or reject (release it); the group hears the outcome."""
+    now = app.clock()
+    if not approve and not reason.strip():
+        raise Refusal("perk.reason_required")
+    async with app.db.transaction() as s:
+        row = await PerkLedger(s).request(request_id, for_update=True)
+        account = await Accounts(s).get(row.account_key) if row else None
+        if row is None or account is None:
+            raise Refusal("perk.unknown_request")
+        ref = request_ref(row.id)
+        if not _may_decide(actor, account):
+            denied = True
+        else:
+            denied = False
+            if row.status != PENDING:
+                raise Refusal("perk.already_decided", ref=ref, status=row.status)
+            ledger = PerkLedger(s)
+            await ledger.entry(account.key, row.perk, row.plan_year_start, "release",
+                               row.amount, row.id, now)
+            if approve:
+                await ledger.entry(account.key, row.perk, row.plan_year_start, "consume",
+                                   row.amount, row.id, now)
+            row.status = APPROVED if approve else REJECTED
+            row.decided_by, row.decided_at = actor.user_id, now
+            row.reason = reason.strip() or None
+            await s.flush()
+            await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                                 action=f"perk.{row.status}", account_key=account.key,
+                                 before={"request": ref, "status": PENDING},
+                                 after={"request": ref, "status": row.status,
+                                        "reason": row.reason})
+            t = Translator(account.lang)
+            msg = "perk.approved_notice" if approve else "perk.rejected_notice"
+            await outbox.post(s, now, channel=row.channel_id, key=f"perk:{row.id}:{row.status}",
+                              text=t(msg, ref=ref, perk=t(f"perk.{row.perk}"),
+                                     when=window_text(t, row.perk, row.start_date, row.amount),
+                                     reason=row.reason or ""))
+    if denied:
+        await audit_denial(app, actor, "perk.decide", "not the account's TAM or an admin",
+                           account_key=account.key)
+        raise Refusal("perk.not_your_account", ref=ref)
+    return ref, account, row
+
+
+async def cancel(app: AppContext, actor: Actor, channel_id: str, request_id: int) -> str:
+    """The customer withdraws a pending request; the held quota is released."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await bound_account(s, app, channel_id)
+        row = await PerkLedger(s).request(request_id, for_update=True)
+        if row is None or row.account_key != account.key:
+            raise Refusal("perk.unknown_request")
+        ref = request_ref(row.id)
+        if row.status != PENDING:
+            raise Refusal("perk.already_decided", ref=ref, status=row.status)
+        await PerkLedger(s).entry(account.key, row.perk, row.plan_year_start, "release",
+                                  row.amount, row.id, now)
+        row.status, row.decided_by, row.decided_at = CANCELLED, actor.user_id, now
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="perk.cancelled", account_key=account.key,
+                             before={"request": ref, "status": PENDING},
+                             after={"request": ref, "status": CANCELLED})
+    return ref
+
+
+async def group_requests(app: AppContext, channel_id: str
+                         ) -> tuple[Account, list[PerkRequestRow]]:
+    async with app.db.transaction() as s:
+        account = await bound_account(s, app, channel_id)
+        return account, await PerkLedger(s).requests([account.key])
