@@ -33,13 +33,17 @@ class NullMessenger:
         self.n = 0
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
+                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+                   key: str | None = None) -> Posted:
         self.n += 1
         return Posted(channel, f"{self.n}.0")
 
-    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
-                 ) -> Posted:
-        return await self.post("D" + user_id, text)
+    async def find(self, channel: str, key: str, *, thread_ts: str | None = None
+                   ) -> Posted | None:
+        return None
+
+    async def dm_channel(self, user_id: str) -> str:
+        return "D" + user_id
 
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:

@@ -82,7 +82,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         try:
-            async with worker_running(c.ctx, SlackMessenger(client)):
+            async with worker_running(c.ctx, SlackMessenger(make_client(settings,
+                                                                        retries=False))):
                 await stop.wait()
         finally:
             if handler is not None:

@@ -31,6 +31,7 @@ class Settings:
     port: int = 3000
     worker_poll_seconds: float = 5.0
     worker_lease_seconds: float = 30.0
+    slack_timeout_seconds: float = 10.0
     log_level: str = "INFO"
 
     @classmethod
@@ -52,6 +53,10 @@ class Settings:
             db_url = "postgresql+asyncpg://" + db_url.split("://", 1)[1]
         poll_s = _positive(env, "SUPPORTBOT_POLL_SECONDS", 5.0)
         lease_s = _positive(env, "SUPPORTBOT_LEASE_SECONDS", 30.0)
+        timeout_s = _positive(env, "SUPPORTBOT_SLACK_TIMEOUT", 10.0)
+        if timeout_s * 2 >= lease_s:
+            raise ConfigError("SUPPORTBOT_SLACK_TIMEOUT must be under half of "
+                              "SUPPORTBOT_LEASE_SECONDS, so a slow call never outlives a lease")
         admins = frozenset(a.strip() for a in env.get("SUPPORTBOT_ADMINS", "").split(",")
                            if a.strip())
         return cls(
@@ -67,6 +72,7 @@ class Settings:
             port=int(port_text),
             worker_poll_seconds=poll_s,
             worker_lease_seconds=lease_s,
+            slack_timeout_seconds=timeout_s,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
 

@@ -2,8 +2,10 @@
 
 Several workers (one per process, across replicas) share the `jobs` table safely: PostgreSQL
 hands each due row to one claimer (`FOR UPDATE SKIP LOCKED`), SQLite serializes claimers
-with `BEGIN IMMEDIATE`. A crash leaves the lease to expire and another worker retries; the
-effects are idempotent (case flags, idempotency keys, the stored card `ts`).
+with `BEGIN IMMEDIATE`. A crash leaves the lease to expire and another worker retries. Effects
+stay single: timer effects commit with the job's completion; a message carries its job's
+idempotency key in Slack metadata, and a retried job first looks for the message it may
+already have posted.
 """
 
 from __future__ import annotations
@@ -13,16 +15,15 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
-from bot.domain.model import Lang
-from bot.i18n import Translator
 from bot.services import cases, outbox
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
-from bot.services.messenger import Button, DeliveryError, Messenger
+from bot.services.messenger import Button, DeliveryError, Messenger, Posted
 from storage import jobs
 from storage.db import JOBS_CHANNEL
 from storage.repos import Accounts, Cases
@@ -30,6 +31,9 @@ from storage.repos import Accounts, Cases
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+CARD_WAIT_ATTEMPTS = 5  # after this many tries a notice goes out without its card link
+
+JobHandler = Callable[["Worker", jobs.Job, datetime], Awaitable[dict[str, Any] | None]]
 
 
 class LeaseLost(Exception):
@@ -50,6 +54,8 @@ class Worker:
         self.poll = poll if poll is not None else app.settings.worker_poll_seconds
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._stop = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._cards: dict[int, asyncio.Task[None]] = {}  # case id -> its card job in flight
         self._card_locks: dict[int, asyncio.Lock] = {}
         self.processed = 0
 
@@ -58,15 +64,20 @@ class Worker:
         self.app.db.jobs_changed.set()
 
     async def run(self) -> None:
-        """Run until `stop()`: claim, run, then sleep until the next due time or a wake-up."""
+        """Run until `stop()`: claim what is due, run each job as its own task (a slow Slack
+        call never holds up a timer), sleep until the next due time, a wake-up or a finish."""
         listener = None
         if not self.app.db.is_sqlite:
             listener = asyncio.create_task(self._listen_pg())
         try:
             while not self._stop.is_set():
+                # cleared before looking, so a commit from now on wakes the wait below
+                self.app.db.jobs_changed.clear()
                 try:
-                    await self.run_once()
-                    delay = await self._sleep_for()
+                    free = self.batch - len(self._inflight)
+                    if free > 0:
+                        self._start(await self._claim(free))
+                    delay = await self._sleep_for() if free > 0 else self.poll
                 except Exception:
                     # the database went away (restart, lock): keep the loop alive and retry
                     log.exception("worker cycle failed; retrying")
@@ -74,14 +85,48 @@ class Worker:
                     delay = min(self.poll, 1.0)
                 if self._stop.is_set():
                     break
-                self.app.db.jobs_changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.app.db.jobs_changed.wait(), timeout=delay)
+                waker = asyncio.ensure_future(self.app.db.jobs_changed.wait())
+                await asyncio.wait({waker, *self._inflight}, timeout=delay,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
         finally:
+            if self._inflight:
+                await asyncio.wait(self._inflight, timeout=10)
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+
+    async def run_once(self) -> int:
+        """Claim and run every job due now, waiting for each; return how many ran."""
+        total = 0
+        while True:
+            claimed = await self._claim(self.batch)
+            if not claimed:
+                return total
+            self._start(claimed)
+            await asyncio.gather(*self._inflight)
+            total += len(claimed)
+
+    async def _claim(self, limit: int) -> list[jobs.Job]:
+        async with self.app.db.transaction() as s:
+            return await jobs.claim(s, self.app.clock(), self.name, self.lease, limit)
+
+    def _start(self, claimed: list[jobs.Job]) -> None:
+        # card jobs first: a thread reply or card link in the same batch waits for its card
+        for job in sorted(claimed, key=lambda j: j.kind != outbox.CARD_SYNC):
+            task = asyncio.create_task(self._run(job))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            if job.kind == outbox.CARD_SYNC:
+                case_id = int(job.payload["case_id"])
+                self._cards[case_id] = task
+                task.add_done_callback(self._forget_card(case_id))
+
+    def _forget_card(self, case_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_: asyncio.Task[None]) -> None:
+            self._cards.pop(case_id, None)
+        return forget
 
     async def _sleep_for(self) -> float:
         async with self.app.db.transaction() as s:
@@ -91,24 +136,6 @@ class Worker:
         wait = (due - self.app.clock()).total_seconds()
         return max(0.0, min(wait, self.poll))
 
-    async def run_once(self) -> int:
-        """Claim and run every job due now; return how many ran."""
-        total = 0
-        while True:
-            now = self.app.clock()
-            async with self.app.db.transaction() as s:
-                claimed = await jobs.claim(s, now, self.name, self.lease, self.batch)
-            if not claimed:
-                return total
-            # cards first: thread replies and card links in the same batch need their `ts`
-            cards = [j for j in claimed if j.kind == outbox.CARD_SYNC]
-            await asyncio.gather(*(self._run(job) for job in cards))
-            await asyncio.gather(*(self._run(job) for job in claimed
-                                   if job.kind != outbox.CARD_SYNC))
-            total += len(claimed)
-            if len(claimed) < self.batch:
-                return total
-
     async def _run(self, job: jobs.Job) -> None:
         started = self.app.clock()
         if job.kind in (cases.SLA_WARN, cases.SLA_BREACH):
@@ -117,7 +144,7 @@ class Worker:
         try:
             result = await self.handle(job)
         except NotReady as exc:
-            await self._retry(job, started + timedelta(seconds=1), str(exc), count=False)
+            await self._retry(job, started + timedelta(seconds=1), str(exc))
             return
         except DeliveryError as exc:
             metrics.DELIVERY_FAILURES.labels(kind=job.kind,
@@ -163,9 +190,9 @@ class Worker:
         metrics.JOBS_DONE.labels(kind=job.kind).inc()
         metrics.TIMER_LAG.observe(max(0.0, (started - job.due_at).total_seconds()))
 
-    async def _retry(self, job: jobs.Job, due: datetime, error: str, *, dead: bool = False,
-                     count: bool = True) -> None:
-        dead = dead or (count and job.attempts >= MAX_ATTEMPTS)
+    async def _retry(self, job: jobs.Job, due: datetime, error: str, *,
+                     dead: bool = False) -> None:
+        dead = dead or job.attempts >= MAX_ATTEMPTS
         async with self.app.db.transaction() as s:
             await jobs.retry(s, job.id, self.name, due, error, dead=dead)
 
@@ -176,40 +203,60 @@ class Worker:
     async def handle(self, job: jobs.Job) -> dict[str, Any] | None:
         now = self.app.clock()
         if job.kind == outbox.MSG_POST:
-            return await self._post(job.payload)
+            return await self._post(job)
         if job.kind == outbox.CARD_SYNC:
-            return await self._sync_card(job.payload)
-        handler = self.app.extras.get(f"job:{job.kind}")
+            return await self._sync_card(job)
+        handler: JobHandler | None = self.app.extras.get(f"job:{job.kind}")
         if handler is None:
             raise DeliveryError(f"no handler for job kind {job.kind}", permanent=True)
-        result: dict[str, Any] | None = await handler(self, job, now)
-        return result
+        return await handler(self, job, now)
 
-    async def _post(self, p: dict[str, Any]) -> dict[str, Any]:
+    async def deliver(self, key: str, channel: str, text: str, *, recover: bool,
+                      thread_ts: str | None = None, card: CaseCard | None = None,
+                      buttons: list[Button] | None = None) -> Posted:
+        """Post once. With `recover` (a retry, whose earlier try may have posted before a
+        crash) look first for a message carrying the same key."""
+        if recover:
+            found = await self.messenger.find(channel, key, thread_ts=thread_ts)
+            if found is not None:
+                log.info("%s was already posted as %s; not posting again", key, found.ts)
+                return found
+        return await self.messenger.post(channel, text, thread_ts=thread_ts, card=card,
+                                         buttons=buttons, key=key)
+
+    async def _post(self, job: jobs.Job) -> dict[str, Any]:
+        p = job.payload
         text = str(p["text"])
         thread_ts = None
-        if "thread_case_id" in p or "link_case_id" in p:
+        case_id = p.get("thread_case_id") or p.get("link_case_id")
+        if case_id is not None:
+            card_task = self._cards.get(int(case_id))
+            if card_task is not None:  # the card is being posted right now: wait for it
+                await asyncio.wait({card_task})
             async with self.app.db.transaction() as s:
-                case = await Cases(s).get(int(p.get("thread_case_id") or p["link_case_id"]))
+                case = await Cases(s).get(int(case_id))
             if case is None:
                 raise DeliveryError("case vanished", permanent=True)
-            if case.card_ts is None:
+            if case.card_ts is None and job.attempts < CARD_WAIT_ATTEMPTS:
                 raise NotReady(f"card of {case.ref} not posted yet")
-            if "thread_case_id" in p:
-                thread_ts = case.card_ts
-            else:
-                text += "\n" + Translator(Lang.EN)("notice.card_link", link=self.messenger.link(
-                    case.channel_id, case.card_ts))
+            if case.card_ts is not None:
+                if "thread_case_id" in p:
+                    thread_ts = case.card_ts
+                else:
+                    link = self.messenger.link(case.channel_id, case.card_ts)
+                    text += "\n" + str(p.get("link_text", "{link}")).format(link=link)
+            # else: the card could not be posted; staff still get the notice, without a link
         buttons = [Button.from_dict(b) for b in p.get("buttons") or []] or None
         if "user" in p:
-            posted = await self.messenger.dm(str(p["user"]), text, buttons=buttons)
+            channel = await self.messenger.dm_channel(str(p["user"]))
         else:
-            posted = await self.messenger.post(str(p["channel"]), text, thread_ts=thread_ts,
-                                               buttons=buttons)
+            channel = str(p["channel"])
+        posted = await self.deliver(job.key, channel, text, recover=job.attempts > 1,
+                                    thread_ts=thread_ts, buttons=buttons)
         return {"channel": posted.channel, "ts": posted.ts}
 
-    async def _sync_card(self, p: dict[str, Any]) -> dict[str, Any]:
-        case_id = int(p["case_id"])
+    async def _sync_card(self, job: jobs.Job) -> dict[str, Any]:
+        case_id = int(job.payload["case_id"])
         lock = self._card_locks.setdefault(case_id, asyncio.Lock())
         async with lock:
             async with self.app.db.transaction() as s:
@@ -217,11 +264,15 @@ class Worker:
                 account = await Accounts(s).get(case.account_key) if case else None
             if case is None or account is None:
                 raise DeliveryError("case vanished", permanent=True)
-            if case.version > int(p["version"]) and case.card_ts is not None:
+            if case.version > int(job.payload["version"]) and case.card_ts is not None:
                 return {"outcome": "superseded"}  # a newer sync renders the latest state
             card = CaseCard.of(case, account.lang)
             if case.card_ts is None:
-                posted = await self.messenger.post(case.channel_id, card.text(), card=card)
+                # one key per case (not per version): an earlier sync job of this case may
+                # have posted the card and died before storing its ts; find it, don't repost
+                posted = await self.deliver(f"card:{case.id}", case.channel_id, card.text(),
+                                            card=card,
+                                            recover=job.attempts > 1 or case.version > 1)
                 async with self.app.db.transaction() as s:
                     await Cases(s).set_card_ts(case.id, posted.ts)
                 return {"ts": posted.ts}

@@ -115,6 +115,8 @@ class Sent:
     thread_ts: str | None = None
     card: CaseCard | None = None
     buttons: list[Button] = field(default_factory=list)
+    key: str | None = None
+    ts: str = ""
 
 
 @dataclass
@@ -134,16 +136,27 @@ class RecordingMessenger:
         return f"1700000000.{self.counter:06d}"
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
+                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+                   key: str | None = None) -> Posted:
         self._maybe_fail()
-        self.sent.append(Sent("post", channel, text, thread_ts, card, buttons or []))
-        return Posted(channel, self._ts())
+        ts = self._ts()
+        if channel.startswith("DM-"):
+            self.sent.append(Sent("dm", channel[3:], text, thread_ts, card, buttons or [],
+                                  key, ts))
+        else:
+            self.sent.append(Sent("post", channel, text, thread_ts, card, buttons or [], key,
+                                  ts))
+        return Posted(channel, ts)
 
-    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
-                 ) -> Posted:
-        self._maybe_fail()
-        self.sent.append(Sent("dm", user_id, text, buttons=buttons or []))
-        return Posted("D" + user_id, self._ts())
+    async def find(self, channel: str, key: str, *, thread_ts: str | None = None
+                   ) -> Posted | None:
+        for s in self.sent:
+            if s.key == key:
+                return Posted(channel, s.ts)
+        return None
+
+    async def dm_channel(self, user_id: str) -> str:
+        return "DM-" + user_id
 
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:

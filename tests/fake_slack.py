@@ -48,6 +48,7 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_url
         self.faults: dict[str, list[Fault]] = {}
         self.messages: dict[tuple[str, str], str] = {}  # (channel, ts) -> text
+        self.history: list[dict[str, Any]] = []  # every posted message, oldest first
         self.permanent_errors: dict[str, str] = {}  # channel -> Slack error code
         self._ts = count(1)
         self._changed = asyncio.Condition()
@@ -140,6 +141,7 @@ class FakeSlack:
             if fault.times <= 0:
                 faults.remove(fault)
             if fault.delay:
+                # a slow Slack: the call completes, but only after the client gave up
                 await asyncio.sleep(fault.delay)
             if fault.status == 429:
                 await self._record(Call(method, body, 429))
@@ -162,8 +164,12 @@ class FakeSlack:
                     "team_id": self.team_id, "user_id": "UBOT", "bot_id": "BBOT"}
         if method == "chat.postMessage":
             ts = f"{1_800_000_000 + next(self._ts)}.000200"
-            self.messages[(str(body.get("channel")), ts)] = str(body.get("text", ""))
-            return {"ok": True, "channel": body.get("channel"), "ts": ts,
+            channel = str(body.get("channel"))
+            self.messages[(channel, ts)] = str(body.get("text", ""))
+            message = {"channel": channel, "ts": ts, "text": body.get("text"),
+                       "thread_ts": body.get("thread_ts"), "metadata": body.get("metadata")}
+            self.history.append(message)
+            return {"ok": True, "channel": channel, "ts": ts,
                     "message": {"text": body.get("text"), "ts": ts}}
         if method == "chat.update":
             return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
@@ -172,9 +178,23 @@ class FakeSlack:
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(body.get("users", "X"))}}
         if method == "conversations.history":
-            key = (str(body.get("channel")), str(body.get("latest")))
-            text = self.messages.get(key)
-            return {"ok": True, "messages": [{"ts": key[1], "text": text}] if text else []}
+            channel = str(body.get("channel"))
+            latest, oldest = body.get("latest"), body.get("oldest")
+            found = [{"ts": ts, "text": text} for (ch, ts), text in self.messages.items()
+                     if ch == channel]
+            for m in self.history:
+                if m["channel"] == channel and m["thread_ts"] in (None, m["ts"]):
+                    next(f for f in found if f["ts"] == m["ts"])["metadata"] = m["metadata"]
+            found = [f for f in found if (latest is None or float(f["ts"]) <= float(latest))
+                     and (oldest is None or float(f["ts"]) >= float(oldest))]
+            found.sort(key=lambda f: float(f["ts"]), reverse=True)
+            return {"ok": True, "messages": found[: int(body.get("limit", 100))]}
+        if method == "conversations.replies":
+            channel, ts = str(body.get("channel")), str(body.get("ts"))
+            return {"ok": True, "messages": [
+                {"ts": m["ts"], "text": m["text"], "metadata": m["metadata"]}
+                for m in self.history if m["channel"] == channel
+                and (m["ts"] == ts or m["thread_ts"] == ts)]}
         if method == "views.open":
             return {"ok": True, "view": {"id": "V1", **(body.get("view") or {})}}
         return {"ok": True}

@@ -53,7 +53,7 @@ async def bot(sctx: AppContext, router: Router, fake: FakeSlack) -> AsyncIterato
 
 @pytest.fixture
 def worker(sctx: AppContext) -> Worker:
-    return Worker(sctx, SlackMessenger(make_client(sctx.settings)), name="e2e")
+    return Worker(sctx, SlackMessenger(make_client(sctx.settings, retries=False)), name="e2e")
 
 
 async def deliver(worker: Worker, rounds: int = 2) -> None:
@@ -279,20 +279,52 @@ async def test_notice_survives_slack_429_and_5xx_exactly_once(
     clock.advance(minutes=24, seconds=1)
     await deliver(worker)
     clock.advance(minutes=6)
-    # more failures than the client's own retries (2): the outbox retry must take over
+    # the worker's client does not retry by itself: the outbox retries, with backoff
     fake.fail("chat.postMessage", status, retry_after=1, times=3, channel="CDUTY")
+
+    def breach_posts() -> list[dict[str, Any]]:
+        return [b for b in fake.posts_to("CDUTY") if "SLA breach" in b["text"]]
+
     await deliver(worker)
+    assert breach_posts() == []
     async with sctx.db.transaction() as s:
-        pending = await jobs.count(s, status=jobs.PENDING, kind="msg.post")
-    breach_to_duty = [b for b in fake.posts_to("CDUTY") if "SLA breach" in b["text"]]
-    assert len(breach_to_duty) + pending == 1
+        assert await jobs.count(s, status=jobs.PENDING, kind="msg.post") == 1
+    for _ in range(10):  # backoff 1 s, 2 s, 4 s (or Retry-After)
+        if breach_posts():
+            break
+        clock.advance(seconds=5)
+        await deliver(worker)
+    assert len(breach_posts()) == 1
+    failed = [c.status for c in fake.calls if c.method == "chat.postMessage"
+              and c.body.get("channel") == "CDUTY" and "SLA breach" in c.body.get("text", "")
+              and not c.ok]
+    assert failed == [status] * 3
+    clock.advance(minutes=5)
+    await deliver(worker)
+    assert len(breach_posts()) == 1
+
+
+async def test_slow_slack_times_out_and_is_retried_once(
+        bot: BotServer, fake: FakeSlack, sctx: AppContext, clock: Clock) -> None:
+    settings = replace(sctx.settings, slack_timeout_seconds=0.3)
+    worker = Worker(replace(sctx, settings=settings),
+                    SlackMessenger(make_client(settings, retries=False)), name="slow")
+    await deliver(worker)  # the welcome messages of the seeded groups
+    await bot.command("support", "open S3 x", user=CUSTOMER, channel=ACME_CH)
+    fake.fail("chat.postMessage", 0, delay=1.0, times=1, channel=ACME_CH)
+    await deliver(worker, 1)  # the card post times out (Slack may still have posted it)
+    async with sctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.card_ts is None
     clock.advance(seconds=5)
     await deliver(worker)
-    breach_to_duty = [b for b in fake.posts_to("CDUTY") if "SLA breach" in b["text"]]
-    assert len(breach_to_duty) == 1
-    assert [c.status for c in fake.calls if c.method == "chat.postMessage"
-            and c.body.get("channel") == "CDUTY" and "SLA breach" in c.body.get("text", "")
-            ].count(status) == 3
+    await fake.wait_for(lambda: card_posts(fake))
+    async with sctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+    # the slow first call did post; the retry found it by its key instead of posting again
+    assert case is not None and case.card_ts is not None
+    assert len(card_posts(fake)) == 1
+    assert fake.of("conversations.history")
 
 
 async def test_slow_command_acks_empty_then_replies_through_response_url(

@@ -56,17 +56,22 @@ class ConsoleMessenger:
         self.write(f"[{where}] bot: {body}")
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
+                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+                   key: str | None = None) -> Posted:
         where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else channel
+        if channel.startswith("D-"):
+            where = f"DM to {channel[2:]}"
         if thread_ts:
             where += " (thread)"
         self._show(where, (card.text() if card else text) + button_hints(buttons or ()))
         return Posted(channel, self._next())
 
-    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
-                 ) -> Posted:
-        self._show(f"DM to {user_id}", text + button_hints(buttons or ()))
-        return Posted(f"D-{user_id}", self._next())
+    async def find(self, channel: str, key: str, *, thread_ts: str | None = None
+                   ) -> Posted | None:
+        return None  # the console keeps no history to search
+
+    async def dm_channel(self, user_id: str) -> str:
+        return f"D-{user_id}"
 
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:

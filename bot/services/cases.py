@@ -124,14 +124,16 @@ async def _notify_staff(s: AsyncSession, app: AppContext, account: Account, case
                  d=t.duration(delta) if delta is not None else "")
 
     if app.settings.duty_channel:
-        await outbox.post(s, now, channel=app.settings.duty_channel,
-                          text=text(Translator(Lang.EN)),
+        en = Translator(Lang.EN)
+        await outbox.post(s, now, channel=app.settings.duty_channel, text=text(en),
+                          link_text=en("notice.card_link"),
                           key=f"case:{case.id}:g{case.sla_generation}:{tag}:duty",
                           link_case_id=case.id)
     if account.tam_user_id:
         member = await Staff(s).get(case.team_id, account.tam_user_id)
         t = Translator(member.lang if member else Lang.EN)
         await outbox.post(s, now, user=account.tam_user_id, text=text(t),
+                          link_text=t("notice.card_link"),
                           key=f"case:{case.id}:g{case.sla_generation}:{tag}:tam",
                           link_case_id=case.id)
 

@@ -49,13 +49,18 @@ class Posted:
 
 class Messenger(Protocol):
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
-        """Post a message (or a case card) and return where it landed."""
+                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+                   key: str | None = None) -> Posted:
+        """Post a message (or a case card) tagged with `key`; return where it landed."""
         ...
 
-    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
-                 ) -> Posted:
-        """Send a direct message to a user."""
+    async def find(self, channel: str, key: str, *, thread_ts: str | None = None
+                   ) -> Posted | None:
+        """A recent message in the channel (or thread) tagged with `key`, if any."""
+        ...
+
+    async def dm_channel(self, user_id: str) -> str:
+        """The direct-message channel with a user."""
         ...
 
     async def update(self, channel: str, ts: str, text: str, *,

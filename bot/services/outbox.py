@@ -16,10 +16,11 @@ CARD_SYNC = "card.sync"
 async def post(s: AsyncSession, now: datetime, *, text: str, key: str,
                channel: str | None = None, user: str | None = None,
                thread_case_id: int | None = None, link_case_id: int | None = None,
-               buttons: list[Button] | None = None) -> bool:
+               link_text: str | None = None, buttons: list[Button] | None = None) -> bool:
     """Queue a message to a channel or a user's DM (exactly one of `channel`, `user`).
 
-    `thread_case_id` posts into that case card's thread; `link_case_id` appends a link to it.
+    `thread_case_id` posts into that case card's thread; `link_case_id` appends a link to
+    it, worded by `link_text` (a translated template with a `{link}` field).
     """
     if (channel is None) == (user is None):
         raise ValueError("post needs exactly one of channel or user")
@@ -32,6 +33,7 @@ async def post(s: AsyncSession, now: datetime, *, text: str, key: str,
         payload["thread_case_id"] = thread_case_id
     if link_case_id is not None:
         payload["link_case_id"] = link_case_id
+        payload["link_text"] = link_text or "{link}"
     if buttons:
         payload["buttons"] = [b.to_dict() for b in buttons]
     return await jobs.enqueue(s, MSG_POST, now, payload, f"msg:{key}", now)

@@ -27,10 +27,15 @@ from handlers.core import Router
 log = logging.getLogger(__name__)
 
 
-def make_client(settings: Settings) -> AsyncWebClient:
-    """The Web API client every part of the app uses, with Slack's retry handlers."""
+def make_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
+    """A Web API client on SLACK_API_URL. Listeners get Slack's retry handlers; the worker
+    gets none, because it retries through the outbox (honouring Retry-After) and a client
+    sleeping through retries could outlive the job's lease."""
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url,
-                            timeout=10)
+                            timeout=settings.slack_timeout_seconds)
+    if not retries:
+        client.retry_handlers.clear()
+        return client
     client.retry_handlers.extend([
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
         AsyncRateLimitErrorRetryHandler(max_retry_count=2),

@@ -21,6 +21,9 @@ PERMANENT = frozenset({
 })
 
 
+METADATA_TYPE = "supportbot_outbox"
+
+
 class SlackMessenger:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
@@ -40,17 +43,35 @@ class SlackMessenger:
             raise DeliveryError(f"{method}: {type(exc).__name__}") from exc
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None) -> Posted:
+                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+                   key: str | None = None) -> Posted:
         blocks = case_card_blocks(card) if card else text_blocks(text, buttons)
         args: dict[str, Any] = {"channel": channel, "text": slack_text(text)[:3900],
                                 "blocks": blocks, "unfurl_links": False}
         if thread_ts:
             args["thread_ts"] = thread_ts
+        if key:
+            # the outbox key travels with the message, so a retry can find it (see find)
+            args["metadata"] = {"event_type": METADATA_TYPE, "event_payload": {"key": key}}
         data = await self._call("chat.postMessage", **args)
         return Posted(channel=str(data.get("channel", channel)), ts=str(data.get("ts", "")))
 
-    async def dm(self, user_id: str, text: str, *, buttons: list[Button] | None = None
-                 ) -> Posted:
+    async def find(self, channel: str, key: str, *, thread_ts: str | None = None
+                   ) -> Posted | None:
+        if thread_ts:
+            data = await self._call("conversations.replies", channel=channel, ts=thread_ts,
+                                    limit=200, include_all_metadata=True)
+        else:
+            data = await self._call("conversations.history", channel=channel, limit=100,
+                                    include_all_metadata=True)
+        for message in data.get("messages") or []:
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == METADATA_TYPE and \
+                    (meta.get("event_payload") or {}).get("key") == key:
+                return Posted(channel=channel, ts=str(message.get("ts")))
+        return None
+
+    async def dm_channel(self, user_id: str) -> str:
         channel = self._dm_channels.get(user_id)
         if channel is None:
             data = await self._call("conversations.open", users=user_id)
@@ -58,7 +79,7 @@ class SlackMessenger:
             if not channel:
                 raise DeliveryError("conversations.open returned no channel")
             self._dm_channels[user_id] = channel
-        return await self.post(channel, text, buttons=buttons)
+        return channel
 
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:
