@@ -32,7 +32,8 @@ def make_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
     gets none, because it retries through the outbox (honouring Retry-After) and a client
     sleeping through retries could outlive the job's lease."""
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url,
-                            timeout=settings.slack_timeout_seconds)
+                            # annotated int, but passed to aiohttp.ClientTimeout: floats work
+                            timeout=settings.slack_timeout_seconds)  # type: ignore[arg-type]
     if not retries:
         client.retry_handlers.clear()
         return client
