@@ -59,6 +59,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     from bot.adapters.slack.messenger import SlackMessenger
 
     settings.require_slack()
+    if settings.duty_channel is None:
+        log.warning("SUPPORTBOT_DUTY_CHANNEL is not set: breach notices reach only the "
+                    "accounts' TAMs, and none at all for accounts without a TAM")
     stop = stop or asyncio.Event()
     async with core(settings) as c:
         client = make_client(settings)

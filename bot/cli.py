@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bot.config import ConfigError, Settings, load_catalog
 from bot.domain.catalog import CatalogError
@@ -56,9 +57,11 @@ async def _staff_add(settings: Settings, user_id: str, role: Role, team: str) ->
 
 
 async def _console(settings: Settings) -> None:
-    from bot.adapters.console import run_console
+    from bot.adapters.console import DUTY, run_console
     from bot.app import core
 
+    if settings.duty_channel is None:  # show staff notices in the console's duty channel
+        settings = replace(settings, duty_channel=DUTY)
     async with core(settings) as c:
         await run_console(c.ctx, c.router)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from bot.domain.model import Account, Lang, Role
 from bot.i18n import Translator
+from bot.services.accounts import channel_account
 from bot.services.base import Actor, AppContext, Refusal, audit_denial, resolve_actor
 from bot.services.messenger import Button
-from storage.repos import Bindings
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,7 @@ class Router:
 
     async def dispatch(self, req: Request, app: AppContext) -> Reply:
         actor = await resolve_actor(app, req.team_id, req.user_id)
-        async with app.db.transaction() as s:
-            account = await Bindings(s).account_for(req.channel_id)
+        account = await channel_account(app, req.channel_id)
         # customers read their account's language; staff read their own setting
         lang = actor.lang if (req.root in self.staff_roots or actor.is_staff) else (
             account.lang if account else Lang.EN)
@@ -136,11 +135,12 @@ class Router:
             words = shlex.split(req.text)
         except ValueError:
             return Reply(t("error.quotes"))
+        if req.root in self.staff_roots and not actor.is_staff:
+            await audit_denial(app, actor, f"{req.root} {words[0] if words else ''}".strip(),
+                               "not staff")
+            return Reply(t("error.staff_only", root=req.root))
         if not words or words[0].lower() == "help":
             return Reply(self.help_text(req.root, t, actor))
-        if req.root in self.staff_roots and not actor.is_staff:
-            await audit_denial(app, actor, f"{req.root} {words[0]}", "not staff")
-            return Reply(t("error.staff_only", root=req.root))
         cmd, args = self._match(req.root, words)
         if cmd is None:
             return Reply(t("error.unknown_command", root=req.root, word=words[0]) + "\n\n"

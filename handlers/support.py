@@ -40,8 +40,7 @@ def register(router: Router) -> None:
         t = call.t
         catalog = call.app.catalog
         p = catalog.plan(account.tier)
-        async with call.app.db.transaction() as s:
-            perk_rows = await perks.perk_balances(s, call.app, account)
+        perk_rows = await perks.balances_of(call.app, account)
         lines = [t("plan.header", name=account.name, tier=t(f"tier.{account.tier}"),
                    term=t(f"term.{account.term}"), start=account.start.isoformat(),
                    end=account.end.isoformat(), region=account.region)]

@@ -138,12 +138,13 @@ def register(router: Router) -> None:
         account = await accounts.assign_tam(call.app, call.actor, call.args[0], user)
         return call.reply("account.assigned", key=account.key, user=user)
 
-    @router.command("tam", "link", "<account>", help_id="help.tam.link", role=Role.TAM)
+    @router.command("tam", "link", "<account> [force]", help_id="help.tam.link", role=Role.TAM)
     async def link(call: Call) -> Reply:
-        if len(call.args) != 1:
+        force = len(call.args) == 2 and call.args[1].lower() == "force"
+        if len(call.args) != 1 and not force:
             raise UsageError("error.arg_count", n=1)
         account = await accounts.link_channel(call.app, call.actor, call.req.channel_id,
-                                              call.args[0])
+                                              call.args[0], force=force)
         return call.reply("link.done", key=account.key, channel=call.req.channel_id)
 
     @router.command("tam", "ack", "<ref>", help_id="help.tam.ack", role=Role.ENGINEER)

@@ -32,6 +32,7 @@ from storage.tables import (
     PlanChangeRow,
     StaffRow,
     UsageRow,
+    UserPrefRow,
 )
 
 
@@ -143,8 +144,26 @@ class Staff:
             row = await self.s.get(StaffRow, (ANY_TEAM, user_id))
         if row is None:
             return None
+        pref = await self.lang(team_id, user_id)
         return StaffMember(team_id=row.team_id, user_id=row.user_id, role=Role(row.role),
-                           lang=Lang(row.lang))
+                           lang=pref or Lang(row.lang))
+
+    async def lang(self, team_id: str, user_id: str) -> Lang | None:
+        row = await self.s.get(UserPrefRow, (team_id, user_id))
+        return Lang(row.lang) if row else None
+
+    async def set_lang(self, team_id: str, user_id: str, lang: Lang,
+                       now: datetime) -> Lang | None:
+        row = await self.s.get(UserPrefRow, (team_id, user_id))
+        if row is None:
+            self.s.add(UserPrefRow(team_id=team_id, user_id=user_id, lang=lang.value,
+                                   updated_at=now))
+            await self.s.flush()
+            return None
+        before = Lang(row.lang)
+        row.lang, row.updated_at = lang.value, now
+        await self.s.flush()
+        return before
 
     async def upsert(self, m: StaffMember, by: str, now: datetime) -> StaffMember | None:
         """Insert or change a staff member; return the previous entry, if any."""
@@ -184,13 +203,15 @@ class Cases:
                                                         CaseRow.card_ts == card_ts))
         return _case(row) if row else None
 
-    async def update(self, case_id: int, **values: Any) -> Case:
-        """Apply changes and bump the card version (the card is re-rendered from it)."""
+    async def update(self, case_id: int, *, bump: bool = True, **values: Any) -> Case:
+        """Apply changes; `bump` the card version when the card shows what changed (every
+        bump must queue a card sync, or an older sync would skip itself as superseded)."""
         row = await self.s.get(CaseRow, case_id, populate_existing=True)
         assert row is not None
         for k, v in values.items():
             setattr(row, k, v)
-        row.version = row.version + 1
+        if bump:
+            row.version = row.version + 1
         await self.s.flush()
         return _case(row)
 

@@ -87,6 +87,16 @@ class StaffRow(Base):
     added_at: Mapped[datetime]
 
 
+class UserPrefRow(Base):
+    """A user's own settings (language), kept apart from roles."""
+
+    __tablename__ = "user_prefs"
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lang: Mapped[str] = mapped_column(String(8))
+    updated_at: Mapped[datetime]
+
+
 class CaseRow(Base):
     __tablename__ = "cases"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

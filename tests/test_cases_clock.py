@@ -290,3 +290,45 @@ async def test_worker_sleeps_until_the_next_due_time(ctx: AppContext, chat: Chat
 
 def test_clock_starts_on_a_working_tuesday() -> None:
     assert Clock().now == datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+
+
+async def test_breach_stays_marked_on_the_card_after_a_late_answer(
+        chat: Chat, worker: Worker, messenger: RecordingMessenger, clock: Clock) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support open S1 down")
+    await drain(worker)
+    clock.advance(minutes=11)
+    await drain(worker)
+    await chat(TAM, ACME_CH, "/tam ack CS-1001")
+    await drain(worker)
+    last = [s for s in messenger.sent if s.card is not None][-1]
+    assert last.card is not None and last.card.first_response_at is not None
+    assert "SLA breached" in last.text and "in progress" in last.text
+
+
+async def test_breaches_view_is_scoped_to_the_tams_accounts(
+        chat: Chat, clock: Clock) -> None:
+    from tests.helpers import ADMIN, NOWHERE_CH
+
+    await chat(CUSTOMER, ACME_CH, "/support open S1 acme down")
+    await chat(CUSTOMER, BIZ_CH, "/support open S1 biz down")
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UTAM2> tam")
+    clock.advance(minutes=11)
+    mine = (await chat(TAM, ACME_CH, "/tam breaches")).text
+    assert "CS-1001" in mine and "CS-1002" not in mine
+    everything = (await chat(ADMIN, ACME_CH, "/tam breaches")).text
+    assert "CS-1001" in everything and "CS-1002" in everything
+    assert "No breached" in (await chat("UTAM2", ACME_CH, "/tam breaches")).text
+
+
+async def test_duplicate_thread_reply_event_is_processed_once(
+        chat: Chat, ctx: AppContext) -> None:
+    from bot.services import cases
+    from bot.services.base import resolve_actor
+
+    await chat(CUSTOMER, ACME_CH, "/support open S3 x")
+    actor = await resolve_actor(ctx, "T1", TAM)
+    assert await cases.first_response(ctx, actor, 1, via="thread", event_id="Ev9")
+    assert await cases.first_response(ctx, actor, 1, via="thread", event_id="Ev9") is None
+    async with ctx.db.transaction() as s:
+        acts = [a.action for a in await Audit(s).for_case(1)]
+    assert acts.count("case.first_response") == 1

@@ -146,3 +146,39 @@ async def test_staff_language_setting_chooses_staff_reply_language(chat: Chat) -
     assert "“fr” is not a language" in (await chat(ENGINEER, ACME_CH, "/tam language fr")).text
     await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UZHENG> engineer lang=zh")
     assert zh("help.tam.title") in (await chat("UZHENG", ACME_CH, "/tam help")).text
+
+
+async def test_relinking_a_bound_group_to_another_account_is_refused(
+        chat: Chat, ctx: AppContext) -> None:
+    await chat(ADMIN, NOWHERE_CH, "/tam account add other enterprise annual")
+    reply = await chat(ADMIN, ACME_CH, "/tam link other")
+    assert "already the support group of acme" in reply.text and "force" in reply.text
+    async with ctx.db.transaction() as s:
+        assert await Bindings(s).bound_account_key(ACME_CH) == "acme"
+    assert "Only an admin" in (await chat(TAM, ACME_CH, "/tam link other force")).text
+    assert "now the support group of other" in (await chat(ADMIN, ACME_CH,
+                                                          "/tam link other force")).text
+
+
+async def test_a_tam_links_only_their_own_or_unassigned_accounts(chat: Chat) -> None:
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UTAM2> tam")
+    assert "has another TAM" in (await chat("UTAM2", "CNEW", "/tam link acme")).text
+
+
+async def test_customer_asking_tam_help_is_told_it_is_for_staff(chat: Chat) -> None:
+    reply = await chat(CUSTOMER, ACME_CH, "/tam help")
+    assert "for support staff" in reply.text and "/tam ack" not in reply.text
+
+
+async def test_env_admin_language_is_a_preference_not_a_staff_row(
+        chat: Chat, ctx: AppContext) -> None:
+    await chat(ADMIN, ACME_CH, "/tam language zh")
+    async with ctx.db.transaction() as s:
+        assert await Staff(s).get(TEAM, ADMIN) is None  # removable via SUPPORTBOT_ADMINS
+    assert Translator(Lang.ZH)("help.tam.title") in (await chat(ADMIN, ACME_CH,
+                                                                "/tam help")).text
+
+
+async def test_mentions_in_slack_escaped_form(chat: Chat, ctx: AppContext) -> None:
+    reply = await chat(ADMIN, NOWHERE_CH, "/tam staff add <@U0ABCDEF12|alice> engineer")
+    assert "<@U0ABCDEF12> is now engineer" in reply.text

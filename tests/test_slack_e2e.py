@@ -105,7 +105,8 @@ async def test_open_without_arguments_opens_modal_and_submission_opens_case(
                                    "selected_option": {"value": "S1"}}},
             "summary": {"value": {"type": "plain_text_input", "value": "payments down"}},
             "description": {"value": {"type": "plain_text_input", "value": "all regions"}},
-            "region": {"value": {"type": "plain_text_input", "value": "eu-paris"}},
+            "region": {"value": {"type": "static_select",
+                                 "selected_option": {"value": "eu-paris"}}},
             "software": {"value": {"type": "plain_text_input", "value": "nginx"}},
         }}},
     }
@@ -145,6 +146,20 @@ async def test_message_shortcut_opens_prefilled_form(bot: BotServer, fake: FakeS
         "response_url": fake.response_url("sc")})
     view = (await fake.wait_for(lambda: fake.of("views.open")))[0]["view"]
     assert "DB replica lag" in json.dumps(view["blocks"])
+    await submit_form(bot, view, "S2", "DB replica lag > 10 min")
+    eph = await fake.wait_for(lambda: fake.of("chat.postEphemeral"))
+    assert "CS-1001" in eph[0]["text"]
+
+
+async def submit_form(bot: BotServer, view: dict[str, Any], severity: str,
+                      summary: str) -> None:
+    """Submit the intake form as Slack would, with the prefilled summary."""
+    await bot.interaction({
+        "type": "view_submission", "team": {"id": "T1"}, "user": {"id": CUSTOMER},
+        "view": {**view, "id": "V2", "state": {"values": {
+            "severity": {"value": {"type": "static_select",
+                                   "selected_option": {"value": severity}}},
+            "summary": {"value": {"type": "plain_text_input", "value": summary}}}}}})
 
 
 async def test_reaction_offers_button_that_opens_prefilled_form(
@@ -165,6 +180,9 @@ async def test_reaction_offers_button_that_opens_prefilled_form(
                      "type": "button", "block_id": "b"}]})
     view = (await fake.wait_for(lambda: fake.of("views.open")))[0]["view"]
     assert "ECS instances keep rebooting" in json.dumps(view["blocks"])
+    await submit_form(bot, view, "S3", "ECS instances keep rebooting")
+    await fake.wait_for(lambda: [b for b in fake.of("chat.postEphemeral") if "CS-1001" in
+                                 b.get("text", "")])
 
 
 async def test_retried_event_does_its_work_once(bot: BotServer, fake: FakeSlack) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,12 +24,14 @@ from storage.repos import Accounts, Bindings, Staff
 TEAM = "T-CONSOLE"
 CHANNEL = "C-CONSOLE"
 DUTY = "C-DUTY"
-USERS = {"customer": "U-CUSTOMER", "tam": "U-TAM", "admin": "U-ADMIN",
-         "engineer": "U-ENGINEER"}
+USERS = {"customer": "UCUSTOMER", "tam": "UTAM", "admin": "UADMIN", "engineer": "UENGINEER"}
+NAMES = {v: k for k, v in USERS.items()}
+MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 def render_times(text: str, tz: ZoneInfo) -> str:
-    """`<t:UNIX>` -> local time in the group's time zone."""
+    """`<t:UNIX>` -> local time in the group's time zone; `<@UTAM>` -> `@tam`."""
+    text = MENTION.sub(lambda m: "@" + NAMES.get(m.group(1), m.group(1)), text)
     return TIME_TOKEN.sub(
         lambda m: datetime.fromtimestamp(int(m.group(1)), tz).strftime("%Y-%m-%d %H:%M %Z"),
         text)
@@ -144,7 +147,8 @@ class Console:
                 self.write(f"[console] you are now {who} ({USERS[who]})")
             return True
         if line in ("/help", "/?"):
-            self.write(Translator(Lang.EN)("console.help"))
+            self.write(Translator(Lang.EN)("console.help", users=", ".join(
+                f"@{name} = <@{uid}>" for name, uid in USERS.items())))
             return True
         if line.startswith("/reply"):
             await self._thread_reply(line[len("/reply"):].strip())
@@ -154,6 +158,9 @@ class Console:
             if root not in self.router.roots():
                 self.write(f"[console] unknown command /{root}; try /help")
                 return True
+            # `@tam` typed in the console means the demo user, as a Slack mention would
+            rest = re.sub(r"(?<![<\w])@(\w+)", lambda m: f"<@{USERS[m.group(1)]}>"
+                          if m.group(1) in USERS else m.group(0), rest)
             req = Request(root=root, text=rest, team_id=TEAM, channel_id=CHANNEL,
                           user_id=USERS[self.who])
             self.show(await self.router.dispatch(req, self.ctx))

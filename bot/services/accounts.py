@@ -62,6 +62,12 @@ async def add_account(app: AppContext, actor: Actor, key: str, tier: Tier, term:
     return account
 
 
+async def channel_account(app: AppContext, channel_id: str) -> Account | None:
+    """The account bound to a channel (tenant scope of everything typed there)."""
+    async with app.db.transaction() as s:
+        return await Bindings(s).account_for(channel_id)
+
+
 async def get_account(app: AppContext, key: str) -> Account:
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key.lower())
@@ -108,26 +114,32 @@ async def set_staff_lang(app: AppContext, actor: Actor, lang: Lang) -> None:
         raise Refusal("case.ack_staff_only")
     now = app.clock()
     async with app.db.transaction() as s:
-        member = await Staff(s).get(actor.team_id, actor.user_id)
-        role = member.role if member else actor.role
-        await Staff(s).upsert(StaffMember(actor.team_id, actor.user_id, role, lang),
-                              actor.user_id, now)
+        # a preference, not a staff row: an admin from SUPPORTBOT_ADMINS stays removable
+        before = await Staff(s).set_lang(actor.team_id, actor.user_id, lang, now)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="staff.language",
-                             before={"lang": member.lang.value} if member else None,
+                             before={"lang": before.value} if before else None,
                              after={"lang": lang.value})
 
 
-async def link_channel(app: AppContext, actor: Actor, channel_id: str, key: str) -> Account:
+async def link_channel(app: AppContext, actor: Actor, channel_id: str, key: str,
+                       force: bool = False) -> Account:
     """Bind a channel to an account whose tier includes IM group support (rulebook §2)."""
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key.lower())
         if account is None:
             raise Refusal("account.unknown", key=key)
-        if not app.catalog.plan(account.tier).im_group:
-            refused = account
-        else:
-            refused = None
+        if actor.role is not Role.ADMIN and account.tam_user_id not in (None, actor.user_id):
+            raise Refusal("link.not_your_account", key=account.key)
+        refused = account if not app.catalog.plan(account.tier).im_group else None
+        if refused is None:
+            current = await Bindings(s).bound_account_key(channel_id)
+            if current is not None and current != account.key and not force:
+                # re-binding would show this group another tenant's plan and cases
+                raise Refusal("link.already_bound", current=current, key=account.key)
+            if current is not None and current != account.key and \
+                    actor.role is not Role.ADMIN:
+                raise Refusal("link.force_admin_only")
             await _bind(s, app, actor, channel_id, account)
     if refused is not None:
         # audited in its own transaction: the refusal rolls nothing back

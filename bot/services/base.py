@@ -8,13 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import IntegrityError
+
+from bot import metrics
 from bot.config import Settings
 from bot.domain.calendar import BusinessCalendar, calendar_for
 from bot.domain.catalog import Catalog
 from bot.domain.model import Account, Lang, Role
 from bot.i18n import Translator
 from storage.db import Database
-from storage.repos import Audit, Staff
+from storage.repos import Audit, Inbox, Staff
 
 
 def utcnow() -> datetime:
@@ -67,9 +70,11 @@ class Refusal(Exception):
     def render(self, t: Translator) -> str:
         # perk and tier ids read better as their names in the reader's language
         params = dict(self.params)
-        for name in ("perk", "tier"):
+        for name in ("perk", "tier", "status"):
             if isinstance(params.get(name), str):
                 params[name] = t(f"{name}.{params[name]}")
+        if isinstance(params.get("perk_status"), str):
+            params["perk_status"] = t(f"perk.status.{params['perk_status']}")
         if isinstance(params.get("tiers"), str):
             params["tiers"] = ", ".join(t(f"tier.{x}") for x in str(params["tiers"]).split(", "))
         return t(self.msg_id, **params)
@@ -79,8 +84,9 @@ async def resolve_actor(app: AppContext, team_id: str, user_id: str) -> Actor:
     """The actor with its role from SUPPORTBOT_ADMINS or the staff table (never membership)."""
     async with app.db.transaction() as s:
         member = await Staff(s).get(team_id, user_id)
+        pref = await Staff(s).lang(team_id, user_id) if member is None else None
     if user_id in app.settings.admins:
-        return Actor(team_id, user_id, Role.ADMIN, member.lang if member else Lang.EN)
+        return Actor(team_id, user_id, Role.ADMIN, member.lang if member else pref or Lang.EN)
     if member is None:
         return Actor(team_id, user_id)
     return Actor(team_id, user_id, member.role, member.lang)
@@ -93,3 +99,17 @@ async def audit_denial(app: AppContext, actor: Actor, action: str, reason: str,
         await Audit(s).write(at=app.clock(), actor=actor.user_id, team_id=actor.team_id,
                              action=f"denied:{action}", account_key=account_key,
                              case_id=case_id, reason=reason)
+
+
+async def record_event(app: AppContext, event_id: str | None) -> bool:
+    """Note an inbound event whose only effect is a message; False when seen before."""
+    if event_id is None:
+        return True
+    try:
+        async with app.db.transaction() as s:
+            first = await Inbox(s).first_time(event_id, app.clock())
+    except IntegrityError:  # a concurrent delivery of the same event won the insert
+        first = False
+    if not first:
+        metrics.DUPLICATE_EVENTS.inc()
+    return first

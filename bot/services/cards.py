@@ -47,7 +47,7 @@ class CaseCard:
     def fields(self, t: Translator) -> list[tuple[str, str]]:
         """(label, value) pairs shown on the card, in order."""
         status = t(f"status.{self.status.value}")
-        if self.breached and self.awaiting:
+        if self.breached:  # stays on the card after a late answer: the SLA was missed
             status = t("card.breached") + " · " + status
         rows = [
             (t("card.status"), status),

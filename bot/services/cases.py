@@ -8,13 +8,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import metrics
 from bot.domain.model import Account, Case, CaseStatus, Lang, Role, Severity
 from bot.domain.sla import SlaTerms, sla_terms
 from bot.i18n import Translator, time_token
 from bot.services import outbox
 from bot.services.base import Actor, AppContext, Refusal
 from storage import jobs
-from storage.repos import Accounts, Audit, Bindings, Cases, PerkLedger, Staff
+from storage.repos import Accounts, Audit, Bindings, Cases, Inbox, PerkLedger, Staff
 
 SLA_WARN = "sla.warn"
 SLA_BREACH = "sla.breach"
@@ -64,6 +65,12 @@ async def bound_account(s: AsyncSession, app: AppContext, channel_id: str) -> Ac
     if not account.in_force(app.clock().astimezone(app.tz(account)).date()):
         raise Refusal("case.plan_cancelled", on=str(account.cancelled_on))
     return account
+
+
+async def check_intake(app: AppContext, channel_id: str) -> Account:
+    """Refuse early (before a form opens) when this channel cannot take a case."""
+    async with app.db.transaction() as s:
+        return await bound_account(s, app, channel_id)
 
 
 async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Severity,
@@ -147,12 +154,17 @@ async def _load(s: AsyncSession, case_id: int, scope_account: str | None) -> Cas
     return case
 
 
-async def first_response(app: AppContext, actor: Actor, case_id: int, via: str) -> Case | None:
-    """Record the first response by staff; None when it was already recorded."""
+async def first_response(app: AppContext, actor: Actor, case_id: int, via: str,
+                         event_id: str | None = None) -> Case | None:
+    """Record the first response by staff; None when it was already recorded (or when the
+    inbound event `event_id` was processed before: the inbox row commits with the work)."""
     if not actor.is_staff:
         raise Refusal("case.ack_staff_only")
     now = app.clock()
     async with app.db.transaction() as s:
+        if event_id is not None and not await Inbox(s).first_time(event_id, now):
+            metrics.DUPLICATE_EVENTS.inc()
+            return None
         case = await _load(s, case_id, None)
         if not case.awaiting_first_response:
             return None
@@ -175,7 +187,7 @@ async def regrade(app: AppContext, actor: Actor, case_id: int, severity: Severit
     async with app.db.transaction() as s:
         case = await _load(s, case_id, None)
         if not case.status.is_active:
-            raise Refusal("case.not_active", ref=case.ref, status=case.status.value)
+            raise Refusal("case.not_active", ref=case.ref, status=case.status)
         account = await Accounts(s).get(case.account_key)
         assert account is not None
         windows = await escort_windows(s, account.key)
@@ -201,11 +213,11 @@ async def regrade(app: AppContext, actor: Actor, case_id: int, severity: Severit
                                     "target": updated.target_label})
         await outbox.sync_card(s, now, updated.id, updated.version)
         t = Translator(account.lang)
+        msg = "case.regraded_notice" if awaiting else "case.regraded_answered_notice"
         await outbox.post(s, now, channel=case.channel_id, thread_case_id=case.id,
                           key=f"case:{case.id}:regrade:g{gen}",
-                          text=t("case.regraded_notice", ref=case.ref,
-                                 old=case.severity.value, new=updated.severity.value,
-                                 due=time_token(updated.due_at)))
+                          text=t(msg, ref=case.ref, old=case.severity.value,
+                                 new=updated.severity.value, due=time_token(updated.due_at)))
     return updated
 
 
@@ -216,7 +228,7 @@ async def finish(app: AppContext, actor: Actor, case_id: int, *, scope_account: 
     async with app.db.transaction() as s:
         case = await _load(s, case_id, scope_account)
         if not case.status.is_active:
-            raise Refusal("case.not_active", ref=case.ref, status=case.status.value)
+            raise Refusal("case.not_active", ref=case.ref, status=case.status)
         updated = await Cases(s).update(case.id, status=status.value, resolved_at=now,
                                         sla_generation=case.sla_generation + 1)
         await jobs.cancel(s, _timer_keys(case.id, case.sla_generation))
@@ -275,7 +287,7 @@ async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[
     if kind == SLA_WARN:
         if case.warned:
             return "duplicate"
-        await Cases(s).update(case.id, warned=True)
+        await Cases(s).update(case.id, bump=False, warned=True)
         await _notify_staff(s, app, account, case, "notice.near_breach", now, "warn",
                             delta=case.due_at - now)
         await Audit(s).write(at=now, actor="bot", action="case.near_breach",

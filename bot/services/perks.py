@@ -48,6 +48,11 @@ async def perk_balances(s: AsyncSession, app: AppContext, account: Account
     return balances(app.catalog, account, held, used)
 
 
+async def balances_of(app: AppContext, account: Account) -> list[PerkBalance]:
+    async with app.db.transaction() as s:
+        return await perk_balances(s, app, account)
+
+
 def window_text(t: Translator, perk: str, start: date, amount: int) -> str:
     if perk == "escort":
         end = start + timedelta(days=amount - 1)
@@ -147,7 +152,7 @@ async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
         else:
             denied = False
             if row.status != PENDING:
-                raise Refusal("perk.already_decided", ref=ref, status=row.status)
+                raise Refusal("perk.already_decided", ref=ref, perk_status=row.status)
             ledger = PerkLedger(s)
             await ledger.entry(account.key, row.perk, row.plan_year_start, "release",
                                row.amount, row.id, now)
@@ -186,7 +191,7 @@ async def cancel(app: AppContext, actor: Actor, channel_id: str, request_id: int
             raise Refusal("perk.unknown_request")
         ref = request_ref(row.id)
         if row.status != PENDING:
-            raise Refusal("perk.already_decided", ref=ref, status=row.status)
+            raise Refusal("perk.already_decided", ref=ref, perk_status=row.status)
         await PerkLedger(s).entry(account.key, row.perk, row.plan_year_start, "release",
                                   row.amount, row.id, now)
         row.status, row.decided_by, row.decided_at = CANCELLED, actor.user_id, now

@@ -19,7 +19,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import metrics
 from bot.adapters.slack import listeners
 from bot.config import Settings
-from bot.domain.model import Lang
 from bot.i18n import Translator
 from bot.services.base import AppContext
 from handlers.core import Router
@@ -61,7 +60,8 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient) -> Async
         log.exception("unhandled error in a Slack listener", exc_info=error)
         if respond is not None and isinstance(body, dict) and body.get("response_url"):
             try:
-                await respond(text=Translator(Lang.EN)("error.internal"),
+                lang = await listeners.body_lang(ctx, body)
+                await respond(text=Translator(lang)("error.internal"),
                               response_type="ephemeral", replace_original=False)
             except Exception:
                 log.warning("could not tell the user about the error", exc_info=True)

@@ -10,17 +10,16 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import IntegrityError
 
 from bot import metrics
 from bot.adapters.slack import views
 from bot.domain.model import CaseStatus, Lang, Severity
 from bot.i18n import Translator
 from bot.services import cases
-from bot.services.base import AppContext, Refusal, resolve_actor
+from bot.services.accounts import channel_account
+from bot.services.base import AppContext, Refusal, record_event, resolve_actor
 from bot.services.messenger import Button
 from handlers.core import Reply, Request, Router, Visibility
-from storage.repos import Bindings, Inbox
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +28,21 @@ async def _lang_for(ctx: AppContext, team_id: str, user_id: str, channel_id: str
     actor = await resolve_actor(ctx, team_id, user_id)
     if actor.is_staff:
         return actor.lang
-    async with ctx.db.transaction() as s:
-        account = await Bindings(s).account_for(channel_id)
+    account = await channel_account(ctx, channel_id)
     return account.lang if account else Lang.EN
 
 
 ACK_BUDGET = 2.0  # seconds of work before acking empty; Slack's limit is 3 s
+
+
+async def body_lang(ctx: AppContext, body: dict[str, Any]) -> Lang:
+    """The reader's language for any payload (commands, actions), English when unsure."""
+    user = body.get("user_id") or (body.get("user") or {}).get("id")
+    team = body.get("team_id") or (body.get("team") or {}).get("id")
+    channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
+    if not user:
+        return Lang.EN
+    return await _lang_for(ctx, str(team or ""), str(user), str(channel or ""))
 
 
 def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
@@ -58,7 +66,8 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
                 await ack()
             lang = await _lang_for(ctx, req.team_id, req.user_id, req.channel_id)
             await client.views_open(trigger_id=body["trigger_id"],
-                                    view=views.open_case_modal(lang, req.channel_id))
+                                    view=views.open_case_modal(lang, req.channel_id, "",
+                                                               sorted(ctx.catalog.regions)))
             return
         if done:
             await ack(**reply_body(reply))
@@ -193,12 +202,7 @@ def register_interactions(bolt: AsyncApp, ctx: AppContext) -> None:
         channel, _, ts = value.partition("|")
         user = body["user"]["id"]
         team = str((body.get("team") or {}).get("id", ""))
-        text = ""
-        history = await client.conversations_history(channel=channel, latest=ts, inclusive=True,
-                                                     limit=1)
-        messages = history.get("messages") or []
-        if messages:
-            text = str(messages[0].get("text", ""))
+        text = await _message_text(client, channel, ts)
         await _open_form(ctx, client, body["trigger_id"], team, user, channel, text)
 
     @bolt.action(views.ACK_ACTION)
@@ -213,17 +217,33 @@ def register_interactions(bolt: AsyncApp, ctx: AppContext) -> None:
         await _case_button(ctx, client, body, "close")
 
 
+async def _message_text(client: AsyncWebClient, channel: str, ts: str) -> str:
+    """The text of one message: top-level from the history, else a thread reply."""
+    history = await client.conversations_history(channel=channel, latest=ts, oldest=ts,
+                                                 inclusive=True, limit=1)
+    for message in history.get("messages") or []:
+        if message.get("ts") == ts:
+            return str(message.get("text", ""))
+    replies = await client.conversations_replies(channel=channel, ts=ts, inclusive=True,
+                                                 latest=ts, limit=1)
+    for message in replies.get("messages") or []:
+        if message.get("ts") == ts:
+            return str(message.get("text", ""))
+    return ""
+
+
 async def _open_form(ctx: AppContext, client: AsyncWebClient, trigger_id: str, team: str,
                      user: str, channel: str, text: str) -> None:
     lang = await _lang_for(ctx, team, user, channel)
-    async with ctx.db.transaction() as s:
-        try:
-            await cases.bound_account(s, ctx, channel)
-        except Refusal as refusal:
-            await client.chat_postEphemeral(channel=channel, user=user,
-                                            text=refusal.render(Translator(lang)))
-            return
-    await client.views_open(trigger_id=trigger_id, view=views.open_case_modal(lang, channel, text))
+    try:
+        await cases.check_intake(ctx, channel)
+    except Refusal as refusal:
+        await client.chat_postEphemeral(channel=channel, user=user,
+                                        text=refusal.render(Translator(lang)))
+        return
+    await client.views_open(trigger_id=trigger_id,
+                            view=views.open_case_modal(lang, channel, text,
+                                                       sorted(ctx.catalog.regions)))
 
 
 async def _case_button(ctx: AppContext, client: AsyncWebClient, body: dict[str, Any],
@@ -238,10 +258,10 @@ async def _case_button(ctx: AppContext, client: AsyncWebClient, body: dict[str, 
     actor = await resolve_actor(ctx, team, user)
     try:
         case_id = int(str(body["actions"][0].get("value", "")))
-        async with ctx.db.transaction() as s:
-            bound = await Bindings(s).bound_account_key(channel)
-        if bound is None:
+        account = await channel_account(ctx, channel)
+        if account is None:
             raise Refusal("case.not_found")
+        bound = account.key
         if what == "ack":
             await cases.get_case(ctx, case_id, bound)
             done = await cases.first_response(ctx, actor, case_id, via="button")
@@ -266,14 +286,16 @@ def register_events(bolt: AsyncApp, ctx: AppContext) -> None:
         # a staff reply in a case card's thread is the first response
         thread_ts = event.get("thread_ts")
         user = event.get("user")
-        if not thread_ts or not user or event.get("subtype") or event.get("bot_id"):
+        if not thread_ts or not user or event.get("bot_id") or \
+                event.get("subtype") not in HUMAN_SUBTYPES:
             return
         case = await cases.case_by_card(ctx, str(event.get("channel")), str(thread_ts))
         if case is None:
             return
         actor = await resolve_actor(ctx, str(body.get("team_id", "")), str(user))
         if actor.is_staff:
-            await cases.first_response(ctx, actor, case.id, via="thread")
+            await cases.first_response(ctx, actor, case.id, via="thread",
+                                       event_id=_event_id(body))
 
     @bolt.event("reaction_added")
     async def on_reaction(event: dict[str, Any], body: dict[str, Any],
@@ -282,32 +304,29 @@ def register_events(bolt: AsyncApp, ctx: AppContext) -> None:
             return
         item = event.get("item") or {}
         channel, ts, user = str(item.get("channel", "")), str(item.get("ts", "")), event["user"]
-        async with ctx.db.transaction() as s:
-            account = await Bindings(s).account_for(channel)
-        if account is None:
+        if await channel_account(ctx, channel) is None:
             return
+        if not await record_event(ctx, _event_id(body)):
+            return  # a retry of an offer already made
         lang = await _lang_for(ctx, str(body.get("team_id", "")), user, channel)
         await client.chat_postEphemeral(channel=channel, user=user,
                                         text=Translator(lang)("reaction.offer"),
                                         blocks=views.reaction_offer_blocks(lang, channel, ts))
 
 
+HUMAN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
+
+
+def _event_id(body: dict[str, Any]) -> str | None:
+    return str(body["event_id"]) if body.get("event_id") else None
+
+
 def register_middleware(bolt: AsyncApp, ctx: AppContext) -> None:
     @bolt.middleware
-    async def dedupe_events(body: dict[str, Any], next: Any) -> BoltResponse | None:
-        """Skip an event already processed (Slack retries, several replicas); never drop a
-        first delivery just because it carries a retry header."""
-        event_id = body.get("event_id") if isinstance(body, dict) else None
+    async def count_requests(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        # no deduplication here: each event's work records its event_id in the inbox in its
+        # own transaction, so a failed attempt leaves Slack's retry free to redo it
         metrics.REQUESTS.labels(kind=str(body.get("type", "command")) if isinstance(body, dict)
                                 else "unknown").inc()
-        if event_id:
-            try:
-                async with ctx.db.transaction() as s:
-                    first = await Inbox(s).first_time(str(event_id), ctx.clock())
-            except IntegrityError:
-                first = False
-            if not first:
-                metrics.DUPLICATE_EVENTS.inc()
-                return BoltResponse(status=200, body="")
         result: BoltResponse | None = await next()
         return result

@@ -119,7 +119,8 @@ def case_card_blocks(card: CaseCard) -> list[dict[str, Any]]:
     return [b.to_dict() for b in blocks]
 
 
-def open_case_modal(lang: Lang, channel_id: str, prefill: str = "") -> dict[str, Any]:
+def open_case_modal(lang: Lang, channel_id: str, prefill: str = "",
+                    regions: Sequence[str] = ()) -> dict[str, Any]:
     """The intake form: severity, summary, description, region, third-party software."""
     t = Translator(lang)
     summary = " ".join(prefill.split())[:150]
@@ -135,6 +136,14 @@ def open_case_modal(lang: Lang, channel_id: str, prefill: str = "") -> dict[str,
         return {"type": "input", "block_id": block_id, "optional": optional,
                 "label": {"type": "plain_text", "text": label}, "element": element}
 
+    region_input: dict[str, Any] = text_input("region", t("form.region"), optional=True,
+                                              max_length=64)
+    if regions:  # a list to pick from: free text would have to match our region ids
+        region_input = {"type": "input", "block_id": "region", "optional": True,
+                        "label": {"type": "plain_text", "text": t("form.region")},
+                        "element": {"type": "static_select", "action_id": "value",
+                                    "options": [{"text": {"type": "plain_text", "text": r},
+                                                 "value": r} for r in regions[:100]]}}
     return {
         "type": "modal",
         "callback_id": OPEN_CASE_CALLBACK,
@@ -149,7 +158,7 @@ def open_case_modal(lang: Lang, channel_id: str, prefill: str = "") -> dict[str,
             text_input("summary", t("form.summary"), initial=summary),
             text_input("description", t("form.description"), multiline=True, optional=True,
                        initial=prefill, max_length=3000),
-            text_input("region", t("form.region"), optional=True, max_length=64),
+            region_input,
             text_input("software", t("form.software"), optional=True, max_length=64),
         ],
     }

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 03:07:59.715587
+Create Date: 2026-11-28 03:18:21.180123
 """
 
 from collections.abc import Sequence
@@ -101,6 +101,14 @@ def upgrade() -> None:
         sa.Column("lang", sa.String(length=8), nullable=False),
         sa.Column("added_by", sa.String(length=32), nullable=False),
         sa.Column("added_at", storage.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("team_id", "user_id"),
+    )
+    op.create_table(
+        "user_prefs",
+        sa.Column("team_id", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("lang", sa.String(length=8), nullable=False),
+        sa.Column("updated_at", storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("team_id", "user_id"),
     )
     op.create_table(
@@ -295,6 +303,7 @@ def downgrade() -> None:
 
     op.drop_table("cases")
     op.drop_table("account_usage")
+    op.drop_table("user_prefs")
     op.drop_table("staff")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_status_due")

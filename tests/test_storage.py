@@ -1,0 +1,128 @@
+"""Repositories and the job table on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+
+from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
+from storage import jobs
+from storage.db import Database
+from storage.repos import ANY_TEAM, Accounts, Bindings, Inbox, PerkLedger, Staff, Usage
+
+T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+
+
+def acme() -> Account:
+    return Account(key="acme", name="Acme", tier=Tier.ENTERPRISE, term=Term.ANNUAL,
+                   start=date(2026, 1, 1), end=date(2027, 1, 1), region="cn-north-4",
+                   timezone="Asia/Shanghai", lang=Lang.ZH, perk_tier=Tier.BUSINESS)
+
+
+async def test_accounts_and_bindings_round_trip(db: Database) -> None:
+    async with db.transaction() as s:
+        await Accounts(s).add(acme(), T0)
+        await Bindings(s).bind("T1", "C1", "acme", "U1", T0)
+    async with db.transaction() as s:
+        assert await Accounts(s).get("acme") == acme()
+        assert await Bindings(s).account_for("C1") == acme()
+        assert await Bindings(s).account_for("C2") is None
+        assert await Bindings(s).channels_of("acme") == ["C1"]
+
+
+async def test_staff_wildcard_team_and_language_preference(db: Database) -> None:
+    async with db.transaction() as s:
+        await Staff(s).upsert(StaffMember(ANY_TEAM, "U1", Role.TAM), "cli", T0)
+        assert (await Staff(s).get("T9", "U1")).role is Role.TAM  # type: ignore[union-attr]
+        assert await Staff(s).set_lang("T9", "U1", Lang.ZH, T0) is None
+        assert (await Staff(s).get("T9", "U1")).lang is Lang.ZH  # type: ignore[union-attr]
+        assert await Staff(s).set_lang("T9", "UX", Lang.ZH, T0) is None
+        assert await Staff(s).get("T9", "UX") is None  # a preference grants no role
+
+
+async def test_enqueue_is_idempotent_by_key(db: Database) -> None:
+    async with db.transaction() as s:
+        assert await jobs.enqueue(s, "msg.post", T0, {"a": 1}, "k1", T0)
+        assert not await jobs.enqueue(s, "msg.post", T0, {"a": 2}, "k1", T0)
+    async with db.transaction() as s:
+        assert await jobs.count(s) == 1
+        row = await jobs.get_by_key(s, "k1")
+        assert row is not None and row.payload == {"a": 1}
+
+
+async def test_claim_lease_expiry_and_lost_lease(db: Database) -> None:
+    async with db.transaction() as s:
+        for i in range(3):
+            await jobs.enqueue(s, "msg.post", T0 + timedelta(seconds=i), {}, f"k{i}", T0)
+    async with db.transaction() as s:
+        assert await jobs.claim(s, T0 - timedelta(seconds=1), "w1", timedelta(seconds=30),
+                                10) == []  # nothing due yet
+        got = await jobs.claim(s, T0 + timedelta(seconds=5), "w1", timedelta(seconds=30), 2)
+    assert [j.key for j in got] == ["k0", "k1"] and all(j.attempts == 1 for j in got)
+    async with db.transaction() as s:
+        # leased rows are not handed out again until the lease runs out
+        again = await jobs.claim(s, T0 + timedelta(seconds=6), "w2", timedelta(seconds=30), 10)
+        assert [j.key for j in again] == ["k2"]
+        assert await jobs.next_due(s) == T0 + timedelta(seconds=35)
+    async with db.transaction() as s:
+        late = await jobs.claim(s, T0 + timedelta(seconds=40), "w2", timedelta(seconds=30), 10)
+    assert sorted(j.key for j in late) == ["k0", "k1", "k2"]
+    assert {j.attempts for j in late if j.key != "k2"} == {2}
+    async with db.transaction() as s:
+        # w1 lost its lease on k0 to w2: its completion must not count
+        assert not await jobs.finish(s, got[0].id, "w1", T0 + timedelta(seconds=41))
+        assert await jobs.finish(s, got[0].id, "w2", T0 + timedelta(seconds=41))
+        assert await jobs.count(s, status=jobs.DONE) == 1
+
+
+async def test_concurrent_claimers_get_disjoint_jobs(db: Database) -> None:
+    async with db.transaction() as s:
+        for i in range(60):
+            await jobs.enqueue(s, "msg.post", T0, {}, f"k{i}", T0)
+
+    async def claimer(name: str) -> list[str]:
+        keys: list[str] = []
+        while True:
+            async with db.transaction() as s:
+                got = await jobs.claim(s, T0, name, timedelta(seconds=60), 7)
+            if not got:
+                return keys
+            keys += [j.key for j in got]
+
+    results = await asyncio.gather(*(claimer(f"w{i}") for i in range(4)))
+    claimed = [k for keys in results for k in keys]
+    assert sorted(claimed) == sorted(f"k{i}" for i in range(60))  # each exactly once
+
+
+async def test_cancel_only_touches_pending(db: Database) -> None:
+    async with db.transaction() as s:
+        await jobs.enqueue(s, "sla.warn", T0, {}, "a", T0)
+        await jobs.enqueue(s, "sla.breach", T0, {}, "b", T0)
+        got = await jobs.claim(s, T0, "w", timedelta(seconds=30), 1)
+        await jobs.finish(s, got[0].id, "w", T0)
+        await jobs.cancel(s, ["a", "b"])
+        assert await jobs.count(s, status=jobs.DONE) == 1
+        assert await jobs.count(s, status=jobs.CANCELLED) == 1
+
+
+async def test_inbox_and_usage(db: Database) -> None:
+    async with db.transaction() as s:
+        await Accounts(s).add(acme(), T0)
+        assert await Inbox(s).first_time("Ev1", T0)
+        assert not await Inbox(s).first_time("Ev1", T0)
+        assert await Usage(s).set("acme", "2026-11", 500, "U1", T0) is None
+        assert await Usage(s).set("acme", "2026-11", 700, "U1", T0) == 500
+        assert await Usage(s).get("acme", "2026-11") == 700
+
+
+async def test_perk_ledger_totals_per_plan_year(db: Database) -> None:
+    async with db.transaction() as s:
+        await Accounts(s).add(acme(), T0)
+        ledger = PerkLedger(s)
+        year, older = date(2026, 1, 1), date(2025, 1, 1)
+        await ledger.entry("acme", "escort", year, "hold", 2, 1, T0)
+        await ledger.entry("acme", "escort", year, "release", 2, 1, T0)
+        await ledger.entry("acme", "escort", year, "consume", 2, 1, T0)
+        await ledger.entry("acme", "escort", year, "hold", 1, 2, T0)
+        await ledger.entry("acme", "escort", older, "consume", 3, 3, T0)
+        assert await ledger.totals("acme", year) == ({"escort": 1}, {"escort": 2})
