@@ -201,6 +201,20 @@ def register(router: Router) -> None:
         return call.reply("usage.replaced", key=account.key, month=call.args[1], amount=money,
                           before=format_money(before, call.app.catalog.currency))
 
+    @router.command("tam", "account renew", "<account> [monthly|annual]",
+                    help_id="help.tam.account_renew", role=Role.ADMIN)
+    async def account_renew(call: Call) -> Reply:
+        if len(call.args) not in (1, 2):
+            raise UsageError("error.arg_count_range", lo=1, hi=2)
+        term = None
+        if len(call.args) == 2:
+            term = Term.parse(call.args[1])
+            if term is None:
+                raise UsageError("error.bad_term", given=call.args[1])
+        account = await plans.renew(call.app, call.actor, call.args[0], term)
+        return call.reply("account.renewed", key=account.key, term=account.term.value,
+                          start=account.start.isoformat(), end=account.end.isoformat())
+
     @router.command("tam", "approve", "<request-id>", help_id="help.tam.approve", role=Role.TAM)
     async def approve(call: Call) -> Reply:
         if len(call.args) != 1:

@@ -231,3 +231,17 @@ async def test_scope_answers_from_the_table(chat: Chat) -> None:
     zh = (await chat(CUSTOMER, BIZ_CH, "/support scope mysql")).text
     assert "5.x 官方发行版" in zh
     assert "starts with the Developer tier" not in zh
+
+
+async def test_renewal_starts_a_new_plan_year_with_fresh_quotas(chat: Chat,
+                                                               clock: Clock) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support escort 2026-12-10 3")
+    await chat(TAM, ACME_CH, "/tam approve PR-1001")
+    assert "3 used, 0 pending, 0 left of 3" in (await chat(CUSTOMER, ACME_CH,
+                                                          "/support plan")).text
+    reply = await chat(ADMIN, NOWHERE_CH, "/tam account renew acme")
+    assert "2027-01-01 → 2028-01-01" in reply.text
+    plan = (await chat(CUSTOMER, ACME_CH, "/support plan")).text
+    assert "(2027-01-01 → 2028-01-01)" in plan and "0 used, 0 pending, 3 left of 3" in plan
+    assert "“weekly” is not a term" in (await chat(ADMIN, NOWHERE_CH,
+                                                  "/tam account renew acme weekly")).text

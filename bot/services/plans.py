@@ -7,8 +7,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 from bot.domain.billing import ChangeKind, Quote, Refused, quote_change
-from bot.domain.model import Account, Tier
+from bot.domain.model import Account, Term, Tier
 from bot.domain.perks import granted
+from bot.services.accounts import add_months, add_years
 from bot.services.base import Actor, AppContext, Refusal
 from storage.repos import Accounts, Audit, PerkLedger, PlanChanges, Usage
 
@@ -89,3 +90,25 @@ async def apply(app: AppContext, actor: Actor, key: str, kind: str, new_tier: Ti
                                     if updated.cancelled_on else None,
                                     "perks": granted(app.catalog, replace(updated))})
     return updated, q
+
+
+async def renew(app: AppContext, actor: Actor, key: str, term: Term | None) -> Account:
+    """Start the next plan year (or month): quotas reset, the bought tier is the current one."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key.lower())
+        if account is None:
+            raise Refusal("account.unknown", key=key)
+        term = term or account.term
+        start = account.cancelled_on or account.end
+        if start < now.astimezone(app.tz(account)).date() - timedelta(days=366):
+            start = now.astimezone(app.tz(account)).date()
+        end = add_years(start, 1) if term is Term.ANNUAL else add_months(start, 1)
+        updated = await Accounts(s).change(account.key, term=term.value, start_date=start,
+                                           end_date=end, perk_tier=None, cancelled_on=None)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="plan.renew", account_key=account.key,
+                             before={"start": str(account.start), "end": str(account.end),
+                                     "term": account.term.value},
+                             after={"start": str(start), "end": str(end), "term": term.value})
+    return updated
