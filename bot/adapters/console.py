@@ -63,7 +63,7 @@ class ConsoleMessenger:
                    key: str | None = None) -> Posted:
         where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else channel
         if channel.startswith("D-"):
-            where = f"DM to {channel[2:]}"
+            where = f"DM to @{NAMES.get(channel[2:], channel[2:])}"
         if thread_ts:
             where += " (thread)"
         self._show(where, (card.text() if card else text) + button_hints(buttons or ()))
