@@ -32,6 +32,9 @@ class Settings:
     worker_poll_seconds: float = 5.0
     worker_lease_seconds: float = 30.0
     slack_timeout_seconds: float = 10.0
+    advisory_ack_hours: float = 24.0
+    channel_interval_seconds: float = 1.0
+    channel_burst: int = 3
     log_level: str = "INFO"
 
     @classmethod
@@ -73,6 +76,8 @@ class Settings:
             worker_poll_seconds=poll_s,
             worker_lease_seconds=lease_s,
             slack_timeout_seconds=timeout_s,
+            advisory_ack_hours=_positive(env, "SUPPORTBOT_ADVISORY_ACK_HOURS", 24.0),
+            channel_interval_seconds=_positive(env, "SUPPORTBOT_CHANNEL_INTERVAL", 1.0),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
 

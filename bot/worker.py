@@ -15,12 +15,12 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
-from bot.services import cases, outbox
+from bot.services import advisories, cases, outbox
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
 from bot.services.messenger import Button, DeliveryError, Messenger, Posted
@@ -57,6 +57,11 @@ class Worker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._cards: dict[int, asyncio.Task[None]] = {}  # case id -> its card job in flight
         self._card_locks: dict[int, asyncio.Lock] = {}
+        self._channel_locks: dict[str, asyncio.Lock] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, when)
+        self._paused_until = 0.0
+        self.interval = app.settings.channel_interval_seconds
+        self.burst = max(1, app.settings.channel_burst)
         self.processed = 0
 
     def stop(self) -> None:
@@ -206,6 +211,12 @@ class Worker:
             return await self._post(job)
         if job.kind == outbox.CARD_SYNC:
             return await self._sync_card(job)
+        if job.kind == advisories.POST:
+            return await advisories.run_post(self, self.app, job)
+        if job.kind == advisories.PROGRESS:
+            return await advisories.run_progress(self, self.app, job)
+        if job.kind == advisories.REMIND:
+            return await advisories.run_remind(self.app, job)
         handler: JobHandler | None = self.app.extras.get(f"job:{job.kind}")
         if handler is None:
             raise DeliveryError(f"no handler for job kind {job.kind}", permanent=True)
@@ -216,13 +227,38 @@ class Worker:
                       buttons: list[Button] | None = None) -> Posted:
         """Post once. With `recover` (a retry, whose earlier try may have posted before a
         crash) look first for a message carrying the same key."""
-        if recover:
-            found = await self.messenger.find(channel, key, thread_ts=thread_ts)
-            if found is not None:
-                log.info("%s was already posted as %s; not posting again", key, found.ts)
-                return found
-        return await self.messenger.post(channel, text, thread_ts=thread_ts, card=card,
-                                         buttons=buttons, key=key)
+        async with self._paced(channel):
+            if recover:
+                found = await self.messenger.find(channel, key, thread_ts=thread_ts)
+                if found is not None:
+                    log.info("%s was already posted as %s; not posting again", key, found.ts)
+                    return found
+            return await self.messenger.post(channel, text, thread_ts=thread_ts, card=card,
+                                             buttons=buttons, key=key)
+
+    @contextlib.asynccontextmanager
+    async def _paced(self, channel: str) -> AsyncIterator[None]:
+        """Slack's per-channel pace (about one message a second, short bursts allowed) as a
+        token bucket per channel, and a pause for everyone after a 429: the workspace limit
+        is shared by all channels."""
+        loop = asyncio.get_running_loop()
+        lock = self._channel_locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            now = loop.time()
+            tokens, stamp = self._buckets.get(channel, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - stamp) / self.interval)
+            wait = max((1.0 - tokens) * self.interval, self._paused_until - now)
+            if wait > 0:
+                await asyncio.sleep(wait)
+                now = loop.time()
+                tokens = min(float(self.burst), tokens + wait / self.interval)
+            self._buckets[channel] = (tokens - 1.0, now)
+            try:
+                yield
+            except DeliveryError as exc:
+                if exc.retry_after:
+                    self._paused_until = max(self._paused_until, loop.time() + exc.retry_after)
+                raise
 
     async def _post(self, job: jobs.Job) -> dict[str, Any]:
         p = job.payload

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from bot.domain.catalog import Target
 from bot.domain.model import Case, CaseStatus, Severity, Tier, parse_case_ref
 from bot.i18n import Translator, time_token
-from bot.services import cases, perks
+from bot.services import advisories, cases, perks
 from bot.services.base import Refusal
 from handlers.core import Call, Form, Reply, Router, UsageError, Visibility
 
@@ -213,6 +213,18 @@ def register(router: Router) -> None:
                            status=t(f"perk.status.{r.status}"),
                            reason=f" — {r.reason}" if r.reason else ""))
         return Reply("\n".join(lines))
+
+    @router.command("support", "acknowledge", "<advisory-id>",
+                    help_id="help.support.acknowledge")
+    async def acknowledge(call: Call) -> Reply:
+        if len(call.args) != 1:
+            raise UsageError("error.arg_count", n=1)
+        advisory_id = advisories.parse_advisory_ref(call.args[0])
+        if advisory_id is None:
+            raise UsageError("advisory.bad_ref", given=call.args[0])
+        ref = await advisories.acknowledge(call.app, call.actor, call.req.channel_id,
+                                           advisory_id)
+        return call.reply("advisory.acked_ok", ref=ref)
 
     @router.command("support", "cancel", "<request-id>", help_id="help.support.cancel")
     async def cancel(call: Call) -> Reply:

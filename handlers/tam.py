@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import date
 
+from bot.domain.advisories import KINDS, TAG_KINDS, Targeting
+from bot.domain.advisories import SEVERITIES as ADVISORY_SEVERITIES
 from bot.domain.billing import ChangeKind, Quote, format_money, parse_money
 from bot.domain.catalog import Target
 from bot.domain.model import CaseStatus, Lang, Role, Severity, Term, Tier
 from bot.domain.sla import ClockState, clock_state
 from bot.i18n import Translator, time_token
-from bot.services import accounts, cases, perks, plans
+from bot.services import accounts, advisories, cases, perks, plans
+from bot.services.base import Refusal
 from bot.services.messenger import Button
-from handlers.core import Call, Reply, Router, UsageError, parse_mention, split_options
+from handlers.core import (
+    Call,
+    Form,
+    Reply,
+    Router,
+    UsageError,
+    parse_mention,
+    split_options,
+)
 from handlers.support import case_line, parse_ref
 
 
@@ -28,6 +40,41 @@ def _user(word: str) -> str:
     if user is None:
         raise UsageError("error.bad_user", given=word)
     return user
+
+
+def _advisory_spec(call: Call) -> tuple[advisories.AdvisorySpec, bool]:
+    pos, opts = split_options(call.args)
+    confirm = bool(pos) and pos[-1].lower() == "confirm"
+    if confirm:
+        pos = pos[:-1]
+    if len(pos) != 4:
+        raise UsageError("advisory.need_fields", kinds=", ".join(KINDS),
+                         severities=", ".join(ADVISORY_SEVERITIES))
+    kind, severity, title, body = pos[0].lower(), pos[1].lower(), pos[2].strip(), pos[3]
+    if kind not in KINDS:
+        raise UsageError("advisory.bad_kind", given=pos[0], choices=", ".join(KINDS))
+    if severity not in ADVISORY_SEVERITIES:
+        raise UsageError("advisory.bad_severity", given=pos[1],
+                         choices=", ".join(ADVISORY_SEVERITIES))
+    if not title or len(title) > 150:
+        raise UsageError("advisory.bad_title", max=150)
+    if not body.strip() or len(body) > 2500:
+        raise UsageError("advisory.bad_body", max=2500)
+    names = {"regions", "products", "software", "accounts"}
+    if set(opts) - names:
+        raise UsageError("error.bad_option", given=sorted(set(opts) - names)[0],
+                         choices=", ".join(sorted(names)))
+
+    def values(name: str) -> frozenset[str]:
+        return frozenset(v.strip().lower() for v in opts.get(name, "").split(",") if v.strip())
+
+    regions = values("regions")
+    bad = sorted(regions - set(call.app.catalog.regions))
+    if bad:
+        raise Refusal("account.bad_region", region=bad[0],
+                      choices=", ".join(sorted(call.app.catalog.regions)))
+    return advisories.AdvisorySpec(title, kind, severity, body, Targeting(
+        regions, values("products"), values("software"), values("accounts"))), confirm
 
 
 def _request_id(word: str) -> int:
@@ -266,6 +313,79 @@ def register(router: Router) -> None:
         return Reply(render_quote(call, q, applied=False) + "\n" +
                      call.t("plan.confirm_hint", command=command),
                      buttons=(Button(call.t("plan.button_confirm"), command, "primary"),))
+
+    @router.command("tam", "account tag", "<account> [region=a,b] [product=x,y] [software=z]",
+                    help_id="help.tam.account_tag", role=Role.TAM)
+    async def account_tag(call: Call) -> Reply:
+        pos, opts = split_options(call.args)
+        if len(pos) != 1:
+            raise UsageError("error.arg_count", n=1)
+        unknown = set(opts) - set(TAG_KINDS)
+        if unknown:
+            raise UsageError("error.bad_option", given=sorted(unknown)[0],
+                             choices=", ".join(TAG_KINDS))
+        if opts:
+            tags = await advisories.set_tags(call.app, call.actor, pos[0], {
+                k: [v.strip().lower() for v in val.split(",") if v.strip()]
+                for k, val in opts.items()})
+        else:
+            tags = await advisories.get_tags(call.app, pos[0])
+        shown = "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in tags.items())
+        return call.reply("tags.shown", key=pos[0].lower(), tags=shown)
+
+    @router.command("tam", "advisory", '<kind> <severity> "<title>" "<body>" [regions=..] '
+                    "[products=..] [software=..] [accounts=..] [confirm]",
+                    help_id="help.tam.advisory", role=Role.TAM)
+    async def advisory(call: Call) -> Reply:
+        if not call.args:
+            if call.req.can_open_form:
+                return Reply(call.t("advisory.form_opened"), form=Form("advisory"))
+            raise UsageError("advisory.need_fields", kinds=", ".join(KINDS),
+                             severities=", ".join(ADVISORY_SEVERITIES))
+        spec, confirm = _advisory_spec(call)
+        if confirm:
+            ref, total = await advisories.send(call.app, call.actor, spec)
+            return call.reply("advisory.sending", ref=ref, total=total)
+        groups, accounts_n = await advisories.preview(call.app, spec)
+        if groups == 0:
+            return call.reply("advisory.no_targets")
+        command = "/tam " + shlex.join(["advisory", *call.args, "confirm"])
+        return Reply(call.t("advisory.preview", title=spec.title, groups=groups,
+                            accounts=accounts_n) + "\n" +
+                     call.t("advisory.confirm_hint", command=command),
+                     buttons=(Button(call.t("advisory.button_send"), command, "primary"),))
+
+    @router.command("tam", "advisory status", "<advisory-id>",
+                    help_id="help.tam.advisory_status", role=Role.ENGINEER)
+    async def advisory_status(call: Call) -> Reply:
+        if len(call.args) != 1:
+            raise UsageError("error.arg_count", n=1)
+        advisory_id = advisories.parse_advisory_ref(call.args[0])
+        if advisory_id is None:
+            raise UsageError("advisory.bad_ref", given=call.args[0])
+        st = await advisories.status(call.app, advisory_id)
+        t = call.t
+        lines = [t("advisory.status_header", ref=st.ref, title=st.title, total=st.total,
+                   sent=st.counts["sent"], failed=st.counts["failed"],
+                   pending=st.counts["pending"])]
+        lines += [t("advisory.acked_line", account=a, user=u, at=time_token(w))
+                  for a, u, w in st.acked]
+        if st.waiting:
+            lines.append(t("advisory.waiting_line", accounts=", ".join(st.waiting)))
+        lines += [t("advisory.failed_group", account=a, channel=c, error=e)
+                  for a, c, e in st.failed]
+        return Reply("\n".join(lines))
+
+    @router.command("tam", "advisories", help_id="help.tam.advisories", role=Role.ENGINEER)
+    async def advisories_list(call: Call) -> Reply:
+        rows = await advisories.recent(call.app)
+        if not rows:
+            return call.reply("advisory.none")
+        t = call.t
+        return Reply("\n".join(
+            t("advisory.list_line", ref=advisories.advisory_ref(a.id), title=a.title,
+              severity=t(f"advisory.severity.{a.severity}"), sent=c["sent"], total=a.total,
+              failed=c["failed"], acked=acked) for a, c, acked in rows))
 
     @router.command("tam", "breaches", help_id="help.tam.breaches", role=Role.ENGINEER)
     async def breaches(call: Call) -> Reply:

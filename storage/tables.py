@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -233,3 +234,82 @@ class PlanChangeRow(Base):
     incremental_new: Mapped[int | None] = mapped_column(BigInteger)
     by: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]
+
+
+class AccountTagRow(Base):
+    """What an account runs (regions, products, third-party software): advisory targeting."""
+
+    __tablename__ = "account_tags"
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class AdvisoryRow(Base):
+    """A proactive-care advisory and where its progress message lives."""
+
+    __tablename__ = "advisories"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    targeting: Mapped[dict[str, Any]]  # regions, products, software, accounts
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    total: Mapped[int] = mapped_column(Integer)
+    progress_channel: Mapped[str | None] = mapped_column(String(32))
+    progress_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class AdvisoryDeliveryRow(Base):
+    """One advisory message to one group: pending, sent or failed; and its acknowledgement."""
+
+    __tablename__ = "advisory_deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id"), index=True)
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[datetime | None]
+    acked_by: Mapped[str | None] = mapped_column(String(32))
+    acked_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("advisory_id", "channel_id"),)
+
+
+class ReportRow(Base):
+    """A monthly service report posted to an account's group."""
+
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), index=True)
+    month: Mapped[str] = mapped_column(String(7))
+    trigger: Mapped[str] = mapped_column(String(16))  # scheduled | on_demand
+    deadline: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime]
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    figures: Mapped[dict[str, Any] | None]
+
+
+class UserAccountRow(Base):
+    """Which account's group a customer user has used: their App Home shows that account."""
+
+    __tablename__ = "user_accounts"
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
+    last_seen: Mapped[datetime]
+
+
+class HomeViewerRow(Base):
+    """Users who have opened the App Home: refreshed when something they see changes."""
+
+    __tablename__ = "home_viewers"
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opened_at: Mapped[datetime]

@@ -94,7 +94,9 @@ def catalog() -> Catalog:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(admins=frozenset({"UADMIN"}), duty_channel="CDUTY")
+    # a fast channel pace keeps tests quick; the pacing test sets Slack's own
+    return Settings(admins=frozenset({"UADMIN"}), duty_channel="CDUTY",
+                    channel_interval_seconds=0.001)
 
 
 @pytest.fixture

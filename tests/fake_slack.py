@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
@@ -105,8 +106,8 @@ class FakeSlack:
         try:
             return await asyncio.wait_for(loop(), limit)
         except TimeoutError:
-            raise AssertionError(f"condition not met in {limit}s; calls: "
-                                 f"{[c.method for c in self.calls]}") from None
+            seen = Counter(f"{c.method}:{c.status}" for c in self.calls)
+            raise AssertionError(f"condition not met in {limit}s; calls: {dict(seen)}") from None
 
     async def _record(self, call: Call) -> None:
         self.calls.append(call)

@@ -33,7 +33,7 @@ class BotProcess:
                     "SUPPORTBOT_CATALOG": str(catalog), "SUPPORTBOT_DUTY_CHANNEL": "CDUTY",
                     "SUPPORTBOT_ADMINS": "UADMIN", "HOST": "127.0.0.1", "PORT": str(self.port),
                     "SUPPORTBOT_POLL_SECONDS": "1", "SUPPORTBOT_LEASE_SECONDS": "3",
-                    "SUPPORTBOT_SLACK_TIMEOUT": "1",
+                    "SUPPORTBOT_SLACK_TIMEOUT": "1", "SUPPORTBOT_CHANNEL_INTERVAL": "0.05",
                     **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 

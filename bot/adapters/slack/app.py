@@ -52,6 +52,7 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient) -> Async
     listeners.register_commands(bolt, ctx, router)
     listeners.register_interactions(bolt, ctx)
     listeners.register_buttons(bolt, ctx, router)
+    listeners.register_forms(bolt, ctx, router)
     listeners.register_events(bolt, ctx)
 
     @bolt.error

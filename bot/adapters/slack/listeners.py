@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -61,13 +62,15 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
         if not done:
             await ack()
         reply = await work
-        if reply.form is not None and reply.form.kind == "open_case":
+        if reply.form is not None:
             if done:
                 await ack()
             lang = await _lang_for(ctx, req.team_id, req.user_id, req.channel_id)
-            await client.views_open(trigger_id=body["trigger_id"],
-                                    view=views.open_case_modal(lang, req.channel_id, "",
-                                                               sorted(ctx.catalog.regions)))
+            regions = sorted(ctx.catalog.regions)
+            view = views.open_case_modal(lang, req.channel_id, "", regions) \
+                if reply.form.kind == "open_case" else \
+                views.advisory_modal(lang, req.channel_id, regions)
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
             return
         if done:
             await ack(**reply_body(reply))
@@ -126,6 +129,25 @@ def register_buttons(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
                                    _team(body), user, str(meta.get("channel", "")))
         await client.chat_postEphemeral(channel=str(meta.get("channel", "")), user=user,
                                         text=views.slack_text(reply.text)[:3900])
+
+
+def register_forms(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
+    @bolt.view(views.ADVISORY_CALLBACK)
+    async def on_advisory(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """The form becomes the equivalent text command: previewed, with a Send button."""
+        await ack()
+        view = body.get("view") or {}
+        v = views.modal_values(view)
+        words = ["advisory", v.get("kind", ""), v.get("severity", ""), v.get("title", ""),
+                 v.get("body", "")]
+        words += [f"{name}={v[name]}" for name in ("regions", "products", "software",
+                                                    "accounts") if v.get(name)]
+        user, channel = body["user"]["id"], str(view.get("private_metadata") or "")
+        reply = await _run_command(ctx, router, "/tam " + shlex.join(words), _team(body), user,
+                                   channel)
+        await client.chat_postEphemeral(channel=channel, user=user,
+                                        **{k: v for k, v in reply_body(reply).items()
+                                           if k != "response_type"})
 
 
 def _button(body: dict[str, Any]) -> Button | None:

@@ -19,6 +19,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.domain.advisories import KINDS, SEVERITIES
 from bot.domain.model import Lang, Severity
 from bot.i18n import TIME_TOKEN, Translator
 from bot.services.cards import CaseCard
@@ -35,6 +36,7 @@ OPEN_FROM_MESSAGE_SHORTCUT = "open_case_from_message"
 RUN_ACTION = "run_command"
 RUN_ASK_ACTION = "run_command_ask"
 RUN_ASK_CALLBACK = "run_command_ask"
+ADVISORY_CALLBACK = "advisory_form"
 
 
 def slack_text(text: str) -> str:
@@ -176,6 +178,9 @@ def modal_values(view: dict[str, Any]) -> dict[str, str]:
         if v.get("type") == "static_select":
             sel = v.get("selected_option") or {}
             out[block_id] = str(sel.get("value") or "")
+        elif v.get("type") == "multi_static_select":
+            out[block_id] = ",".join(str(o.get("value", "")) for o in
+                                     v.get("selected_options") or [])
         else:
             out[block_id] = str(v.get("value") or "")
     return out
@@ -190,3 +195,44 @@ def reaction_offer_blocks(lang: Lang, channel_id: str, ts: str) -> list[dict[str
                                              value=f"{channel_id}|{ts}",
                                              style="primary")]).to_dict(),
     ]
+
+
+def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str]) -> dict[str, Any]:
+    """The advisory form; its submission becomes the text command, previewed first."""
+    t = Translator(lang)
+
+    def select(block_id: str, label: str, options: list[tuple[str, str]], *,
+               multi: bool = False, optional: bool = False) -> dict[str, Any]:
+        return {"type": "input", "block_id": block_id, "optional": optional,
+                "label": {"type": "plain_text", "text": label},
+                "element": {"type": "multi_static_select" if multi else "static_select",
+                            "action_id": "value",
+                            "options": [{"text": {"type": "plain_text", "text": text[:75]},
+                                         "value": value} for value, text in options[:100]]}}
+
+    def text(block_id: str, label: str, *, multiline: bool = False, optional: bool = False,
+             max_length: int = 150) -> dict[str, Any]:
+        return {"type": "input", "block_id": block_id, "optional": optional,
+                "label": {"type": "plain_text", "text": label},
+                "element": {"type": "plain_text_input", "action_id": "value",
+                            "multiline": multiline, "max_length": max_length}}
+
+    return {
+        "type": "modal", "callback_id": ADVISORY_CALLBACK, "private_metadata": channel_id,
+        "title": {"type": "plain_text", "text": t("form.advisory_title")[:24]},
+        "submit": {"type": "plain_text", "text": t("form.advisory_send")[:24]},
+        "close": {"type": "plain_text", "text": t("form.cancel")[:24]},
+        "blocks": [
+            text("title", t("form.adv_title")),
+            select("kind", t("form.adv_kind"),
+                   [(k, t(f"advisory.kind.{k}")) for k in KINDS]),
+            select("severity", t("form.adv_severity"),
+                   [(k, t(f"advisory.severity.{k}")) for k in SEVERITIES]),
+            text("body", t("form.adv_body"), multiline=True, max_length=2500),
+            select("regions", t("form.adv_regions"), [(r, r) for r in regions], multi=True,
+                   optional=True),
+            text("products", t("form.adv_products"), optional=True, max_length=300),
+            text("software", t("form.adv_software"), optional=True, max_length=300),
+            text("accounts", t("form.adv_accounts"), optional=True, max_length=1000),
+        ],
+    }

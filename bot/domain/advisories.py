@@ -1,0 +1,61 @@
+"""Proactive-care advisories (rulebook §6): kinds, severities and who an advisory reaches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from bot.domain.catalog import Catalog
+from bot.domain.model import Account
+
+KINDS = ("vulnerability", "virus", "attack", "backbone_failure", "platform_change",
+         "new_feature")
+SEVERITIES = ("low", "medium", "high", "critical")
+REMINDED = frozenset({"high", "critical"})  # unacknowledged ones remind the TAM once
+TAG_KINDS = ("region", "product", "software")
+
+
+@dataclass(frozen=True)
+class Targeting:
+    """Filters; empty means "any". `accounts` set = chosen accounts instead of all."""
+
+    regions: frozenset[str] = frozenset()
+    products: frozenset[str] = frozenset()
+    software: frozenset[str] = frozenset()
+    accounts: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"regions": sorted(self.regions), "products": sorted(self.products),
+                "software": sorted(self.software), "accounts": sorted(self.accounts)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Iterable[str]]) -> Targeting:
+        return cls(*(frozenset(d.get(k, ())) for k in ("regions", "products", "software",
+                                                        "accounts")))
+
+
+@dataclass(frozen=True)
+class AccountProfile:
+    account: Account
+    tags: Mapping[str, frozenset[str]] = field(default_factory=dict)  # kind -> values
+
+
+def reaches(catalog: Catalog, profile: AccountProfile, targeting: Targeting,
+            today: date) -> bool:
+    """Whether an advisory with this targeting goes to the account's groups."""
+    account = profile.account
+    if not account.in_force(today):
+        return False
+    if targeting.accounts:
+        if account.key not in targeting.accounts:
+            return False
+    elif "proactive_care" not in catalog.plan(account.tier).items:
+        return False  # proactive care is an enterprise entitlement
+    regions = profile.tags.get("region", frozenset()) | {account.region}
+    if targeting.regions and not targeting.regions & regions:
+        return False
+    if targeting.products and not targeting.products & profile.tags.get("product", frozenset()):
+        return False
+    return not (targeting.software and
+                not targeting.software & profile.tags.get("software", frozenset()))

@@ -1,0 +1,134 @@
+"""Monthly service report (spec §6): due date, month bounds and case statistics. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.domain.calendar import BusinessCalendar
+from bot.domain.model import Severity
+
+
+def report_deadline(year: int, month: int, cal: BusinessCalendar) -> date:
+    """Due date of the report sent in `month` (for the previous month): the 10th, pushed later
+    by one day per statutory holiday falling on days 1–10 of that month."""
+    shift = cal.holidays_in(date(year, month, 1), date(year, month, 10))
+    return date(year, month, 10) + timedelta(days=shift)
+
+
+def previous_month(year: int, month: int) -> tuple[int, int]:
+    """The (year, month) before the given one."""
+    return (year - 1, 12) if month == 1 else (year, month - 1)
+
+
+def _next_month(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def month_bounds(year: int, month: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """Aware UTC instants of local midnight on the 1st of the month and of the next month."""
+    ny, nm = _next_month(year, month)
+    start = datetime(year, month, 1, tzinfo=tz).astimezone(UTC)
+    end = datetime(ny, nm, 1, tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+@dataclass(frozen=True)
+class CaseFact:
+    """What the report needs to know about one case opened in the month."""
+
+    severity: Severity
+    opened_at: datetime
+    due_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    breached: bool
+
+
+@dataclass(frozen=True)
+class SeverityRow:
+    severity: Severity
+    opened: int
+    responded: int
+    within_target: int
+    breached: int
+
+
+@dataclass(frozen=True)
+class CaseStats:
+    rows: tuple[SeverityRow, ...]
+    total_opened: int
+    responded: int
+    within_target: int
+    attainment_pct: float | None
+    first_response_p50_min: float | None
+    first_response_p90_min: float | None
+    resolved: int
+    resolution_p50_h: float | None
+    resolution_p90_h: float | None
+    breaches: int
+
+
+def _nearest_rank(sorted_values: Sequence[float], p: int) -> float | None:
+    """Nearest-rank percentile: the value at 1-based rank ceil(p/100 × n); None if empty."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    rank = max(1, -(-p * n // 100))  # integer ceil(p * n / 100)
+    return sorted_values[rank - 1]
+
+
+def _pct(values: list[float], p: int) -> float | None:
+    v = _nearest_rank(sorted(values), p)
+    return None if v is None else round(v, 1)
+
+
+def _within_target(f: CaseFact) -> bool:
+    return f.first_response_at is not None and f.first_response_at <= f.due_at
+
+
+def case_stats(facts: Iterable[CaseFact]) -> CaseStats:
+    """Per-severity and overall figures for the month's cases; percentiles use the nearest-rank
+    method (value at 1-based rank ceil(p/100 × n) of the sorted list), first response in
+    minutes and resolution in hours, both rounded to 1 decimal."""
+    items = list(facts)
+    rows = tuple(
+        SeverityRow(
+            severity=sev,
+            opened=sum(1 for f in items if f.severity is sev),
+            responded=sum(
+                1 for f in items if f.severity is sev and f.first_response_at is not None
+            ),
+            within_target=sum(1 for f in items if f.severity is sev and _within_target(f)),
+            breached=sum(1 for f in items if f.severity is sev and f.breached),
+        )
+        for sev in Severity
+    )
+    response_min = [
+        (f.first_response_at - f.opened_at).total_seconds() / 60
+        for f in items
+        if f.first_response_at is not None
+    ]
+    resolution_h = [
+        (f.resolved_at - f.opened_at).total_seconds() / 3600
+        for f in items
+        if f.resolved_at is not None
+    ]
+    responded = len(response_min)
+    within = sum(1 for f in items if _within_target(f))
+    attainment = round(within / responded * 100, 1) if responded else None
+    return CaseStats(
+        rows=rows,
+        total_opened=len(items),
+        responded=responded,
+        within_target=within,
+        attainment_pct=attainment,
+        first_response_p50_min=_pct(response_min, 50),
+        first_response_p90_min=_pct(response_min, 90),
+        resolved=len(resolution_h),
+        resolution_p50_h=_pct(resolution_h, 50),
+        resolution_p90_h=_pct(resolution_h, 90),
+        breaches=sum(1 for f in items if f.breached),
+    )

@@ -1,0 +1,343 @@
+"""Use cases for proactive-care advisories: tags, preview, broadcast, acknowledgement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.advisories import REMINDED, TAG_KINDS, AccountProfile, Targeting, reaches
+from bot.domain.model import Account, Lang
+from bot.i18n import Translator
+from bot.services import outbox
+from bot.services.base import Actor, AppContext, Refusal
+from bot.services.messenger import Button, Deliverer, DeliveryError
+from storage import jobs
+from storage.repos import Accounts, Audit, Bindings, Staff
+from storage.tables import AccountTagRow, AdvisoryDeliveryRow, AdvisoryRow
+
+POST, PROGRESS, REMIND = "advisory.post", "advisory.progress", "advisory.remind"
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+PROGRESS_EVERY = 2  # seconds between progress message updates
+
+
+def advisory_ref(advisory_id: int) -> str:
+    return f"AD-{1000 + advisory_id}"
+
+
+def parse_advisory_ref(text: str) -> int | None:
+    t = text.strip().upper().lstrip("#")
+    t = t[3:] if t.startswith("AD-") else t
+    if not (t.isascii() and t.isdecimal()) or len(t) > 12 or int(t) <= 1000:
+        return None
+    return int(t) - 1000
+
+
+@dataclass(frozen=True)
+class AdvisorySpec:
+    title: str
+    kind: str
+    severity: str
+    body: str
+    targeting: Targeting
+
+
+async def set_tags(app: AppContext, actor: Actor, key: str,
+                   tags: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Replace the given tag kinds of an account (kinds not named stay as they are)."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key.lower())
+        if account is None:
+            raise Refusal("account.unknown", key=key)
+        before = await _tags(s, account.key)
+        for kind, values in tags.items():
+            await s.execute(delete(AccountTagRow).where(
+                AccountTagRow.account_key == account.key, AccountTagRow.kind == kind))
+            for value in sorted(set(values)):
+                s.add(AccountTagRow(account_key=account.key, kind=kind, value=value))
+        await s.flush()
+        after = await _tags(s, account.key)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="account.tags", account_key=account.key,
+                             before={k: sorted(v) for k, v in before.items()},
+                             after={k: sorted(v) for k, v in after.items()})
+    return {k: sorted(v) for k, v in after.items()}
+
+
+async def get_tags(app: AppContext, key: str) -> dict[str, list[str]]:
+    async with app.db.transaction() as s:
+        if await Accounts(s).get(key.lower()) is None:
+            raise Refusal("account.unknown", key=key)
+        return {k: sorted(v) for k, v in (await _tags(s, key.lower())).items()}
+
+
+async def _tags(s: AsyncSession, account_key: str) -> dict[str, frozenset[str]]:
+    rows = (await s.execute(select(AccountTagRow.kind, AccountTagRow.value)
+                            .where(AccountTagRow.account_key == account_key))).all()
+    out: dict[str, set[str]] = {k: set() for k in TAG_KINDS}
+    for kind, value in rows:
+        out.setdefault(kind, set()).add(value)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+async def _targets(s: AsyncSession, app: AppContext, targeting: Targeting,
+                   now: datetime) -> list[tuple[Account, str]]:
+    """(account, channel) for every group the advisory reaches."""
+    unknown = sorted(targeting.accounts - {a.key for a in await Accounts(s).list()})
+    if unknown:
+        raise Refusal("account.unknown", key=unknown[0])
+    found: list[tuple[Account, str]] = []
+    for account in await Accounts(s).list():
+        profile = AccountProfile(account, await _tags(s, account.key))
+        if reaches(app.catalog, profile, targeting,
+                   now.astimezone(app.tz(account)).date()):
+            found += [(account, ch) for ch in await Bindings(s).channels_of(account.key)]
+    return found
+
+
+async def preview(app: AppContext, spec: AdvisorySpec) -> tuple[int, int]:
+    """How many groups (and accounts) a broadcast would reach."""
+    async with app.db.transaction() as s:
+        targets = await _targets(s, app, spec.targeting, app.clock())
+    return len(targets), len({a.key for a, _ in targets})
+
+
+async def send(app: AppContext, actor: Actor, spec: AdvisorySpec) -> tuple[str, int]:
+    """Queue the broadcast: one paced, idempotent outbox job per group, progress to the TAM,
+    and a one-time reminder for high-severity ones that go unacknowledged."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        targets = await _targets(s, app, spec.targeting, now)
+        if not targets:
+            raise Refusal("advisory.no_targets")
+        row = AdvisoryRow(team_id=actor.team_id, title=spec.title, kind=spec.kind,
+                          severity=spec.severity, body=spec.body,
+                          targeting=spec.targeting.to_dict(), created_by=actor.user_id,
+                          created_at=now, total=len(targets))
+        s.add(row)
+        await s.flush()
+        ref = advisory_ref(row.id)
+        for account, channel in targets:
+            s.add(AdvisoryDeliveryRow(advisory_id=row.id, account_key=account.key,
+                                      channel_id=channel, status=PENDING))
+            await jobs.enqueue(s, POST, now, {"advisory_id": row.id, "channel": channel},
+                               f"adv:{row.id}:{channel}", now)
+        if spec.severity in REMINDED:
+            due = now + timedelta(hours=app.settings.advisory_ack_hours)
+            for key in sorted({a.key for a, _ in targets}):
+                await jobs.enqueue(s, REMIND, due, {"advisory_id": row.id, "account": key},
+                                   f"adv:{row.id}:{key}:remind", now)
+        await jobs.enqueue(s, PROGRESS, now, {"advisory_id": row.id},
+                           f"adv:{row.id}:progress:start", now)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="advisory.send",
+                             after={"advisory": ref, "groups": len(targets),
+                                    "severity": spec.severity, "kind": spec.kind,
+                                    **spec.targeting.to_dict()})
+    return ref, len(targets)
+
+
+def advisory_text(t: Translator, a: AdvisoryRow) -> str:
+    targeting = Targeting.from_dict(a.targeting)
+    lines = [t("advisory.header", ref=advisory_ref(a.id), kind=t(f"advisory.kind.{a.kind}"),
+               severity=t(f"advisory.severity.{a.severity}"), title=a.title), a.body]
+    scope = [", ".join(sorted(v)) for v in (targeting.regions, targeting.products,
+                                            targeting.software) if v]
+    if scope:
+        lines.append(t("advisory.affects", what="; ".join(scope)))
+    lines.append(t("advisory.footer"))
+    return "\n".join(lines)
+
+
+async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
+    """Post one advisory to one group; a group the bot cannot reach is marked failed."""
+    advisory_id, channel = int(job.payload["advisory_id"]), str(job.payload["channel"])
+    async with app.db.transaction() as s:
+        advisory = await s.get(AdvisoryRow, advisory_id)
+        delivery = await s.scalar(select(AdvisoryDeliveryRow).where(
+            AdvisoryDeliveryRow.advisory_id == advisory_id,
+            AdvisoryDeliveryRow.channel_id == channel))
+        account = await Accounts(s).get(delivery.account_key) if delivery else None
+    if advisory is None or delivery is None or account is None:
+        raise DeliveryError("advisory vanished", permanent=True)
+    if delivery.status != PENDING:
+        return {"outcome": delivery.status}
+    t = Translator(account.lang)
+    ref = advisory_ref(advisory_id)
+    try:
+        posted = await worker.deliver(job.key, channel, advisory_text(t, advisory),
+                                      recover=job.attempts > 1, buttons=[Button(
+                                          t("advisory.button_ack"),
+                                          f"/support acknowledge {ref}", "primary")])
+    except DeliveryError as exc:
+        if not exc.permanent:
+            raise
+        await _settle(app, advisory_id, channel, FAILED, error=exc.reason)
+        return {"outcome": FAILED, "error": exc.reason}
+    await _settle(app, advisory_id, channel, SENT, ts=posted.ts)
+    return {"outcome": SENT, "ts": posted.ts}
+
+
+async def _settle(app: AppContext, advisory_id: int, channel: str, status: str,
+                  ts: str | None = None, error: str | None = None) -> None:
+    now = app.clock()
+    async with app.db.transaction() as s:
+        await s.execute(update(AdvisoryDeliveryRow).where(
+            AdvisoryDeliveryRow.advisory_id == advisory_id,
+            AdvisoryDeliveryRow.channel_id == channel).values(
+            status=status, ts=ts, error=error[:200] if error else None, sent_at=now))
+        counts = await _counts(s, advisory_id)
+        # progress updates are coalesced: one job per few seconds, and a final one
+        done = counts[SENT] + counts[FAILED] >= sum(counts.values())
+        bucket = "final" if done else str(int(now.timestamp()) // PROGRESS_EVERY)
+        await jobs.enqueue(s, PROGRESS, now, {"advisory_id": advisory_id},
+                           f"adv:{advisory_id}:progress:{bucket}", now)
+
+
+async def _counts(s: AsyncSession, advisory_id: int) -> dict[str, int]:
+    rows = (await s.execute(select(AdvisoryDeliveryRow.status, func.count())
+                            .where(AdvisoryDeliveryRow.advisory_id == advisory_id)
+                            .group_by(AdvisoryDeliveryRow.status))).all()
+    counts = {PENDING: 0, SENT: 0, FAILED: 0}
+    counts.update({str(k): int(v) for k, v in rows})
+    return counts
+
+
+async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
+    """Post or update the sender's progress message: sent / total / failed."""
+    advisory_id = int(job.payload["advisory_id"])
+    async with app.db.transaction() as s:
+        advisory = await s.get(AdvisoryRow, advisory_id)
+        if advisory is None:
+            raise DeliveryError("advisory vanished", permanent=True)
+        counts = await _counts(s, advisory_id)
+        failed = (await s.scalars(select(AdvisoryDeliveryRow).where(
+            AdvisoryDeliveryRow.advisory_id == advisory_id,
+            AdvisoryDeliveryRow.status == FAILED).limit(20))).all()
+        member = await Staff(s).get(advisory.team_id, advisory.created_by)
+    t = Translator(member.lang if member else Lang.EN)
+    done = counts[SENT] + counts[FAILED] >= advisory.total
+    if not done:
+        # deliveries settling concurrently may each miss that they were the last: look
+        # again shortly, until the final count is shown
+        now = app.clock()
+        later = now + timedelta(seconds=PROGRESS_EVERY)
+        async with app.db.transaction() as s:
+            await jobs.enqueue(s, PROGRESS, later, {"advisory_id": advisory_id},
+                               f"adv:{advisory_id}:progress:"
+                               f"{int(later.timestamp()) // PROGRESS_EVERY}", now)
+    lines = [t("advisory.progress_done" if done else "advisory.progress",
+               ref=advisory_ref(advisory.id), sent=counts[SENT], total=advisory.total,
+               failed=counts[FAILED])]
+    lines += [t("advisory.failed_group", account=f.account_key, channel=f.channel_id,
+                error=f.error or "") for f in failed]
+    text = "\n".join(lines)
+    if advisory.progress_ts is None or advisory.progress_channel is None:
+        channel = await worker.messenger.dm_channel(advisory.created_by)
+        posted = await worker.deliver(f"adv:{advisory_id}:progress", channel, text,
+                                      recover=True)
+        async with app.db.transaction() as s:
+            await s.execute(update(AdvisoryRow).where(AdvisoryRow.id == advisory_id).values(
+                progress_channel=posted.channel, progress_ts=posted.ts))
+        return {"ts": posted.ts}
+    await worker.messenger.update(advisory.progress_channel, advisory.progress_ts, text)
+    return {"ts": advisory.progress_ts}
+
+
+async def run_remind(app: AppContext, job: jobs.Job) -> dict[str, Any]:
+    """Remind the account's TAM, once, of a high-severity advisory still unacknowledged."""
+    advisory_id, key = int(job.payload["advisory_id"]), str(job.payload["account"])
+    now = app.clock()
+    async with app.db.transaction() as s:
+        acked = await s.scalar(select(func.count()).select_from(AdvisoryDeliveryRow).where(
+            AdvisoryDeliveryRow.advisory_id == advisory_id,
+            AdvisoryDeliveryRow.account_key == key,
+            AdvisoryDeliveryRow.acked_at.is_not(None)))
+        account = await Accounts(s).get(key)
+        advisory = await s.get(AdvisoryRow, advisory_id)
+        if acked or account is None or advisory is None or not account.tam_user_id:
+            return {"outcome": "not needed"}
+        member = await Staff(s).get(advisory.team_id, account.tam_user_id)
+        t = Translator(member.lang if member else Lang.EN)
+        await outbox.post(s, now, user=account.tam_user_id,
+                          key=f"adv:{advisory_id}:{key}:reminder",
+                          text=t("advisory.reminder", ref=advisory_ref(advisory_id),
+                                 title=advisory.title, account=account.name, key=key,
+                                 hours=app.settings.advisory_ack_hours))
+    return {"outcome": "reminded"}
+
+
+async def acknowledge(app: AppContext, actor: Actor, channel_id: str, advisory_id: int) -> str:
+    """A customer acknowledges an advisory for their account (the first one counts)."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        key = await Bindings(s).bound_account_key(channel_id)
+        rows = (await s.scalars(select(AdvisoryDeliveryRow).where(
+            AdvisoryDeliveryRow.advisory_id == advisory_id,
+            AdvisoryDeliveryRow.account_key == key))).all() if key else []
+        if not rows:
+            raise Refusal("advisory.not_found")
+        ref = advisory_ref(advisory_id)
+        if any(r.acked_at for r in rows):
+            first = next(r for r in rows if r.acked_at)
+            raise Refusal("advisory.already_acked", ref=ref, user=first.acked_by)
+        await s.execute(update(AdvisoryDeliveryRow).where(
+            AdvisoryDeliveryRow.advisory_id == advisory_id,
+            AdvisoryDeliveryRow.account_key == key).values(acked_by=actor.user_id,
+                                                            acked_at=now))
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="advisory.ack", account_key=key,
+                             after={"advisory": ref})
+    return ref
+
+
+@dataclass(frozen=True)
+class AdvisoryStatus:
+    ref: str
+    title: str
+    severity: str
+    total: int
+    counts: dict[str, int]
+    acked: list[tuple[str, str, datetime]]  # account, user, when
+    waiting: list[str]  # accounts not acknowledged
+    failed: list[tuple[str, str, str]]  # account, channel, error
+
+
+async def status(app: AppContext, advisory_id: int) -> AdvisoryStatus:
+    async with app.db.transaction() as s:
+        advisory = await s.get(AdvisoryRow, advisory_id)
+        if advisory is None:
+            raise Refusal("advisory.not_found")
+        rows = (await s.scalars(select(AdvisoryDeliveryRow).where(
+            AdvisoryDeliveryRow.advisory_id == advisory_id))).all()
+        counts = await _counts(s, advisory_id)
+    acked: dict[str, tuple[str, str, datetime]] = {}
+    accounts: set[str] = set()
+    for r in rows:
+        accounts.add(r.account_key)
+        if r.acked_at and r.acked_by:
+            acked[r.account_key] = (r.account_key, r.acked_by, r.acked_at)
+    return AdvisoryStatus(
+        advisory_ref(advisory_id), advisory.title, advisory.severity, advisory.total, counts,
+        sorted(acked.values()), sorted(accounts - set(acked)),
+        [(r.account_key, r.channel_id, r.error or "") for r in rows if r.status == FAILED])
+
+
+async def recent(app: AppContext, limit: int = 10) -> list[tuple[AdvisoryRow, dict[str, int],
+                                                                 int]]:
+    """Latest advisories with delivery counts and how many accounts acknowledged."""
+    async with app.db.transaction() as s:
+        advisories = (await s.scalars(select(AdvisoryRow).order_by(AdvisoryRow.id.desc())
+                                      .limit(limit))).all()
+        out = []
+        for a in advisories:
+            acked = await s.scalar(select(func.count(func.distinct(
+                AdvisoryDeliveryRow.account_key))).where(
+                AdvisoryDeliveryRow.advisory_id == a.id,
+                AdvisoryDeliveryRow.acked_at.is_not(None)))
+            out.append((a, await _counts(s, a.id), int(acked or 0)))
+    return out
