@@ -45,6 +45,10 @@ class NullMessenger:
     async def dm_channel(self, user_id: str) -> str:
         return "D" + user_id
 
+    async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
+                     thread_ts: str | None = None) -> None:
+        self.n += 1
+
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:
         self.n += 1

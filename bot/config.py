@@ -35,6 +35,7 @@ class Settings:
     advisory_ack_hours: float = 24.0
     channel_interval_seconds: float = 1.0
     channel_burst: int = 3
+    report_charts: bool = True
     log_level: str = "INFO"
 
     @classmethod
@@ -78,6 +79,7 @@ class Settings:
             slack_timeout_seconds=timeout_s,
             advisory_ack_hours=_positive(env, "SUPPORTBOT_ADVISORY_ACK_HOURS", 24.0),
             channel_interval_seconds=_positive(env, "SUPPORTBOT_CHANNEL_INTERVAL", 1.0),
+            report_charts=_flag(env, "SUPPORTBOT_REPORT_CHARTS", True),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
 
@@ -94,6 +96,17 @@ class Settings:
         elif not self.slack_signing_secret:
             raise ConfigError("SLACK_SIGNING_SECRET is not set (needed for HTTP mode; set "
                               "SLACK_APP_TOKEN instead for Socket Mode)")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {text!r}")
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:

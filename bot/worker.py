@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
-from bot.services import advisories, cases, outbox
+from bot.services import advisories, cases, outbox, reports
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
 from bot.services.messenger import Button, DeliveryError, Messenger, Posted
@@ -72,6 +72,10 @@ class Worker:
         """Run until `stop()`: claim what is due, run each job as its own task (a slow Slack
         call never holds up a timer), sleep until the next due time, a wake-up or a finish."""
         listener = None
+        try:
+            await reports.ensure_schedule(self.app)
+        except Exception:  # the database may be starting: the loop below retries its work
+            log.warning("could not queue the monthly report run yet", exc_info=True)
         if not self.app.db.is_sqlite:
             listener = asyncio.create_task(self._listen_pg())
         try:
@@ -217,6 +221,10 @@ class Worker:
             return await advisories.run_progress(self, self.app, job)
         if job.kind == advisories.REMIND:
             return await advisories.run_remind(self.app, job)
+        if job.kind == reports.POST:
+            return await reports.run_post(self, self.app, job)
+        if job.kind == reports.SCHEDULE:
+            return await reports.run_schedule(self.app, job)
         handler: JobHandler | None = self.app.extras.get(f"job:{job.kind}")
         if handler is None:
             raise DeliveryError(f"no handler for job kind {job.kind}", permanent=True)

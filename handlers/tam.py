@@ -12,7 +12,7 @@ from bot.domain.catalog import Target
 from bot.domain.model import CaseStatus, Lang, Role, Severity, Term, Tier
 from bot.domain.sla import ClockState, clock_state
 from bot.i18n import Translator, time_token
-from bot.services import accounts, advisories, cases, perks, plans
+from bot.services import accounts, advisories, cases, perks, plans, reports
 from bot.services.base import Refusal
 from bot.services.messenger import Button
 from handlers.core import (
@@ -386,6 +386,20 @@ def register(router: Router) -> None:
             t("advisory.list_line", ref=advisories.advisory_ref(a.id), title=a.title,
               severity=t(f"advisory.severity.{a.severity}"), sent=c["sent"], total=a.total,
               failed=c["failed"], acked=acked) for a, c, acked in rows))
+
+    @router.command("tam", "report", "<account> [YYYY-MM]", help_id="help.tam.report",
+                    role=Role.TAM)
+    async def report(call: Call) -> Reply:
+        if len(call.args) not in (1, 2):
+            raise UsageError("error.arg_count_range", lo=1, hi=2)
+        year = month = None
+        if len(call.args) == 2:
+            parsed = reports.parse_month(call.args[1])
+            if parsed is None:
+                raise UsageError("usage.bad_month", given=call.args[1])
+            year, month = parsed
+        account, label = await reports.request(call.app, call.actor, call.args[0], year, month)
+        return call.reply("report.queued", key=account.key, month=label)
 
     @router.command("tam", "breaches", help_id="help.tam.breaches", role=Role.ENGINEER)
     async def breaches(call: Call) -> Reply:

@@ -128,6 +128,7 @@ class RecordingMessenger:
     sent: list[Sent] = field(default_factory=list)
     failures: list[DeliveryError] = field(default_factory=list)
     counter: int = 0
+    uploads: list[tuple[str, str, bytes, str | None]] = field(default_factory=list)
 
     def _maybe_fail(self) -> None:
         if self.failures:
@@ -159,6 +160,10 @@ class RecordingMessenger:
 
     async def dm_channel(self, user_id: str) -> str:
         return "DM-" + user_id
+
+    async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
+                     thread_ts: str | None = None) -> None:
+        self.uploads.append((channel, filename, content, thread_ts))
 
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:

@@ -50,6 +50,7 @@ class FakeSlack:
         self.faults: dict[str, list[Fault]] = {}
         self.messages: dict[tuple[str, str], str] = {}  # (channel, ts) -> text
         self.history: list[dict[str, Any]] = []  # every posted message, oldest first
+        self.uploads: dict[str, bytes] = {}  # file id -> uploaded bytes
         self.permanent_errors: dict[str, str] = {}  # channel -> Slack error code
         self._ts = count(1)
         self._changed = asyncio.Condition()
@@ -62,6 +63,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
+        app.router.add_post("/upload/{id}", self._upload)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
         return self.url
@@ -121,7 +123,8 @@ class FakeSlack:
         raw = await request.text()
         if request.content_type == "application/json":
             return dict(json.loads(raw or "{}"))
-        body: dict[str, Any] = {}
+        # some SDK calls POST their arguments in the query string
+        body: dict[str, Any] = dict(request.query)
         for k, v in parse_qsl(raw, keep_blank_values=True):
             if v[:1] in "[{":
                 try:
@@ -196,9 +199,25 @@ class FakeSlack:
                 {"ts": m["ts"], "text": m["text"], "metadata": m["metadata"]}
                 for m in self.history if m["channel"] == channel
                 and (m["ts"] == ts or m["thread_ts"] == ts)]}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._ts):06d}"
+            return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+        if method == "files.completeUploadExternal":
+            files = body.get("files") or []
+            if isinstance(files, str):
+                files = json.loads(files)
+            return {"ok": True, "files": [{"id": f.get("id"), "title": f.get("title")}
+                                          for f in files]}
         if method == "views.open":
             return {"ok": True, "view": {"id": "V1", **(body.get("view") or {})}}
         return {"ok": True}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        data = await request.read()
+        self.uploads[request.match_info["id"]] = data
+        await self._record(Call("upload", {"id": request.match_info["id"], "size": len(data)},
+                                200))
+        return web.Response(text="OK - " + str(len(data)))
 
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await self._body(request)

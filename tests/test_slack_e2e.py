@@ -419,3 +419,23 @@ async def test_refused_downgrade_and_unsubscribe_over_http(
     resp = await bot.command("tam", "plan acme unsubscribe confirm", user="UADMIN",
                              channel="CADMIN")
     assert "cannot be unsubscribed mid-term" in json.loads(await resp.text())["text"]
+
+
+async def test_report_chart_uses_the_three_upload_steps(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext,
+        clock: Clock) -> None:
+    await bot.command("support", "open S2 outage", user=CUSTOMER, channel=ACME_CH)
+    await deliver(worker)
+    clock.advance(days=7)  # into December: November is a finished month
+    resp = await bot.command("tam", "report acme 2026-11", user=TAM, channel="CSTAFF")
+    assert "being prepared" in json.loads(await resp.text())["text"]
+    await deliver(worker)
+    steps = [c.method for c in fake.calls if c.method.startswith("files.") or
+             c.method == "upload"]
+    assert steps == ["files.getUploadURLExternal", "upload", "files.completeUploadExternal"]
+    (png,) = fake.uploads.values()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    complete = fake.of("files.completeUploadExternal")[0]
+    report = next(b for b in fake.posts_to(ACME_CH) if "Monthly service report" in b["text"])
+    assert complete["channel_id"] == ACME_CH and complete["thread_ts"] == \
+        fake.history[[m["text"] for m in fake.history].index(report["text"])]["ts"]

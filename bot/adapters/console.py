@@ -76,6 +76,11 @@ class ConsoleMessenger:
     async def dm_channel(self, user_id: str) -> str:
         return f"D-{user_id}"
 
+    async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
+                     thread_ts: str | None = None) -> None:
+        self.write(f"[#support (thread)] bot: [file] {filename} — {title} "
+                   f"({len(content):,} bytes)")
+
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:
         self._show("#support (card updated)", card.text() if card else text)

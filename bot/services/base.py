@@ -40,6 +40,9 @@ class AppContext:
     def tz(self, account: Account) -> ZoneInfo:
         return ZoneInfo(account.timezone)
 
+    def tz_of_region(self, region: str) -> ZoneInfo:
+        return ZoneInfo(self.catalog.region(region).timezone)
+
 
 @dataclass(frozen=True, slots=True)
 class Actor:

@@ -63,6 +63,11 @@ class Messenger(Protocol):
         """The direct-message channel with a user."""
         ...
 
+    async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
+                     thread_ts: str | None = None) -> None:
+        """Share a file (a report chart) in a channel or thread."""
+        ...
+
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:
         """Replace a message in place (a case card as the case changes)."""

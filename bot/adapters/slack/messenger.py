@@ -81,6 +81,19 @@ class SlackMessenger:
             self._dm_channels[user_id] = channel
         return channel
 
+    async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
+                     thread_ts: str | None = None) -> None:
+        """files.getUploadURLExternal, the upload itself, files.completeUploadExternal."""
+        try:
+            await self.client.files_upload_v2(channel=channel, filename=filename,
+                                              content=content, title=title,
+                                              thread_ts=thread_ts)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "unknown_error"))
+            raise DeliveryError(f"files.upload: {error}", permanent=error in PERMANENT) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DeliveryError(f"files.upload: {type(exc).__name__}") from exc
+
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:
         blocks = case_card_blocks(card) if card else text_blocks(text)

@@ -1,0 +1,275 @@
+"""Monthly service reports: figures from the bot's own data (per tenant), sections a deployment
+provides, a chart, posted to the account's group on schedule or on demand."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.model import Account, Severity
+from bot.domain.perks import PerkBalance
+from bot.domain.reports import (
+    CaseFact,
+    CaseStats,
+    case_stats,
+    month_bounds,
+    previous_month,
+    report_deadline,
+)
+from bot.i18n import Translator
+from bot.services.base import Actor, AppContext, Refusal
+from bot.services.messenger import Deliverer, DeliveryError
+from bot.services.perks import perk_balances
+from storage import jobs
+from storage.repos import Accounts, Audit, Bindings
+from storage.tables import (
+    AdvisoryDeliveryRow,
+    CaseRow,
+    PlanChangeRow,
+    ReportRow,
+)
+
+POST, SCHEDULE = "report.post", "report.schedule"
+SECTIONS = ("resources", "security", "spending", "advice")
+RUN_AT = time(10, 0)  # local time on the 1st when scheduled reports are produced
+
+
+class ReportProvider(Protocol):
+    """Data the bot does not have (resources, security, spending, advice), per tenant."""
+
+    async def sections(self, account: Account, year: int, month: int) -> dict[str, str]:
+        """Text per section name in SECTIONS; a missing or empty one shows as "no data"."""
+        ...
+
+
+class NoData:
+    async def sections(self, account: Account, year: int, month: int) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class Report:
+    account: Account
+    year: int
+    month: int
+    deadline: date
+    stats: CaseStats
+    perks: list[PerkBalance]
+    advisories_sent: int
+    advisories_acked: int
+    plan_changes: list[tuple[str, str, str | None, date]]
+    sections: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    def figures(self) -> dict[str, Any]:
+        """The numbers, as stored with the report row (and checked by tests)."""
+        s = self.stats
+        return {"opened": s.total_opened, "responded": s.responded,
+                "within_target": s.within_target, "attainment_pct": s.attainment_pct,
+                "fr_p50_min": s.first_response_p50_min, "fr_p90_min": s.first_response_p90_min,
+                "breaches": s.breaches, "resolved": s.resolved,
+                "res_p50_h": s.resolution_p50_h, "res_p90_h": s.resolution_p90_h,
+                "by_severity": {r.severity.value: [r.opened, r.responded, r.within_target,
+                                                   r.breached] for r in s.rows},
+                "advisories": [self.advisories_sent, self.advisories_acked],
+                "perks": {b.perk: [b.used, b.left] for b in self.perks},
+                "plan_changes": len(self.plan_changes)}
+
+
+def parse_month(text: str) -> tuple[int, int] | None:
+    try:
+        d = date.fromisoformat(text.strip() + "-01")
+    except ValueError:
+        return None
+    return d.year, d.month
+
+
+async def build(app: AppContext, s: AsyncSession, account: Account, year: int,
+                month: int) -> Report:
+    """Gather one account's month. Every query is filtered by this account's key."""
+    start, end = month_bounds(year, month, app.tz(account))
+    rows = (await s.scalars(select(CaseRow).where(
+        CaseRow.account_key == account.key, CaseRow.opened_at >= start,
+        CaseRow.opened_at < end))).all()
+    facts = [CaseFact(Severity(r.severity), r.opened_at, r.due_at, r.first_response_at,
+                      r.resolved_at, r.breached) for r in rows]
+    sent = await s.scalar(select(func.count(func.distinct(AdvisoryDeliveryRow.advisory_id)))
+                          .where(AdvisoryDeliveryRow.account_key == account.key,
+                                 AdvisoryDeliveryRow.sent_at >= start,
+                                 AdvisoryDeliveryRow.sent_at < end,
+                                 AdvisoryDeliveryRow.status == "sent"))
+    acked = await s.scalar(select(func.count(func.distinct(AdvisoryDeliveryRow.advisory_id)))
+                           .where(AdvisoryDeliveryRow.account_key == account.key,
+                                  AdvisoryDeliveryRow.sent_at >= start,
+                                  AdvisoryDeliveryRow.sent_at < end,
+                                  AdvisoryDeliveryRow.acked_at.is_not(None)))
+    changes = (await s.scalars(select(PlanChangeRow).where(
+        PlanChangeRow.account_key == account.key, PlanChangeRow.at >= start,
+        PlanChangeRow.at < end).order_by(PlanChangeRow.id))).all()
+    ry, rm = (year, month + 1) if month < 12 else (year + 1, 1)
+    return Report(
+        account=account, year=year, month=month,
+        deadline=report_deadline(ry, rm, app.calendar(account)), stats=case_stats(facts),
+        perks=await perk_balances(s, app, account), advisories_sent=int(sent or 0),
+        advisories_acked=int(acked or 0),
+        plan_changes=[(c.kind, c.old_tier, c.new_tier, c.effective) for c in changes])
+
+
+def _fmt(value: float | None, unit: str, t: Translator) -> str:
+    return t("report.none") if value is None else f"{value:g} {unit}"
+
+
+def render(report: Report, t: Translator) -> str:
+    """The report as text: it stands alone when charts are off."""
+    s = report.stats
+    lines = [t("report.title", name=report.account.name, month=report.label,
+               deadline=report.deadline.isoformat()),
+             t("report.overview", tier=t(f"tier.{report.account.tier}"),
+               term=t(f"term.{report.account.term}"), opened=s.total_opened,
+               responded=s.responded,
+               attainment=_fmt(s.attainment_pct, "%", t))]
+    by_sev = " · ".join(t("report.sev_cell", sev=r.severity.value, opened=r.opened,
+                          within=r.within_target, responded=r.responded)
+                        for r in s.rows if r.opened)
+    lines.append(t("report.tickets", by_severity=by_sev or t("report.no_cases"),
+                   p50=_fmt(s.first_response_p50_min, "min", t),
+                   p90=_fmt(s.first_response_p90_min, "min", t), breaches=s.breaches,
+                   resolved=s.resolved, rp50=_fmt(s.resolution_p50_h, "h", t),
+                   rp90=_fmt(s.resolution_p90_h, "h", t)))
+    perks = "; ".join(t("report.perk_cell", perk=t(f"perk.{b.perk}"), used=b.used,
+                        left=b.left) for b in report.perks if b.quota)
+    lines.append(t("report.perks", perks=perks or t("report.none")))
+    lines.append(t("report.advisories", sent=report.advisories_sent,
+                   acked=report.advisories_acked))
+    changes = "; ".join(
+        t("report.change_cell", kind=t(f"report.kind.{kind}"), old=t(f"tier.{old}"),
+          new=t(f"tier.{new}") if new else "—", on=on.isoformat())
+        for kind, old, new, on in report.plan_changes)
+    lines.append(t("report.plan_changes", changes=changes or t("report.none")))
+    for name in SECTIONS:
+        lines.append(t(f"report.section.{name}",
+                       text=report.sections.get(name) or t("report.no_data")))
+    return "\n".join(lines)
+
+
+async def request(app: AppContext, actor: Actor, key: str, year: int | None,
+                  month: int | None) -> tuple[Account, str]:
+    """On demand: queue a report for an enterprise account (default: the previous month)."""
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key.lower())
+        if account is None:
+            raise Refusal("account.unknown", key=key)
+        if "monthly_report" not in app.catalog.plan(account.tier).items:
+            raise Refusal("report.not_included", key=account.key, tier=account.tier.value)
+        if not await Bindings(s).channels_of(account.key):
+            raise Refusal("report.no_group", key=account.key)
+        local = now.astimezone(app.tz(account)).date()
+        if year is None or month is None:
+            year, month = previous_month(local.year, local.month)
+        if (year, month) >= (local.year, local.month):
+            raise Refusal("report.future_month", month=f"{year:04d}-{month:02d}")
+        label = f"{year:04d}-{month:02d}"
+        await jobs.enqueue(s, POST, now, {"account": account.key, "month": label,
+                                          "trigger": "on_demand"},
+                           f"report:{account.key}:{label}:demand:{now.timestamp()}", now)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="report.request", account_key=account.key,
+                             after={"month": label})
+    return account, label
+
+
+async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
+    """Generate and post one report: the text, then the chart in its thread."""
+    from bot.charts import report_chart  # matplotlib loads only when a report is made
+
+    key, label = str(job.payload["account"]), str(job.payload["month"])
+    year, month = int(label[:4]), int(label[5:])
+    provider: ReportProvider = app.extras.get("report_provider") or NoData()
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key)
+        channels = await Bindings(s).channels_of(key) if account else []
+        if account is None or not channels:
+            raise DeliveryError(f"account {key} has no group to post to", permanent=True)
+        report = await build(app, s, account, year, month)
+    report.sections = {k: v for k, v in (await provider.sections(account, year, month)).items()
+                       if k in SECTIONS and v}
+    t = Translator(account.lang)
+    text = render(report, t)
+    channel = channels[0]
+    posted = await worker.deliver(job.key, channel, text, recover=job.attempts > 1)
+    if app.settings.report_charts and report.stats.total_opened:
+        labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
+                  "severity": t("report.chart_severity")}
+        # matplotlib is CPU work: keep it off the event loop
+        png = await asyncio.to_thread(report_chart, report.stats,
+                                      t("report.chart_title", month=label), labels)
+        await worker.messenger.upload(channel, f"service-report-{key}-{label}.png", png,
+                                      title=t("report.chart_title", month=label),
+                                      thread_ts=posted.ts)
+    now = app.clock()
+    async with app.db.transaction() as s:
+        s.add(ReportRow(account_key=key, month=label,
+                        trigger=str(job.payload.get("trigger", "scheduled")),
+                        deadline=report.deadline, created_at=now, channel_id=channel,
+                        ts=posted.ts, figures=report.figures()))
+    return {"ts": posted.ts}
+
+
+def next_run(app: AppContext, after: datetime) -> tuple[datetime, str]:
+    """When the next scheduled run is (the 1st at RUN_AT, default region time) and its label."""
+    tz = app.tz_of_region(app.catalog.default_region)
+    local = after.astimezone(tz)
+    y, m = (local.year, local.month + 1) if local.month < 12 else (local.year + 1, 1)
+    first = datetime.combine(date(local.year, local.month, 1), RUN_AT, tzinfo=tz)
+    if first > local:
+        y, m = local.year, local.month
+    else:
+        first = datetime.combine(date(y, m, 1), RUN_AT, tzinfo=tz)
+    return first.astimezone(UTC), f"{y:04d}-{m:02d}"
+
+
+async def ensure_schedule(app: AppContext) -> None:
+    """Make sure the next monthly run is queued (idempotent: one job per month)."""
+    now = app.clock()
+    due, label = next_run(app, now)
+    async with app.db.transaction() as s:
+        await jobs.enqueue(s, SCHEDULE, due, {"month": label}, f"reports:schedule:{label}", now)
+
+
+async def run_schedule(app: AppContext, job: jobs.Job) -> dict[str, Any]:
+    """Queue every enterprise account's report for the previous month, exactly once each,
+    then the next month's run."""
+    label = str(job.payload["month"])
+    py, pm = previous_month(int(label[:4]), int(label[5:]))
+    report_month = f"{py:04d}-{pm:02d}"
+    now = app.clock()
+    queued = 0
+    async with app.db.transaction() as s:
+        for account in await Accounts(s).list():
+            if "monthly_report" not in app.catalog.plan(account.tier).items or \
+                    not account.in_force(now.astimezone(app.tz(account)).date()) or \
+                    not await Bindings(s).channels_of(account.key):
+                continue
+            queued += await jobs.enqueue(s, POST, now, {"account": account.key,
+                                                         "month": report_month,
+                                                         "trigger": "scheduled"},
+                                         f"report:{account.key}:{report_month}", now)
+        due, next_label = next_run(app, max(now, job.due_at))
+        await jobs.enqueue(s, SCHEDULE, due, {"month": next_label},
+                           f"reports:schedule:{next_label}", now)
+    return {"queued": queued, "month": report_month}
+
+
+async def reports_of(app: AppContext, key: str) -> list[ReportRow]:
+    async with app.db.transaction() as s:
+        return list((await s.scalars(select(ReportRow).where(ReportRow.account_key == key)
+                                     .order_by(ReportRow.id))).all())
