@@ -18,6 +18,7 @@ from bot.config import Settings, load_catalog
 from bot.domain.model import Account, Lang, Term, Tier
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
+from bot.services.home import CustomerHome, StaffHome
 from bot.services.messenger import Button, Posted
 from bot.worker import Worker
 from storage import jobs
@@ -44,6 +45,9 @@ class NullMessenger:
 
     async def dm_channel(self, user_id: str) -> str:
         return "D" + user_id
+
+    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+        self.n += 1
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
                      thread_ts: str | None = None) -> None:

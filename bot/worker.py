@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
-from bot.services import advisories, cases, outbox, reports
+from bot.services import advisories, cases, home, outbox, reports
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
 from bot.services.messenger import Button, DeliveryError, Messenger, Posted
@@ -221,6 +221,8 @@ class Worker:
             return await advisories.run_progress(self, self.app, job)
         if job.kind == advisories.REMIND:
             return await advisories.run_remind(self.app, job)
+        if job.kind == home.REFRESH:
+            return await home.run_refresh(self.app, self.messenger, job)
         if job.kind == reports.POST:
             return await reports.run_post(self, self.app, job)
         if job.kind == reports.SCHEDULE:

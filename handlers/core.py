@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.domain.model import Account, Lang, Role
 from bot.i18n import Translator
+from bot.services import home
 from bot.services.accounts import channel_account
 from bot.services.base import Actor, AppContext, Refusal, audit_denial, resolve_actor
 from bot.services.messenger import Button
@@ -149,6 +150,8 @@ class Router:
             await audit_denial(app, actor, " ".join(cmd.path), f"needs role {cmd.role.value}")
             return Reply(t("error.role_required", role=cmd.role.value,
                            command=self.usage(cmd)))
+        if account is not None and not actor.is_staff:
+            await home.note_customer(app, req.team_id, req.user_id, account.key)
         call = Call(req=req, args=args, actor=actor, app=app, t=t, account=account)
         try:
             return await cmd.handler(call)

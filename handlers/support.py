@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from bot.domain.catalog import Target
-from bot.domain.model import Case, CaseStatus, Severity, Tier, parse_case_ref
+from bot.domain.model import (
+    Case,
+    CaseStatus,
+    Severity,
+    Tier,
+    parse_advisory_ref,
+    parse_case_ref,
+    parse_request_ref,
+    request_ref,
+)
 from bot.i18n import Translator, time_token
 from bot.services import advisories, cases, perks
 from bot.services.base import Refusal
@@ -207,7 +216,7 @@ def register(router: Router) -> None:
             return call.reply("perk.no_requests", name=account.name)
         lines = [t("perk.requests_header", name=account.name)]
         for r in rows[-30:]:
-            lines.append(t("perk.request_line", ref=perks.request_ref(r.id),
+            lines.append(t("perk.request_line", ref=request_ref(r.id),
                            perk=t(f"perk.{r.perk}"),
                            when=perks.window_text(t, r.perk, r.start_date, r.amount),
                            status=t(f"perk.status.{r.status}"),
@@ -219,7 +228,7 @@ def register(router: Router) -> None:
     async def acknowledge(call: Call) -> Reply:
         if len(call.args) != 1:
             raise UsageError("error.arg_count", n=1)
-        advisory_id = advisories.parse_advisory_ref(call.args[0])
+        advisory_id = parse_advisory_ref(call.args[0])
         if advisory_id is None:
             raise UsageError("advisory.bad_ref", given=call.args[0])
         ref = await advisories.acknowledge(call.app, call.actor, call.req.channel_id,
@@ -230,7 +239,7 @@ def register(router: Router) -> None:
     async def cancel(call: Call) -> Reply:
         if len(call.args) != 1:
             raise UsageError("error.arg_count", n=1)
-        request_id = perks.parse_request_ref(call.args[0])
+        request_id = parse_request_ref(call.args[0])
         if request_id is None:
             raise UsageError("perk.bad_ref", given=call.args[0])
         ref = await perks.cancel(call.app, call.actor, call.req.channel_id, request_id)

@@ -9,7 +9,17 @@ from bot.domain.advisories import KINDS, TAG_KINDS, Targeting
 from bot.domain.advisories import SEVERITIES as ADVISORY_SEVERITIES
 from bot.domain.billing import ChangeKind, Quote, format_money, parse_money
 from bot.domain.catalog import Target
-from bot.domain.model import CaseStatus, Lang, Role, Severity, Term, Tier
+from bot.domain.model import (
+    CaseStatus,
+    Lang,
+    Role,
+    Severity,
+    Term,
+    Tier,
+    advisory_ref,
+    parse_advisory_ref,
+    parse_request_ref,
+)
 from bot.domain.sla import ClockState, clock_state
 from bot.i18n import Translator, time_token
 from bot.services import accounts, advisories, cases, perks, plans, reports
@@ -78,7 +88,7 @@ def _advisory_spec(call: Call) -> tuple[advisories.AdvisorySpec, bool]:
 
 
 def _request_id(word: str) -> int:
-    request_id = perks.parse_request_ref(word)
+    request_id = parse_request_ref(word)
     if request_id is None:
         raise UsageError("perk.bad_ref", given=word)
     return request_id
@@ -360,7 +370,7 @@ def register(router: Router) -> None:
     async def advisory_status(call: Call) -> Reply:
         if len(call.args) != 1:
             raise UsageError("error.arg_count", n=1)
-        advisory_id = advisories.parse_advisory_ref(call.args[0])
+        advisory_id = parse_advisory_ref(call.args[0])
         if advisory_id is None:
             raise UsageError("advisory.bad_ref", given=call.args[0])
         st = await advisories.status(call.app, advisory_id)
@@ -383,7 +393,7 @@ def register(router: Router) -> None:
             return call.reply("advisory.none")
         t = call.t
         return Reply("\n".join(
-            t("advisory.list_line", ref=advisories.advisory_ref(a.id), title=a.title,
+            t("advisory.list_line", ref=advisory_ref(a.id), title=a.title,
               severity=t(f"advisory.severity.{a.severity}"), sent=c["sent"], total=a.total,
               failed=c["failed"], acked=acked) for a, c, acked in rows))
 

@@ -18,6 +18,7 @@ from bot.config import Settings, load_catalog
 from bot.domain.catalog import Catalog
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
+from bot.services.home import CustomerHome, StaffHome
 from bot.services.messenger import Button, DeliveryError, Posted
 from handlers import build_router
 from handlers.core import Router
@@ -129,6 +130,7 @@ class RecordingMessenger:
     failures: list[DeliveryError] = field(default_factory=list)
     counter: int = 0
     uploads: list[tuple[str, str, bytes, str | None]] = field(default_factory=list)
+    homes: list[tuple[str, StaffHome | CustomerHome]] = field(default_factory=list)
 
     def _maybe_fail(self) -> None:
         if self.failures:
@@ -160,6 +162,9 @@ class RecordingMessenger:
 
     async def dm_channel(self, user_id: str) -> str:
         return "DM-" + user_id
+
+    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+        self.homes.append((user_id, home))
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
                      thread_ts: str | None = None) -> None:

@@ -28,8 +28,10 @@ EXPECTED_BOT_SCOPES = {
     "channels:history",  # message.channels (thread replies), conversations.history
     "groups:history",    # message.groups, conversations.history in private channels
     "reactions:read",    # reaction_added
+    "im:history",        # a retried DM finds the message it may already have posted
 }
-EXPECTED_BOT_EVENTS = {"message.channels", "message.groups", "reaction_added"}
+EXPECTED_BOT_EVENTS = {"message.channels", "message.groups", "reaction_added",
+                       "app_home_opened"}
 EVENTS_PATH = "/slack/events"
 
 

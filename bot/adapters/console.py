@@ -17,6 +17,7 @@ from bot.i18n import TIME_TOKEN, Translator
 from bot.services import accounts, cases
 from bot.services.base import AppContext, Refusal, resolve_actor
 from bot.services.cards import CaseCard
+from bot.services.home import CustomerHome, StaffHome
 from bot.services.messenger import Button, Posted
 from handlers.core import Reply, Request, Router
 from storage.repos import Accounts, Bindings, Staff
@@ -75,6 +76,16 @@ class ConsoleMessenger:
 
     async def dm_channel(self, user_id: str) -> str:
         return f"D-{user_id}"
+
+    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+        who = NAMES.get(user_id, user_id)
+        if isinstance(home, StaffHome):
+            self.write(f"[home of @{who}] {len(home.accounts)} account(s), "
+                       f"{len(home.cases)} waiting case(s), {len(home.breaches)} breach(es), "
+                       f"{len(home.pending)} pending request(s)")
+        else:
+            self.write(f"[home of @{who}] " + ", ".join(
+                f"{a.account.name}: {len(a.cases)} open case(s)" for a in home.accounts))
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
                      thread_ts: str | None = None) -> None:

@@ -186,3 +186,29 @@ def parse_case_ref(text: str) -> int | None:
         return None
     n = int(t)
     return n - 1000 if n > 1000 else None
+
+
+def _parse_ref(text: str, prefix: str) -> int | None:
+    t = text.strip().upper().lstrip("#")
+    t = t[len(prefix):] if t.startswith(prefix) else t
+    if not (t.isascii() and t.isdecimal()) or len(t) > 12 or int(t) <= 1000:
+        return None
+    return int(t) - 1000
+
+
+def request_ref(request_id: int) -> str:
+    """Reference of a perk request, e.g. `PR-1001`."""
+    return f"PR-{1000 + request_id}"
+
+
+def parse_request_ref(text: str) -> int | None:
+    return _parse_ref(text, "PR-")
+
+
+def advisory_ref(advisory_id: int) -> str:
+    """Reference of an advisory, e.g. `AD-1001`."""
+    return f"AD-{1000 + advisory_id}"
+
+
+def parse_advisory_ref(text: str) -> int | None:
+    return _parse_ref(text, "AD-")

@@ -167,3 +167,14 @@ async def _bind(s: AsyncSession, app: AppContext, actor: Actor, channel_id: str,
 def _jsonable(d: dict[str, object]) -> dict[str, object]:
     return {k: (v.isoformat() if isinstance(v, date) else str(v) if v is not None and not
                 isinstance(v, bool | int | str) else v) for k, v in d.items()}
+
+async def bound_account(s: AsyncSession, app: AppContext, channel_id: str) -> Account:
+    """The account bound to a channel, refusing when there is none or it has no IM support."""
+    account = await Bindings(s).account_for(channel_id)
+    if account is None:
+        raise Refusal("case.unbound")
+    if not app.catalog.plan(account.tier).im_group:
+        raise Refusal("case.tier_without_im", tier=account.tier.value)
+    if not account.in_force(app.clock().astimezone(app.tz(account)).date()):
+        raise Refusal("case.plan_cancelled", on=str(account.cancelled_on))
+    return account

@@ -10,9 +10,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.advisories import REMINDED, TAG_KINDS, AccountProfile, Targeting, reaches
-from bot.domain.model import Account, Lang
+from bot.domain.model import Account, Lang, advisory_ref
 from bot.i18n import Translator
-from bot.services import outbox
+from bot.services import home, outbox
 from bot.services.base import Actor, AppContext, Refusal
 from bot.services.messenger import Button, Deliverer, DeliveryError
 from storage import jobs
@@ -24,16 +24,8 @@ PENDING, SENT, FAILED = "pending", "sent", "failed"
 PROGRESS_EVERY = 2  # seconds between progress message updates
 
 
-def advisory_ref(advisory_id: int) -> str:
-    return f"AD-{1000 + advisory_id}"
 
 
-def parse_advisory_ref(text: str) -> int | None:
-    t = text.strip().upper().lstrip("#")
-    t = t[3:] if t.startswith("AD-") else t
-    if not (t.isascii() and t.isdecimal()) or len(t) > 12 or int(t) <= 1000:
-        return None
-    return int(t) - 1000
 
 
 @dataclass(frozen=True)
@@ -191,6 +183,11 @@ async def _settle(app: AppContext, advisory_id: int, channel: str, status: str,
             AdvisoryDeliveryRow.channel_id == channel).values(
             status=status, ts=ts, error=error[:200] if error else None, sent_at=now))
         counts = await _counts(s, advisory_id)
+        key = await s.scalar(select(AdvisoryDeliveryRow.account_key).where(
+            AdvisoryDeliveryRow.advisory_id == advisory_id,
+            AdvisoryDeliveryRow.channel_id == channel))
+        if key:
+            await home.touch(s, key, now)
         # progress updates are coalesced: one job per few seconds, and a final one
         done = counts[SENT] + counts[FAILED] >= sum(counts.values())
         bucket = "final" if done else str(int(now.timestamp()) // PROGRESS_EVERY)
@@ -279,7 +276,7 @@ async def acknowledge(app: AppContext, actor: Actor, channel_id: str, advisory_i
         rows = (await s.scalars(select(AdvisoryDeliveryRow).where(
             AdvisoryDeliveryRow.advisory_id == advisory_id,
             AdvisoryDeliveryRow.account_key == key))).all() if key else []
-        if not rows:
+        if not rows or key is None:
             raise Refusal("advisory.not_found")
         ref = advisory_ref(advisory_id)
         if any(r.acked_at for r in rows):
@@ -292,6 +289,7 @@ async def acknowledge(app: AppContext, actor: Actor, channel_id: str, advisory_i
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="advisory.ack", account_key=key,
                              after={"advisory": ref})
+        await home.touch(s, key, now)
     return ref
 
 

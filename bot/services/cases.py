@@ -12,10 +12,11 @@ from bot import metrics
 from bot.domain.model import Account, Case, CaseStatus, Lang, Role, Severity
 from bot.domain.sla import SlaTerms, sla_terms
 from bot.i18n import Translator, time_token
-from bot.services import outbox
+from bot.services import home, outbox
+from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Refusal
 from storage import jobs
-from storage.repos import Accounts, Audit, Bindings, Cases, Inbox, PerkLedger, Staff
+from storage.repos import Accounts, Audit, Cases, Inbox, PerkLedger, Staff
 
 SLA_WARN = "sla.warn"
 SLA_BREACH = "sla.breach"
@@ -55,16 +56,6 @@ def _terms_for(app: AppContext, account: Account, severity: Severity, opened_at:
                      app.tz(account), windows)
 
 
-async def bound_account(s: AsyncSession, app: AppContext, channel_id: str) -> Account:
-    """The account bound to a channel, refusing when there is none or it has no IM support."""
-    account = await Bindings(s).account_for(channel_id)
-    if account is None:
-        raise Refusal("case.unbound")
-    if not app.catalog.plan(account.tier).im_group:
-        raise Refusal("case.tier_without_im", tier=account.tier.value)
-    if not account.in_force(app.clock().astimezone(app.tz(account)).date()):
-        raise Refusal("case.plan_cancelled", on=str(account.cancelled_on))
-    return account
 
 
 async def check_intake(app: AppContext, channel_id: str) -> Account:
@@ -106,6 +97,7 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
                                     "target": case.target_label, "escort": case.escort})
         await _schedule_timers(s, case, terms.warn_at, now)
         await outbox.sync_card(s, now, case.id, case.version)
+        await home.touch(s, account.key, now)
         await _notify_staff(s, app, account, case, "notice.new_case", now, "new")
         opened = Opened(case=case, account=account)
         if terms.refiled:
@@ -178,6 +170,7 @@ async def first_response(app: AppContext, actor: Actor, case_id: int, via: str,
                              after={"status": updated.status.value, "via": via,
                                     "within_target": now <= case.due_at})
         await outbox.sync_card(s, now, updated.id, updated.version)
+        await home.touch(s, case.account_key, now)
     return updated
 
 
@@ -212,6 +205,7 @@ async def regrade(app: AppContext, actor: Actor, case_id: int, severity: Severit
                                     "due_at": str(updated.due_at),
                                     "target": updated.target_label})
         await outbox.sync_card(s, now, updated.id, updated.version)
+        await home.touch(s, case.account_key, now)
         t = Translator(account.lang)
         msg = "case.regraded_notice" if awaiting else "case.regraded_answered_notice"
         await outbox.post(s, now, channel=case.channel_id, thread_case_id=case.id,
@@ -237,6 +231,7 @@ async def finish(app: AppContext, actor: Actor, case_id: int, *, scope_account: 
                              case_id=case.id, before={"status": case.status.value},
                              after={"status": status.value})
         await outbox.sync_card(s, now, updated.id, updated.version)
+        await home.touch(s, case.account_key, now)
         account = await Accounts(s).get(case.account_key)
         assert account is not None
         t = Translator(account.lang)
@@ -302,4 +297,5 @@ async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[
                          account_key=account.key, case_id=case.id,
                          after={"late_seconds": (now - case.due_at).total_seconds()})
     await outbox.sync_card(s, now, updated.id, updated.version)
+    await home.touch(s, account.key, now)
     return "breached"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.services.cards import CaseCard
+
+if TYPE_CHECKING:
+    from bot.services.home import CustomerHome, StaffHome
 
 
 class DeliveryError(Exception):
@@ -66,6 +69,10 @@ class Messenger(Protocol):
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
                      thread_ts: str | None = None) -> None:
         """Share a file (a report chart) in a channel or thread."""
+        ...
+
+    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+        """Show a user their App Home dashboard."""
         ...
 
     async def update(self, channel: str, ts: str, text: str, *,

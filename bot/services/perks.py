@@ -7,29 +7,17 @@ from datetime import date, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.model import Account, Lang, Role
+from bot.domain.model import Account, Lang, Role, request_ref
 from bot.domain.perks import PerkBalance, balances, check_request
 from bot.i18n import Translator
-from bot.services import outbox
+from bot.services import home, outbox
+from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Refusal, audit_denial
-from bot.services.cases import bound_account
 from bot.services.messenger import Button
 from storage.repos import Accounts, Audit, PerkLedger, Staff
 from storage.tables import PerkRequestRow
 
 PENDING, APPROVED, REJECTED, CANCELLED = "pending", "approved", "rejected", "cancelled"
-
-
-def request_ref(request_id: int) -> str:
-    return f"PR-{1000 + request_id}"
-
-
-def parse_request_ref(text: str) -> int | None:
-    t = text.strip().upper().lstrip("#")
-    t = t[3:] if t.startswith("PR-") else t
-    if not (t.isascii() and t.isdecimal()) or len(t) > 12 or int(t) <= 1000:
-        return None
-    return int(t) - 1000
 
 
 @dataclass(frozen=True)
@@ -87,6 +75,7 @@ async def request_perk(app: AppContext, actor: Actor, channel_id: str, perk: str
                                         "amount": amount,
                                         "warnings": [w[0] for w in decision.warnings]})
             await _tell_approvers(s, app, account, row, decision.warnings)
+            await home.touch(s, account.key, now)
             t = Translator(account.lang)
             await outbox.post(s, now, channel=channel_id, key=f"perk:{row.id}:requested",
                               text=t("perk.requested_notice", user=actor.user_id, ref=ref,
@@ -169,6 +158,7 @@ async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
                                  after={"request": ref, "status": row.status,
                                         "reason": row.reason})
             t = Translator(account.lang)
+            await home.touch(s, account.key, now)
             msg = "perk.approved_notice" if approve else "perk.rejected_notice"
             await outbox.post(s, now, channel=row.channel_id, key=f"perk:{row.id}:{row.status}",
                               text=t(msg, ref=ref, perk=t(f"perk.{row.perk}"),
@@ -199,6 +189,7 @@ async def cancel(app: AppContext, actor: Actor, channel_id: str, request_id: int
                              action="perk.cancelled", account_key=account.key,
                              before={"request": ref, "status": PENDING},
                              after={"request": ref, "status": CANCELLED})
+        await home.touch(s, account.key, now)
     return ref
 
 

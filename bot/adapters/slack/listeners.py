@@ -16,7 +16,7 @@ from bot import metrics
 from bot.adapters.slack import views
 from bot.domain.model import CaseStatus, Lang, Severity
 from bot.i18n import Translator
-from bot.services import cases
+from bot.services import cases, home
 from bot.services.accounts import channel_account
 from bot.services.base import AppContext, Refusal, record_event, resolve_actor
 from bot.services.messenger import Button
@@ -318,6 +318,14 @@ def register_events(bolt: AsyncApp, ctx: AppContext) -> None:
         if actor.is_staff:
             await cases.first_response(ctx, actor, case.id, via="thread",
                                        event_id=_event_id(body))
+
+    @bolt.event("app_home_opened")
+    async def on_home(event: dict[str, Any], body: dict[str, Any],
+                      client: AsyncWebClient) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        data = await home.opened(ctx, str(body.get("team_id", "")), str(event["user"]))
+        await client.views_publish(user_id=event["user"], view=views.home_view(data))
 
     @bolt.event("reaction_added")
     async def on_reaction(event: dict[str, Any], body: dict[str, Any],

@@ -8,8 +8,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack.views import case_card_blocks, slack_text, text_blocks
+from bot.adapters.slack.views import case_card_blocks, home_view, slack_text, text_blocks
 from bot.services.cards import CaseCard
+from bot.services.home import CustomerHome, StaffHome
 from bot.services.messenger import Button, DeliveryError, Posted
 
 # errors that retrying cannot fix: the bot lost access or the target is gone
@@ -93,6 +94,9 @@ class SlackMessenger:
             raise DeliveryError(f"files.upload: {error}", permanent=error in PERMANENT) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DeliveryError(f"files.upload: {type(exc).__name__}") from exc
+
+    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+        await self._call("views.publish", user_id=user_id, view=home_view(home))
 
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:

@@ -21,8 +21,10 @@ from slack_sdk.models.blocks import (
 
 from bot.domain.advisories import KINDS, SEVERITIES
 from bot.domain.model import Lang, Severity
+from bot.domain.sla import ClockState
 from bot.i18n import TIME_TOKEN, Translator
 from bot.services.cards import CaseCard
+from bot.services.home import CaseLine, CustomerHome, StaffHome
 from bot.services.messenger import Button
 
 SECTION_LIMIT = 3000
@@ -236,3 +238,66 @@ def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str]) -> dict[
             text("accounts", t("form.adv_accounts"), optional=True, max_length=1000),
         ],
     }
+
+
+def _case_row(t: Translator, line: CaseLine, now: datetime) -> str:
+    c = line.case
+    mark = {ClockState.BREACHED: ":rotating_light: ", ClockState.NEAR: ":warning: "}.get(
+        line.state, "")
+    clock = t.time_left(c.due_at, now) if c.awaiting_first_response else \
+        t(f"status.{c.status.value}")
+    return f"{mark}*{c.ref}* [{c.severity.value}] {c.summary[:80]} — {clock}"
+
+
+def home_view(home: StaffHome | CustomerHome) -> dict[str, Any]:
+    """The App Home tab: staff dashboards or the customer's account (≤ 100 blocks)."""
+    t = Translator(home.lang)
+    blocks: list[Block] = []
+
+    def section(title: str, lines: list[str], empty: str) -> None:
+        blocks.append(HeaderBlock(text=PlainTextObject(text=title[:150])))
+        body = "\n".join(lines) if lines else f"_{empty}_"
+        for chunk in _chunks(slack_text(body)):
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+
+    if isinstance(home, StaffHome):
+        section(t("home.staff.accounts", n=len(home.accounts)),
+                [f"• *{a.key}* {a.name} — {t(f'tier.{a.tier}')}" for a in home.accounts[:30]],
+                t("home.none"))
+        section(t("home.staff.breaches", n=len(home.breaches)),
+                [_case_row(t, c, home.now) for c in home.breaches], t("home.none"))
+        section(t("home.staff.cases"),
+                [f"{c.account_key}: " + _case_row(t, c, home.now) for c in home.cases],
+                t("home.none"))
+        blocks.append(HeaderBlock(text=PlainTextObject(text=t("home.staff.requests"))))
+        if not home.pending:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=f"_{t('home.none')}_")))
+        for r in home.pending:
+            approve = Button(t("perk.button_approve"), f"/tam approve {r.ref}", "primary")
+            reject = Button(t("perk.button_reject"), f"/tam reject {r.ref}", "danger",
+                            ask=t("perk.reject_reason"))
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=t(
+                "home.request_line", ref=r.ref, account=r.account_key,
+                perk=t(f"perk.{r.perk}"), start=r.start, n=r.amount))))
+            blocks.append(ActionsBlock(elements=[
+                ButtonElement(text=b.label, action_id=RUN_ASK_ACTION if b.ask else RUN_ACTION,
+                              value=json.dumps(b.to_dict()), style=b.style)
+                for b in (approve, reject)]))
+        section(t("home.staff.advisories"),
+                [t("home.advisory_line", ref=a.ref, title=a.title[:80],
+                   severity=t(f"advisory.severity.{a.severity}"), n=a.waiting)
+                 for a in home.advisories], t("home.none"))
+    else:
+        if not home.accounts:
+            section(t("home.customer.welcome"), [t("home.customer.no_account")], "")
+        for acc in home.accounts:
+            a = acc.account
+            section(t("home.customer.account", name=a.name, tier=t(f"tier.{a.tier}")),
+                    [t("plan.header", name=a.name, tier=t(f"tier.{a.tier}"),
+                       term=t(f"term.{a.term}"), start=a.start.isoformat(),
+                       end=a.end.isoformat(), region=a.region)] +
+                    [t("plan.perk_line", perk=t(f"perk.{b.perk}"), used=b.used, held=b.held,
+                       left=b.left, quota=b.quota) for b in acc.perks if b.quota], "")
+            section(t("home.customer.cases", n=len(acc.cases)),
+                    [_case_row(t, c, home.now) for c in acc.cases], t("home.none"))
+    return {"type": "home", "blocks": [b.to_dict() for b in blocks[:100]]}

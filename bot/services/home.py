@@ -1,0 +1,197 @@
+"""The App Home dashboards as neutral data: what each user sees, and when to refresh it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.model import Account, Case, Lang, Role, advisory_ref, request_ref
+from bot.domain.perks import PerkBalance
+from bot.domain.sla import ClockState, clock_state
+from bot.services.base import AppContext, resolve_actor
+from bot.services.messenger import Messenger
+from bot.services.perks import perk_balances
+from storage import jobs
+from storage.repos import Accounts, Cases
+from storage.tables import (
+    AdvisoryDeliveryRow,
+    AdvisoryRow,
+    HomeViewerRow,
+    PerkRequestRow,
+    UserAccountRow,
+)
+
+REFRESH = "home.refresh"
+MAX_ROWS = 15  # per list: Slack allows 100 blocks on a Home tab
+
+
+@dataclass(frozen=True)
+class CaseLine:
+    account_key: str
+    case: Case
+    state: ClockState
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    ref: str
+    account_key: str
+    perk: str
+    start: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class AdvisoryLine:
+    ref: str
+    title: str
+    severity: str
+    waiting: int  # accounts that have not acknowledged
+
+
+@dataclass
+class StaffHome:
+    user_id: str
+    lang: Lang
+    now: datetime
+    accounts: list[Account] = field(default_factory=list)
+    cases: list[CaseLine] = field(default_factory=list)
+    pending: list[PendingRequest] = field(default_factory=list)
+    advisories: list[AdvisoryLine] = field(default_factory=list)
+
+    @property
+    def breaches(self) -> list[CaseLine]:
+        return [c for c in self.cases if c.state is ClockState.BREACHED]
+
+
+@dataclass
+class CustomerAccount:
+    account: Account
+    cases: list[CaseLine]
+    perks: list[PerkBalance]
+
+
+@dataclass
+class CustomerHome:
+    user_id: str
+    lang: Lang
+    now: datetime
+    accounts: list[CustomerAccount] = field(default_factory=list)
+
+
+async def note_customer(app: AppContext, team_id: str, user_id: str, account_key: str) -> None:
+    """Remember which account's group a customer uses (their Home shows that account)."""
+    now = app.clock()
+    try:
+        async with app.db.transaction() as s:
+            row = await s.get(UserAccountRow, (team_id, user_id, account_key))
+            if row is None:
+                s.add(UserAccountRow(team_id=team_id, user_id=user_id,
+                                     account_key=account_key, last_seen=now))
+            else:
+                row.last_seen = now
+    except IntegrityError:
+        pass  # another replica recorded the same user at the same moment: nothing to add
+
+
+async def opened(app: AppContext, team_id: str, user_id: str) -> StaffHome | CustomerHome:
+    """A user opened the Home tab: remember them (for refreshes) and build their view."""
+    now = app.clock()
+    try:
+        async with app.db.transaction() as s:
+            row = await s.get(HomeViewerRow, (team_id, user_id))
+            if row is None:
+                s.add(HomeViewerRow(team_id=team_id, user_id=user_id, opened_at=now))
+            else:
+                row.opened_at = now
+    except IntegrityError:
+        pass  # opened twice at once (two devices, two replicas): one row is enough
+    return await build(app, team_id, user_id)
+
+
+async def build(app: AppContext, team_id: str, user_id: str) -> StaffHome | CustomerHome:
+    actor = await resolve_actor(app, team_id, user_id)
+    now = app.clock()
+    ratio = app.catalog.near_breach_ratio
+    async with app.db.transaction() as s:
+        if actor.is_staff:
+            home = StaffHome(user_id, actor.lang, now)
+            tam_only = actor.role is Role.TAM
+            home.accounts = await Accounts(s).list(tam_user_id=user_id if tam_only else None)
+            keys = [a.key for a in home.accounts]
+            cases = await Cases(s).active(account_keys=keys)  # ordered by due time
+            home.cases = [CaseLine(c.account_key, c, clock_state(c, now, ratio))
+                          for c in cases if c.awaiting_first_response][:MAX_ROWS]
+            requests = (await s.scalars(select(PerkRequestRow).where(
+                PerkRequestRow.account_key.in_(keys), PerkRequestRow.status == "pending")
+                .order_by(PerkRequestRow.id).limit(MAX_ROWS))).all()
+            home.pending = [PendingRequest(request_ref(r.id), r.account_key, r.perk,
+                                           r.start_date.isoformat(), r.amount)
+                            for r in requests]
+            home.advisories = await _waiting_advisories(s, keys)
+            return home
+        customer = CustomerHome(user_id, actor.lang, now)
+        keys = list((await s.scalars(select(UserAccountRow.account_key).where(
+            UserAccountRow.team_id == team_id, UserAccountRow.user_id == user_id)
+            .order_by(UserAccountRow.last_seen.desc()))).all())
+        for key in keys[:3]:
+            account = await Accounts(s).get(key)
+            if account is None:
+                continue
+            cases = await Cases(s).active(account_keys=[key])
+            customer.accounts.append(CustomerAccount(
+                account, [CaseLine(key, c, clock_state(c, now, ratio))
+                          for c in cases][:MAX_ROWS],
+                await perk_balances(s, app, account)))
+        if customer.accounts:
+            customer.lang = customer.accounts[0].account.lang
+        return customer
+
+
+async def _waiting_advisories(s: AsyncSession, keys: list[str]) -> list[AdvisoryLine]:
+    """Recent advisories that some of these accounts have not acknowledged yet."""
+    rows = (await s.execute(
+        select(AdvisoryRow.id, AdvisoryRow.title, AdvisoryRow.severity,
+               func.count(func.distinct(AdvisoryDeliveryRow.account_key)))
+        .join(AdvisoryDeliveryRow, AdvisoryDeliveryRow.advisory_id == AdvisoryRow.id)
+        .where(AdvisoryDeliveryRow.account_key.in_(keys),
+               AdvisoryDeliveryRow.acked_at.is_(None),
+               AdvisoryDeliveryRow.status == "sent")
+        .group_by(AdvisoryRow.id, AdvisoryRow.title, AdvisoryRow.severity)
+        .order_by(AdvisoryRow.id.desc()).limit(MAX_ROWS))).all()
+    return [AdvisoryLine(advisory_ref(i), t, sev, int(n)) for i, t, sev, n in rows]
+
+
+async def touch(s: AsyncSession, account_key: str, now: datetime) -> None:
+    """Something an account's dashboards show changed: refresh them (coalesced)."""
+    bucket = int(now.timestamp()) // 2
+    await jobs.enqueue(s, REFRESH, now, {"account": account_key},
+                       f"home:{account_key}:{bucket}", now)
+
+
+async def run_refresh(app: AppContext, messenger: Messenger, job: jobs.Job) -> dict[str, Any]:
+    """Re-publish the Home of everyone who opened it and sees this account."""
+    key = str(job.payload["account"])
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key)
+        viewers = (await s.execute(select(HomeViewerRow.team_id, HomeViewerRow.user_id)))\
+            .all()
+        customers = set((await s.execute(select(UserAccountRow.team_id, UserAccountRow.user_id)
+                                         .where(UserAccountRow.account_key == key))).all())
+    if account is None:
+        return {"published": 0}
+    published = 0
+    for team_id, user_id in viewers:
+        actor = await resolve_actor(app, team_id, user_id)
+        sees = (actor.is_staff and (actor.role is not Role.TAM or
+                                    account.tam_user_id == user_id)) or \
+            (team_id, user_id) in customers
+        if sees:
+            await messenger.publish_home(user_id, await build(app, team_id, user_id))
+            published += 1
+    return {"published": published}
