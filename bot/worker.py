@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
-from bot.services import advisories, cases, home, outbox, reports
+from bot.services import advisories, cases, home, maintenance, outbox, reports
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
 from bot.services.messenger import Button, DeliveryError, Messenger, Posted
@@ -74,8 +74,9 @@ class Worker:
         listener = None
         try:
             await reports.ensure_schedule(self.app)
+            await maintenance.ensure(self.app)
         except Exception:  # the database may be starting: the loop below retries its work
-            log.warning("could not queue the monthly report run yet", exc_info=True)
+            log.warning("could not queue the recurring jobs yet", exc_info=True)
         if not self.app.db.is_sqlite:
             listener = asyncio.create_task(self._listen_pg())
         try:
@@ -221,6 +222,8 @@ class Worker:
             return await advisories.run_progress(self, self.app, job)
         if job.kind == advisories.REMIND:
             return await advisories.run_remind(self.app, job)
+        if job.kind == maintenance.PRUNE:
+            return await maintenance.run_prune(self.app, job)
         if job.kind == home.REFRESH:
             return await home.run_refresh(self.app, self.messenger, job)
         if job.kind == reports.POST:

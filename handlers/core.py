@@ -17,7 +17,14 @@ from bot.domain.model import Account, Lang, Role
 from bot.i18n import Translator
 from bot.services import home
 from bot.services.accounts import channel_account
-from bot.services.base import Actor, AppContext, Refusal, audit_denial, resolve_actor
+from bot.services.base import (
+    Actor,
+    AppContext,
+    Denied,
+    Refusal,
+    audit_denial,
+    resolve_actor,
+)
 from bot.services.messenger import Button
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,7 @@ class Reply:
     visibility: Visibility = Visibility.EPHEMERAL
     form: Form | None = None
     buttons: tuple[Button, ...] = ()
+    refused: bool = False  # a usage error, refusal or denial: nothing was changed
 
 
 @dataclass(frozen=True)
@@ -135,30 +143,36 @@ class Router:
         try:
             words = shlex.split(req.text)
         except ValueError:
-            return Reply(t("error.quotes"))
+            return Reply(t("error.quotes"), refused=True)
         if req.root in self.staff_roots and not actor.is_staff:
             await audit_denial(app, actor, f"{req.root} {words[0] if words else ''}".strip(),
                                "not staff")
-            return Reply(t("error.staff_only", root=req.root))
+            return Reply(t("error.staff_only", root=req.root), refused=True)
         if not words or words[0].lower() == "help":
             return Reply(self.help_text(req.root, t, actor))
         cmd, args = self._match(req.root, words)
         if cmd is None:
             return Reply(t("error.unknown_command", root=req.root, word=words[0]) + "\n\n"
-                         + self.help_text(req.root, t, actor))
+                         + self.help_text(req.root, t, actor), refused=True)
         if cmd.role is not None and not actor.at_least(cmd.role):
             await audit_denial(app, actor, " ".join(cmd.path), f"needs role {cmd.role.value}")
             return Reply(t("error.role_required", role=cmd.role.value,
-                           command=self.usage(cmd)))
-        if account is not None and not actor.is_staff:
-            await home.note_customer(app, req.team_id, req.user_id, account.key)
+                           command=self.usage(cmd)), refused=True)
         call = Call(req=req, args=args, actor=actor, app=app, t=t, account=account)
         try:
-            return await cmd.handler(call)
+            reply = await cmd.handler(call)
         except Refusal as refusal:
-            return Reply(refusal.render(t))
+            if isinstance(refusal, Denied):
+                await audit_denial(app, actor, refusal.action, refusal.reason,
+                                   account_key=refusal.account_key)
+            return Reply(refusal.render(t), refused=True)
         except UsageError as err:
-            return Reply(t("error.usage", problem=err.render(t), usage=self.usage(cmd)))
+            return Reply(t("error.usage", problem=err.render(t), usage=self.usage(cmd)),
+                         refused=True)
+        if account is not None and not actor.is_staff:
+            # their App Home shows the account whose group they use
+            await home.note_customer(app, req.team_id, req.user_id, account.key)
+        return reply
 
 
 class UsageError(Exception):

@@ -13,7 +13,7 @@ from bot.domain.advisories import REMINDED, TAG_KINDS, AccountProfile, Targeting
 from bot.domain.model import Account, Lang, advisory_ref
 from bot.i18n import Translator
 from bot.services import home, outbox
-from bot.services.base import Actor, AppContext, Refusal
+from bot.services.base import Actor, AppContext, Denied, Refusal
 from bot.services.messenger import Button, Deliverer, DeliveryError
 from storage import jobs
 from storage.repos import Accounts, Audit, Bindings, Staff
@@ -277,6 +277,10 @@ async def acknowledge(app: AppContext, actor: Actor, channel_id: str, advisory_i
             AdvisoryDeliveryRow.advisory_id == advisory_id,
             AdvisoryDeliveryRow.account_key == key))).all() if key else []
         if not rows or key is None:
+            exists = await s.get(AdvisoryRow, advisory_id)
+            if exists is not None and key is not None:
+                raise Denied("advisory.not_found", action="advisory.ack", account_key=key,
+                             reason=f"{advisory_ref(advisory_id)} was not sent to this account")
             raise Refusal("advisory.not_found")
         ref = advisory_ref(advisory_id)
         if any(r.acked_at for r in rows):

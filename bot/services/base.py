@@ -83,6 +83,18 @@ class Refusal(Exception):
         return t(self.msg_id, **params)
 
 
+class Denied(Refusal):
+    """A refusal that is an authorization decision: the reply stays the same as for a missing
+    object (nothing leaks across tenants), and the attempt is written to the audit log."""
+
+    def __init__(self, msg_id: str, *, action: str, reason: str,
+                 account_key: str | None = None, **params: Any) -> None:
+        super().__init__(msg_id, **params)
+        self.action = action
+        self.reason = reason
+        self.account_key = account_key
+
+
 async def resolve_actor(app: AppContext, team_id: str, user_id: str) -> Actor:
     """The actor with its role from SUPPORTBOT_ADMINS or the staff table (never membership)."""
     async with app.db.transaction() as s:

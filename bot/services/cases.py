@@ -14,7 +14,7 @@ from bot.domain.sla import SlaTerms, sla_terms
 from bot.i18n import Translator, time_token
 from bot.services import home, outbox
 from bot.services.accounts import bound_account
-from bot.services.base import Actor, AppContext, Refusal
+from bot.services.base import Actor, AppContext, Denied, Refusal
 from storage import jobs
 from storage.repos import Accounts, Audit, Cases, Inbox, PerkLedger, Staff
 
@@ -141,8 +141,11 @@ async def _load(s: AsyncSession, case_id: int, scope_account: str | None) -> Cas
     """Load a case; a customer's scope makes another account's case indistinguishable from
     a missing one, so references leak nothing across tenants."""
     case = await Cases(s).get(case_id, for_update=True)
-    if case is None or (scope_account is not None and case.account_key != scope_account):
+    if case is None:
         raise Refusal("case.not_found")
+    if scope_account is not None and case.account_key != scope_account:
+        raise Denied("case.not_found", action="case", account_key=scope_account,
+                     reason=f"{case.ref} belongs to another account")
     return case
 
 

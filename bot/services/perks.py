@@ -12,7 +12,7 @@ from bot.domain.perks import PerkBalance, balances, check_request
 from bot.i18n import Translator
 from bot.services import home, outbox
 from bot.services.accounts import bound_account
-from bot.services.base import Actor, AppContext, Refusal, audit_denial
+from bot.services.base import Actor, AppContext, Denied, Refusal, audit_denial
 from bot.services.messenger import Button
 from storage.repos import Accounts, Audit, PerkLedger, Staff
 from storage.tables import PerkRequestRow
@@ -177,8 +177,11 @@ async def cancel(app: AppContext, actor: Actor, channel_id: str, request_id: int
     async with app.db.transaction() as s:
         account = await bound_account(s, app, channel_id)
         row = await PerkLedger(s).request(request_id, for_update=True)
-        if row is None or row.account_key != account.key:
+        if row is None:
             raise Refusal("perk.unknown_request")
+        if row.account_key != account.key:
+            raise Denied("perk.unknown_request", action="perk.cancel", account_key=account.key,
+                         reason=f"{request_ref(row.id)} belongs to another account")
         ref = request_ref(row.id)
         if row.status != PENDING:
             raise Refusal("perk.already_decided", ref=ref, perk_status=row.status)

@@ -14,13 +14,14 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
 from bot.adapters.slack import listeners
 from bot.config import Settings
 from bot.i18n import Translator
-from bot.services.base import AppContext
+from bot.services.base import AppContext, record_event
 from handlers.core import Router
 
 log = logging.getLogger(__name__)
@@ -71,17 +72,35 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient) -> Async
 
 
 def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
+    verifier = SignatureVerifier(ctx.settings.slack_signing_secret or "")
+
     async def events(request: web.Request) -> web.Response:
         assert bolt is not None
-        bolt_req = await to_bolt_request(request)
         try:
-            bolt_resp = await bolt.async_dispatch(bolt_req)
-        except (KeyError, TypeError, ValueError, AttributeError):
+            return await dispatch(request)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             # Bolt reads payload fields before our listeners run; a body of the wrong shape
             # is the sender's fault (4xx), not ours, and must not show a traceback
             log.warning("malformed Slack payload rejected", exc_info=True)
             return web.json_response({"error": "malformed payload"}, status=400)
-        return await to_aiohttp_response(bolt_resp)
+
+    async def dispatch(request: web.Request) -> web.Response:
+        assert bolt is not None
+        bolt_req = await to_bolt_request(request)
+        if not listeners.well_formed(bolt_req.body):
+            # checked before Bolt, which reads some of these fields before any middleware
+            log.warning("a Slack request of an unexpected shape was refused")
+            return web.json_response({"error": "malformed payload"}, status=400)
+        if request.content_type == "application/x-www-form-urlencoded":
+            # Slack never resends a command or an interaction (events carry an event_id and
+            # are deduplicated in their own work): the same signed request again is a replay
+            signature = request.headers.get("X-Slack-Signature", "")
+            timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+            if verifier.is_valid(bolt_req.raw_body, timestamp, signature) and \
+                    not await record_event(ctx, "sig:" + signature[3:61]):
+                log.warning("replayed Slack request rejected")
+                return web.json_response({"error": "replayed request"}, status=401)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

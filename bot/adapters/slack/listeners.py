@@ -18,7 +18,14 @@ from bot.domain.model import CaseStatus, Lang, Severity
 from bot.i18n import Translator
 from bot.services import cases, home
 from bot.services.accounts import channel_account
-from bot.services.base import AppContext, Refusal, record_event, resolve_actor
+from bot.services.base import (
+    AppContext,
+    Denied,
+    Refusal,
+    audit_denial,
+    record_event,
+    resolve_actor,
+)
 from bot.services.messenger import Button
 from handlers.core import Reply, Request, Router, Visibility
 
@@ -297,6 +304,9 @@ async def _case_button(ctx: AppContext, client: AsyncWebClient, body: dict[str, 
     except ValueError:
         text = t("case.not_found")
     except Refusal as refusal:
+        if isinstance(refusal, Denied):
+            await audit_denial(ctx, actor, refusal.action, refusal.reason,
+                               account_key=refusal.account_key)
         text = refusal.render(t)
     if channel:
         await client.chat_postEphemeral(channel=channel, user=user, text=views.slack_text(text))
@@ -351,12 +361,45 @@ def _event_id(body: dict[str, Any]) -> str | None:
     return str(body["event_id"]) if body.get("event_id") else None
 
 
+def well_formed(body: Any) -> bool:
+    """The fields our listeners rely on, by request kind: anything else is a bad request."""
+    if not isinstance(body, dict):
+        return False
+
+    def text(d: Any, *keys: str) -> bool:
+        return isinstance(d, dict) and all(isinstance(d.get(k), str) and d[k] for k in keys)
+
+    kind = body.get("type")
+    if "command" in body:
+        return text(body, "command", "team_id", "channel_id", "user_id") and \
+            isinstance(body.get("text", ""), str)
+    if kind == "event_callback":
+        return text(body.get("event"), "type")
+    if kind == "url_verification":
+        return True
+    if kind in ("block_actions", "view_submission", "view_closed", "message_action",
+                "shortcut"):
+        if not text(body.get("user"), "id"):
+            return False
+        if kind == "block_actions":
+            actions = body.get("actions")
+            return isinstance(actions, list) and bool(actions) and all(
+                text(a, "action_id") for a in actions)
+        if kind in ("view_submission", "view_closed"):
+            return isinstance(body.get("view"), dict)
+        return True
+    return False
+
+
 def register_middleware(bolt: AsyncApp, ctx: AppContext) -> None:
     @bolt.middleware
-    async def count_requests(body: dict[str, Any], next: Any) -> BoltResponse | None:
+    async def screen(body: dict[str, Any], next: Any) -> BoltResponse | None:
         # no deduplication here: each event's work records its event_id in the inbox in its
         # own transaction, so a failed attempt leaves Slack's retry free to redo it
         metrics.REQUESTS.labels(kind=str(body.get("type", "command")) if isinstance(body, dict)
                                 else "unknown").inc()
+        if not well_formed(body):
+            log.warning("a Slack request of an unexpected shape was refused")
+            return BoltResponse(status=400, body="malformed payload")
         result: BoltResponse | None = await next()
         return result
