@@ -40,6 +40,14 @@ class LeaseLost(Exception):
     """Another worker took the job over (our lease expired); roll back our effects."""
 
 
+class Later(Exception):
+    """Not now: come back after `delay` seconds (pacing); not counted as a failure."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"paced: retry in {delay:.1f}s")
+        self.delay = delay
+
+
 class NotReady(Exception):
     """The job depends on something not there yet (e.g. the case card); try again soon."""
 
@@ -57,8 +65,7 @@ class Worker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._cards: dict[int, asyncio.Task[None]] = {}  # case id -> its card job in flight
         self._card_locks: dict[int, asyncio.Lock] = {}
-        self._channel_locks: dict[str, asyncio.Lock] = {}
-        self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, when)
+        self._tat: dict[str, float] = {}  # channel -> when its next message may go
         self._paused_until = 0.0
         self.interval = app.settings.channel_interval_seconds
         self.burst = max(1, app.settings.channel_burst)
@@ -156,6 +163,10 @@ class Worker:
         except NotReady as exc:
             await self._retry(job, started + timedelta(seconds=1), str(exc))
             return
+        except Later as exc:
+            await self._retry(job, started + timedelta(seconds=exc.delay), str(exc),
+                              counted=False)
+            return
         except DeliveryError as exc:
             metrics.DELIVERY_FAILURES.labels(kind=job.kind,
                                              permanent=str(exc.permanent).lower()).inc()
@@ -201,8 +212,8 @@ class Worker:
         metrics.TIMER_LAG.observe(max(0.0, (started - job.due_at).total_seconds()))
 
     async def _retry(self, job: jobs.Job, due: datetime, error: str, *,
-                     dead: bool = False) -> None:
-        dead = dead or job.attempts >= MAX_ATTEMPTS
+                     dead: bool = False, counted: bool = True) -> None:
+        dead = dead or (counted and job.attempts >= MAX_ATTEMPTS)
         async with self.app.db.transaction() as s:
             await jobs.retry(s, job.id, self.name, due, error, dead=dead)
 
@@ -251,27 +262,26 @@ class Worker:
 
     @contextlib.asynccontextmanager
     async def _paced(self, channel: str) -> AsyncIterator[None]:
-        """Slack's per-channel pace (about one message a second, short bursts allowed) as a
-        token bucket per channel, and a pause for everyone after a 429: the workspace limit
-        is shared by all channels."""
+        """Slack's per-channel pace (about one message per interval, short bursts allowed),
+        as a reservation per channel (GCRA), and a pause for everyone after a 429: the
+        workspace limit is shared by all channels. A wait longer than a third of the lease
+        puts the job back instead, so no lease runs out while a message waits its turn."""
         loop = asyncio.get_running_loop()
-        lock = self._channel_locks.setdefault(channel, asyncio.Lock())
-        async with lock:
-            now = loop.time()
-            tokens, stamp = self._buckets.get(channel, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - stamp) / self.interval)
-            wait = max((1.0 - tokens) * self.interval, self._paused_until - now)
-            if wait > 0:
-                await asyncio.sleep(wait)
-                now = loop.time()
-                tokens = min(float(self.burst), tokens + wait / self.interval)
-            self._buckets[channel] = (tokens - 1.0, now)
-            try:
-                yield
-            except DeliveryError as exc:
-                if exc.retry_after:
-                    self._paused_until = max(self._paused_until, loop.time() + exc.retry_after)
-                raise
+        now = loop.time()
+        tat = max(self._tat.get(channel, now), now)  # theoretical arrival time
+        wait = max(0.0, tat - (self.burst - 1) * self.interval - now,
+                   self._paused_until - now)
+        if wait > self.lease.total_seconds() / 3:
+            raise Later(wait)
+        self._tat[channel] = max(tat, now + wait) + self.interval  # the slot is ours
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            yield
+        except DeliveryError as exc:
+            if exc.retry_after:
+                self._paused_until = max(self._paused_until, loop.time() + exc.retry_after)
+            raise
 
     async def _post(self, job: jobs.Job) -> dict[str, Any]:
         p = job.payload

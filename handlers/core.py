@@ -171,7 +171,8 @@ class Router:
                          refused=True)
         if account is not None and not actor.is_staff:
             # their App Home shows the account whose group they use
-            await home.note_customer(app, req.team_id, req.user_id, account.key)
+            await home.note_customer(app, req.team_id, req.user_id, account.key,
+                                     req.channel_id)
         return reply
 
 

@@ -16,7 +16,7 @@ from bot.domain.model import (
     request_ref,
 )
 from bot.i18n import Translator, time_token
-from bot.services import advisories, cases, perks
+from bot.services import advisories, cases, perks, quota
 from bot.services.base import Refusal
 from handlers.core import Call, Form, Reply, Router, UsageError, Visibility
 
@@ -49,10 +49,12 @@ def register(router: Router) -> None:
         t = call.t
         catalog = call.app.catalog
         p = catalog.plan(account.tier)
-        perk_rows = await perks.balances_of(call.app, account)
+        perk_rows = await quota.balances_of(call.app, account)
         lines = [t("plan.header", name=account.name, tier=t(f"tier.{account.tier}"),
                    term=t(f"term.{account.term}"), start=account.start.isoformat(),
-                   end=account.end.isoformat(), region=account.region)]
+                   end=account.last_day.isoformat(), region=account.region)]
+        if account.cancelled_on is not None:
+            lines.append(t("plan.cancelled_line", on=account.cancelled_on.isoformat()))
         chans = ", ".join(t(f"channel.{c}") for c in p.channels)
         if p.tam:
             chans += " — " + (t("plan.tam_is", user=account.tam_user_id)
@@ -66,7 +68,7 @@ def register(router: Router) -> None:
         lines.append(t("plan.items", items=", ".join(t(f"item.{i}") for i in p.items)))
         if any(p.perks.values()):
             lines.append(t("plan.perks_header", start=account.start.isoformat(),
-                           end=account.end.isoformat()))
+                           end=account.last_day.isoformat()))
             for b in perk_rows:
                 if p.perks[b.perk]:
                     lines.append(t("plan.perk_line", perk=t(f"perk.{b.perk}"), used=b.used,

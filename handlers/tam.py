@@ -119,7 +119,10 @@ def render_quote(call: Call, q: Quote, *, applied: bool) -> str:
                        new_amount=format_money(inc.new_amount, cur)))
     if q.kind == ChangeKind.UPGRADE:
         lines.append(t("plan.upgrade_perks_note"))
-    lines.append(t("plan.open_cases_note"))
+    if q.kind == ChangeKind.UNSUBSCRIBE:
+        lines.append(t("plan.unsubscribe_note", on=q.on.isoformat()))
+    else:
+        lines.append(t("plan.open_cases_note"))
     return "\n".join(lines)
 
 
@@ -183,7 +186,7 @@ def register(router: Router) -> None:
                                              opts.get("region"), opts.get("name"), lang)
         return call.reply("account.added", key=account.key, name=account.name,
                           tier=account.tier.value, term=account.term.value,
-                          start=account.start.isoformat(), end=account.end.isoformat(),
+                          start=account.start.isoformat(), end=account.last_day.isoformat(),
                           region=account.region, lang=account.lang.value)
 
     @router.command("tam", "account assign", "<account> <@user>",
@@ -270,7 +273,7 @@ def register(router: Router) -> None:
                 raise UsageError("error.bad_term", given=call.args[1])
         account = await plans.renew(call.app, call.actor, call.args[0], term)
         return call.reply("account.renewed", key=account.key, term=account.term.value,
-                          start=account.start.isoformat(), end=account.end.isoformat())
+                          start=account.start.isoformat(), end=account.last_day.isoformat())
 
     @router.command("tam", "approve", "<request-id>", help_id="help.tam.approve", role=Role.TAM)
     async def approve(call: Call) -> Reply:
@@ -340,7 +343,8 @@ def register(router: Router) -> None:
                 for k, val in opts.items()})
         else:
             tags = await advisories.get_tags(call.app, pos[0])
-        shown = "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in tags.items())
+        shown = "; ".join(f"{call.t(f'tags.kind.{k}')}: {', '.join(v) or '—'}"
+                          for k, v in tags.items())
         return call.reply("tags.shown", key=pos[0].lower(), tags=shown)
 
     @router.command("tam", "advisory", '<kind> <severity> "<title>" "<body>" [regions=..] '

@@ -65,8 +65,14 @@ class Accounts:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
-    async def get(self, key: str) -> Account | None:
-        row = await self.s.get(AccountRow, key)
+    async def get(self, key: str, *, for_update: bool = False) -> Account | None:
+        """An account; `for_update` locks its row (PostgreSQL) until the transaction ends."""
+        if for_update:
+            row = await self.s.scalar(select(AccountRow).where(AccountRow.key == key)
+                                      .with_for_update()
+                                      .execution_options(populate_existing=True))
+        else:
+            row = await self.s.get(AccountRow, key)
         return _account(row) if row else None
 
     async def add(self, a: Account, now: datetime) -> None:

@@ -261,6 +261,10 @@ class AdvisoryRow(Base):
     total: Mapped[int] = mapped_column(Integer)
     progress_channel: Mapped[str | None] = mapped_column(String(32))
     progress_ts: Mapped[str | None] = mapped_column(String(32))
+    # the same advisory confirmed twice (a double click) is sent once
+    dedupe_key: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_advisories_dedupe_key"),)
 
 
 class AdvisoryDeliveryRow(Base):
@@ -303,6 +307,7 @@ class UserAccountRow(Base):
     team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
+    channel_id: Mapped[str | None] = mapped_column(String(32))  # the group they used
     last_seen: Mapped[datetime]
 
 

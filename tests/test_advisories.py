@@ -42,8 +42,8 @@ async def drain(worker: Worker) -> None:
 
 async def test_tags_target_and_preview_counts_groups(chat: Chat) -> None:
     reply = await chat(TAM, NOWHERE_CH, "/tam account tag zeta software=nginx,MySQL product=ecs")
-    assert "software: mysql, nginx" in reply.text and "product: ecs" in reply.text
-    assert "region: —" in (await chat(TAM, NOWHERE_CH, "/tam account tag acme")).text
+    assert "software: mysql, nginx" in reply.text and "products: ecs" in reply.text
+    assert "regions: —" in (await chat(TAM, NOWHERE_CH, "/tam account tag acme")).text
     # all enterprise accounts: acme (1 group) + zeta (2); business bizco is not included
     preview = await chat(TAM, NOWHERE_CH, SEND)
     assert "will reach 3 group(s) of 2 account(s)" in preview.text

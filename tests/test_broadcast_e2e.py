@@ -110,7 +110,8 @@ async def test_broadcast_to_200_groups_with_429s_a_dead_group_and_a_crash(
     both = posts_per_channel(fake, "")
     gaps = [b - a for times in map(sorted, both.values())
             for a, b in itertools.pairwise(times)]
-    assert gaps and min(gaps) >= 0.3 * 0.9
+    # (measured where the fake receives them: request latency varies by a few tens of ms)
+    assert gaps and min(gaps) >= 0.3 * 0.75
     assert [c.status for c in fake.calls if c.status == 429] == [429] * 4
     final = [u["text"] for u in fake.of("chat.update") if "AD-1001 done" in u.get("text", "")]
     assert "sent 199 / 200, failed 1" in final[-1] and BROKEN in final[-1]

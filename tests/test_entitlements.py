@@ -240,8 +240,8 @@ async def test_renewal_starts_a_new_plan_year_with_fresh_quotas(chat: Chat,
     assert "3 used, 0 pending, 0 left of 3" in (await chat(CUSTOMER, ACME_CH,
                                                           "/support plan")).text
     reply = await chat(ADMIN, NOWHERE_CH, "/tam account renew acme")
-    assert "2027-01-01 → 2028-01-01" in reply.text
+    assert "2027-01-01 → 2027-12-31" in reply.text
     plan = (await chat(CUSTOMER, ACME_CH, "/support plan")).text
-    assert "(2027-01-01 → 2028-01-01)" in plan and "0 used, 0 pending, 3 left of 3" in plan
+    assert "(2027-01-01 → 2027-12-31)" in plan and "0 used, 0 pending, 3 left of 3" in plan
     assert "“weekly” is not a term" in (await chat(ADMIN, NOWHERE_CH,
                                                   "/tam account renew acme weekly")).text

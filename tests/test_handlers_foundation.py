@@ -35,7 +35,7 @@ async def test_support_plan_shows_enterprise_entitlements_and_quotas(chat: Chat)
     reply = await chat(CUSTOMER, ACME_CH, "/support plan")
     assert reply.visibility is Visibility.EPHEMERAL
     text = reply.text
-    assert "*Acme Corp* — Enterprise plan (annual), 2026-01-01 → 2027-01-01" in text
+    assert "*Acme Corp* — Enterprise plan (annual), 2026-01-01 → 2026-12-31" in text
     assert "dedicated TAM" in text and f"<@{TAM}>" in text
     assert "S1 core-down < 10 min" in text and "S5 guidance < 16 h" in text
     assert "• Escort days: 0 used, 0 pending, 3 left of 3" in text

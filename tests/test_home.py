@@ -106,10 +106,12 @@ async def test_home_is_refreshed_when_what_it_shows_changes(
     await home.opened(ctx, "T1", OTHER_CUSTOMER)
     await chat(CUSTOMER, ACME_CH, "/support open S2 api down")
     worker = Worker(ctx, messenger, name="w")
+    clock.advance(seconds=2)  # refreshes run when their 2-second bucket closes
     await worker.run_once()
     assert [u for u, _ in messenger.homes] == [TAM]  # the bizco customer does not see acme
     clock.advance(seconds=3)
     await chat(TAM, ACME_CH, "/tam ack CS-1001")
+    clock.advance(seconds=2)
     await worker.run_once()
     latest = messenger.homes[-1][1]
     assert isinstance(latest, StaffHome) and latest.cases == []
@@ -124,7 +126,7 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 
 async def test_app_home_opened_publishes_the_view(ctx: AppContext, router: Router,
-                                                   fake: FakeSlack) -> None:
+                                                   fake: FakeSlack, clock: Clock) -> None:
     settings = replace(ctx.settings, slack_api_url=fake.api_url, slack_bot_token=TOKEN,
                        slack_signing_secret=SECRET)
     sctx = replace(ctx, settings=settings)
@@ -141,6 +143,7 @@ async def test_app_home_opened_publishes_the_view(ctx: AppContext, router: Route
         # and the worker's messenger publishes refreshes through the same API
         worker = Worker(sctx, SlackMessenger(make_client(settings, retries=False)), name="h")
         await Chat(sctx, router)(CUSTOMER, ACME_CH, "/support open S3 second")
+        clock.advance(seconds=2)
         await worker.run_once()
         await fake.wait_for(lambda: len(fake.of("views.publish")) >= 2)
         assert "CS-1002" in json.dumps(fake.of("views.publish")[-1]["view"])

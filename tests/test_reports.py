@@ -74,9 +74,11 @@ async def test_report_figures_from_a_seeded_month(chat: Chat, ctx: AppContext,
     assert len(rows) == 1 and rows[0].deadline.isoformat() == "2026-11-10"
     f = rows[0].figures
     assert f is not None
-    # cases 1-6: 6 opened, 5 answered (not 5), 4 on time (not 2) -> 80.0 %
+    # cases 1-6: 6 opened, 5 answered, 4 on time; case 5 never answered and past due counts
+    # as a miss: 4 / (5 + 1) = 66.7 %
     assert (f["opened"], f["responded"], f["within_target"]) == (6, 5, 4)
-    assert f["attainment_pct"] == 80.0
+    assert f["unanswered_overdue"] == 1
+    assert f["attainment_pct"] == 66.7
     # first responses 5, 10, 20, 30, 60 min: nearest rank p50 = 3rd, p90 = 5th
     assert (f["fr_p50_min"], f["fr_p90_min"]) == (20.0, 60.0)
     assert f["breaches"] == 2
@@ -86,7 +88,7 @@ async def test_report_figures_from_a_seeded_month(chat: Chat, ctx: AppContext,
                                 "S4": [1, 1, 1, 0], "S5": [1, 0, 0, 1]}
     post = next(s for s in messenger.sent if s.target == ACME_CH and "Monthly" in s.text)
     assert "Monthly service report — Acme Corp, 2026-10* (due by 2026-11-10)" in post.text
-    assert "attainment 80 %" in post.text
+    assert "attainment 66.7 %" in post.text
     assert "*Resource overview* — no data for this month" in post.text
     assert "Escort days: 0 used, 3 left" in post.text
     channel, name, png, thread = messenger.uploads[0]

@@ -219,3 +219,16 @@ def test_report_chart_png(facts: list[CaseFact], title: str, labels: dict[str, s
     width, height = png_size(png)
     assert 600 <= width <= 1200
     assert 300 <= height <= 700
+
+
+
+def test_unanswered_cases_past_due_count_as_misses() -> None:
+    """One on time, one late, one never answered and past due: 1 / 3, not 1 / 2."""
+    facts = [fact(S1, 5 * M, 10 * M, None), fact(S1, 20 * M, 10 * M, None),
+             fact(S2, None, 30 * M, None, breached=True)]
+    assert case_stats(facts).attainment_pct == 50.0  # without a reference time: answered only
+    late = max(f.due_at for f in facts) + M
+    stats = case_stats(facts, as_of=late)
+    assert stats.unanswered_overdue == 1 and stats.attainment_pct == 33.3
+    early = min(f.due_at for f in facts) - M  # nothing is past due yet
+    assert case_stats(facts, as_of=early).attainment_pct == 50.0

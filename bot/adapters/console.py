@@ -89,12 +89,16 @@ class ConsoleMessenger:
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
                      thread_ts: str | None = None) -> None:
-        self.write(f"[#support (thread)] bot: [file] {filename} — {title} "
+        where = "#support" if channel == CHANNEL else channel
+        self.write(f"[{where} (thread)] bot: [file] {filename} — {title} "
                    f"({len(content):,} bytes)")
 
     async def update(self, channel: str, ts: str, text: str, *,
                      card: CaseCard | None = None) -> None:
-        self._show("#support (card updated)", card.text() if card else text)
+        where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else \
+            f"DM to @{NAMES.get(channel[2:], channel[2:])}" if channel.startswith("D-") \
+            else channel
+        self._show(f"{where} (updated)", card.text() if card else text)
 
     def link(self, channel: str, ts: str) -> str:
         return f"console://{channel}/{ts}"

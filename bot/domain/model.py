@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 
 class Tier(enum.StrEnum):
@@ -127,6 +127,11 @@ class Account:
 
     def in_force(self, today: date) -> bool:
         return self.cancelled_on is None or today < self.cancelled_on
+
+    @property
+    def last_day(self) -> date:
+        """The term's last day (`end` is exclusive; people read terms inclusively)."""
+        return self.end - timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ class CaseStats:
     resolution_p50_h: float | None
     resolution_p90_h: float | None
     breaches: int
+    unanswered_overdue: int = 0  # no response yet and past due: counted as missed
 
 
 def _nearest_rank(sorted_values: Sequence[float], p: int) -> float | None:
@@ -89,10 +90,14 @@ def _within_target(f: CaseFact) -> bool:
     return f.first_response_at is not None and f.first_response_at <= f.due_at
 
 
-def case_stats(facts: Iterable[CaseFact]) -> CaseStats:
+def case_stats(facts: Iterable[CaseFact], as_of: datetime | None = None) -> CaseStats:
     """Per-severity and overall figures for the month's cases; percentiles use the nearest-rank
     method (value at 1-based rank ceil(p/100 × n) of the sorted list), first response in
-    minutes and resolution in hours, both rounded to 1 decimal."""
+    minutes and resolution in hours, both rounded to 1 decimal.
+
+    SLA attainment = answered on time / (answered + still unanswered past due at `as_of`):
+    a case nobody answered is a miss, not a case left out.
+    """
     items = list(facts)
     rows = tuple(
         SeverityRow(
@@ -118,7 +123,10 @@ def case_stats(facts: Iterable[CaseFact]) -> CaseStats:
     ]
     responded = len(response_min)
     within = sum(1 for f in items if _within_target(f))
-    attainment = round(within / responded * 100, 1) if responded else None
+    overdue = 0 if as_of is None else sum(
+        1 for f in items if f.first_response_at is None and f.due_at <= as_of)
+    measured = responded + overdue
+    attainment = round(within / measured * 100, 1) if measured else None
     return CaseStats(
         rows=rows,
         total_opened=len(items),
@@ -131,4 +139,5 @@ def case_stats(facts: Iterable[CaseFact]) -> CaseStats:
         resolution_p50_h=_pct(resolution_h, 50),
         resolution_p90_h=_pct(resolution_h, 90),
         breaches=sum(1 for f in items if f.breached),
+        unanswered_overdue=overdue,
     )

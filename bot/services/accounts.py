@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
 from bot.i18n import Translator
-from bot.services import outbox
+from bot.services import home, outbox
 from bot.services.base import Actor, AppContext, Refusal, audit_denial
 from storage.repos import Accounts, Audit, Bindings, Staff
 
@@ -92,6 +92,7 @@ async def assign_tam(app: AppContext, actor: Actor, key: str, user_id: str) -> A
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="account.assign_tam", account_key=account.key,
                              before={"tam": account.tam_user_id}, after={"tam": user_id})
+        await home.touch(s, account.key, now)
     return account
 
 
@@ -158,6 +159,7 @@ async def _bind(s: AsyncSession, app: AppContext, actor: Actor, channel_id: str,
                          action="channel.link", account_key=account.key,
                          before={"account": previous} if previous else None,
                          after={"channel": channel_id, "account": account.key})
+    await home.touch(s, account.key, now)
     t = Translator(account.lang)
     await outbox.post(s, now, channel=channel_id,
                       text=t("link.welcome", name=account.name, tier=t(f"tier.{account.tier}")),

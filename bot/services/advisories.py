@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.advisories import REMINDED, TAG_KINDS, AccountProfile, Targeting, reaches
 from bot.domain.model import Account, Lang, advisory_ref
 from bot.i18n import Translator
 from bot.services import home, outbox
-from bot.services.base import Actor, AppContext, Denied, Refusal
+from bot.services.base import Actor, AppContext, Denied, Refusal, require_manager
 from bot.services.messenger import Button, Deliverer, DeliveryError
 from storage import jobs
 from storage.repos import Accounts, Audit, Bindings, Staff
@@ -45,6 +48,7 @@ async def set_tags(app: AppContext, actor: Actor, key: str,
         account = await Accounts(s).get(key.lower())
         if account is None:
             raise Refusal("account.unknown", key=key)
+        require_manager(actor, account, "account.tags")
         before = await _tags(s, account.key)
         for kind, values in tags.items():
             await s.execute(delete(AccountTagRow).where(
@@ -102,6 +106,22 @@ async def send(app: AppContext, actor: Actor, spec: AdvisorySpec) -> tuple[str, 
     """Queue the broadcast: one paced, idempotent outbox job per group, progress to the TAM,
     and a one-time reminder for high-severity ones that go unacknowledged."""
     now = app.clock()
+    # the same advisory confirmed again within ten minutes (a double click, a retried
+    # button) is the same broadcast: the unique key makes the second one fail
+    dedupe = hashlib.sha256(json.dumps(
+        [actor.team_id, spec.title, spec.kind, spec.severity, spec.body,
+         spec.targeting.to_dict(), int(now.timestamp()) // 600]).encode()).hexdigest()
+    try:
+        return await _send(app, actor, spec, now, dedupe)
+    except IntegrityError:
+        async with app.db.transaction() as s:
+            first = await s.scalar(select(AdvisoryRow).where(AdvisoryRow.dedupe_key == dedupe))
+        raise Refusal("advisory.duplicate",
+                      ref=advisory_ref(first.id) if first else "?") from None
+
+
+async def _send(app: AppContext, actor: Actor, spec: AdvisorySpec, now: datetime,
+                dedupe: str) -> tuple[str, int]:
     async with app.db.transaction() as s:
         targets = await _targets(s, app, spec.targeting, now)
         if not targets:
@@ -109,7 +129,7 @@ async def send(app: AppContext, actor: Actor, spec: AdvisorySpec) -> tuple[str, 
         row = AdvisoryRow(team_id=actor.team_id, title=spec.title, kind=spec.kind,
                           severity=spec.severity, body=spec.body,
                           targeting=spec.targeting.to_dict(), created_by=actor.user_id,
-                          created_at=now, total=len(targets))
+                          created_at=now, total=len(targets), dedupe_key=dedupe)
         s.add(row)
         await s.flush()
         ref = advisory_ref(row.id)
@@ -270,6 +290,9 @@ async def run_remind(app: AppContext, job: jobs.Job) -> dict[str, Any]:
 
 async def acknowledge(app: AppContext, actor: Actor, channel_id: str, advisory_id: int) -> str:
     """A customer acknowledges an advisory for their account (the first one counts)."""
+    if actor.is_staff:
+        # the point is to know the customer's team read it; staff cannot stand in for them
+        raise Refusal("advisory.staff_ack")
     now = app.clock()
     async with app.db.transaction() as s:
         key = await Bindings(s).bound_account_key(channel_id)
@@ -313,7 +336,7 @@ async def status(app: AppContext, advisory_id: int) -> AdvisoryStatus:
     async with app.db.transaction() as s:
         advisory = await s.get(AdvisoryRow, advisory_id)
         if advisory is None:
-            raise Refusal("advisory.not_found")
+            raise Refusal("advisory.unknown", ref=advisory_ref(advisory_id))
         rows = (await s.scalars(select(AdvisoryDeliveryRow).where(
             AdvisoryDeliveryRow.advisory_id == advisory_id))).all()
         counts = await _counts(s, advisory_id)

@@ -57,6 +57,12 @@ class Actor:
     def is_staff(self) -> bool:
         return self.role is not None
 
+    def manages(self, account: Account) -> bool:
+        """Admins manage every account; a TAM the accounts assigned to them (or to nobody)."""
+        if self.role is Role.ADMIN:
+            return True
+        return self.role is Role.TAM and account.tam_user_id in (None, self.user_id)
+
     def at_least(self, role: Role) -> bool:
         order = [Role.ENGINEER, Role.TAM, Role.ADMIN]
         return self.role is not None and order.index(self.role) >= order.index(role)
@@ -93,6 +99,13 @@ class Denied(Refusal):
         self.action = action
         self.reason = reason
         self.account_key = account_key
+
+
+def require_manager(actor: Actor, account: Account, action: str) -> None:
+    """Refuse (and audit) an account-level change by staff who do not manage the account."""
+    if not actor.manages(account):
+        raise Denied("account.not_your_account", action=action, account_key=account.key,
+                     reason="not the account's TAM or an admin", key=account.key)
 
 
 async def resolve_actor(app: AppContext, team_id: str, user_id: str) -> Actor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -15,9 +15,9 @@ from bot.domain.perks import PerkBalance
 from bot.domain.sla import ClockState, clock_state
 from bot.services.base import AppContext, resolve_actor
 from bot.services.messenger import Messenger
-from bot.services.perks import perk_balances
+from bot.services.quota import perk_balances
 from storage import jobs
-from storage.repos import Accounts, Cases
+from storage.repos import Accounts, Bindings, Cases
 from storage.tables import (
     AdvisoryDeliveryRow,
     AdvisoryRow,
@@ -84,7 +84,8 @@ class CustomerHome:
     accounts: list[CustomerAccount] = field(default_factory=list)
 
 
-async def note_customer(app: AppContext, team_id: str, user_id: str, account_key: str) -> None:
+async def note_customer(app: AppContext, team_id: str, user_id: str, account_key: str,
+                        channel_id: str) -> None:
     """Remember which account's group a customer uses (their Home shows that account)."""
     now = app.clock()
     try:
@@ -92,9 +93,10 @@ async def note_customer(app: AppContext, team_id: str, user_id: str, account_key
             row = await s.get(UserAccountRow, (team_id, user_id, account_key))
             if row is None:
                 s.add(UserAccountRow(team_id=team_id, user_id=user_id,
-                                     account_key=account_key, last_seen=now))
+                                     account_key=account_key, channel_id=channel_id,
+                                     last_seen=now))
             else:
-                row.last_seen = now
+                row.last_seen, row.channel_id = now, channel_id
     except IntegrityError:
         pass  # another replica recorded the same user at the same moment: nothing to add
 
@@ -136,9 +138,15 @@ async def build(app: AppContext, team_id: str, user_id: str) -> StaffHome | Cust
             home.advisories = await _waiting_advisories(s, keys)
             return home
         customer = CustomerHome(user_id, actor.lang, now)
-        keys = list((await s.scalars(select(UserAccountRow.account_key).where(
-            UserAccountRow.team_id == team_id, UserAccountRow.user_id == user_id)
-            .order_by(UserAccountRow.last_seen.desc()))).all())
+        seen = (await s.execute(select(UserAccountRow.account_key, UserAccountRow.channel_id)
+                                .where(UserAccountRow.team_id == team_id,
+                                       UserAccountRow.user_id == user_id)
+                                .order_by(UserAccountRow.last_seen.desc()))).all()
+        keys = []
+        for key, channel in seen:
+            # only while that group still belongs to the account (it may have been re-linked)
+            if channel and await Bindings(s).bound_account_key(channel) == key:
+                keys.append(key)
         for key in keys[:3]:
             account = await Accounts(s).get(key)
             if account is None:
@@ -169,8 +177,11 @@ async def _waiting_advisories(s: AsyncSession, keys: list[str]) -> list[Advisory
 
 async def touch(s: AsyncSession, account_key: str, now: datetime) -> None:
     """Something an account's dashboards show changed: refresh them (coalesced)."""
+    # one refresh per account per 2-second bucket, run when the bucket closes, so a change
+    # late in a bucket is not lost to a refresh that already ran earlier in it
     bucket = int(now.timestamp()) // 2
-    await jobs.enqueue(s, REFRESH, now, {"account": account_key},
+    due = datetime.fromtimestamp((bucket + 1) * 2, UTC)
+    await jobs.enqueue(s, REFRESH, due, {"account": account_key},
                        f"home:{account_key}:{bucket}", now)
 
 

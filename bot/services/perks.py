@@ -7,13 +7,14 @@ from datetime import date, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.model import Account, Lang, Role, request_ref
-from bot.domain.perks import PerkBalance, balances, check_request
+from bot.domain.model import Account, Lang, request_ref
+from bot.domain.perks import check_request, granted
 from bot.i18n import Translator
 from bot.services import home, outbox
 from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Denied, Refusal, audit_denial
 from bot.services.messenger import Button
+from bot.services.quota import perk_balances
 from storage.repos import Accounts, Audit, PerkLedger, Staff
 from storage.tables import PerkRequestRow
 
@@ -30,15 +31,8 @@ class Requested:
     warnings: list[tuple[str, dict[str, object]]]
 
 
-async def perk_balances(s: AsyncSession, app: AppContext, account: Account
-                        ) -> list[PerkBalance]:
-    held, used = await PerkLedger(s).totals(account.key, account.start)
-    return balances(app.catalog, account, held, used)
 
 
-async def balances_of(app: AppContext, account: Account) -> list[PerkBalance]:
-    async with app.db.transaction() as s:
-        return await perk_balances(s, app, account)
 
 
 def window_text(t: Translator, perk: str, start: date, amount: int) -> str:
@@ -52,7 +46,9 @@ async def request_perk(app: AppContext, actor: Actor, channel_id: str, perk: str
                        start: date, amount: int) -> Requested:
     now = app.clock()
     async with app.db.transaction() as s:
-        account = await bound_account(s, app, channel_id)
+        bound = await bound_account(s, app, channel_id)
+        # one request at a time per account: the quota check and the hold are one step
+        account = await Accounts(s).get(bound.key, for_update=True) or bound
         today = now.astimezone(app.tz(account)).date()
         balance = next(b for b in await perk_balances(s, app, account) if b.perk == perk)
         decision = check_request(app.catalog, account, perk, start, amount, today,
@@ -117,13 +113,6 @@ async def _tell_approvers(s: AsyncSession, app: AppContext, account: Account,
                           text=text(en), buttons=buttons(en), key=f"perk:{row.id}:approval:duty")
 
 
-def _may_decide(actor: Actor, account: Account) -> bool:
-    """Admins decide for any account; a TAM for the accounts they manage (or that have none)."""
-    if actor.role is Role.ADMIN:
-        return True
-    return actor.role is Role.TAM and account.tam_user_id in (None, actor.user_id)
-
-
 async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
                  reason: str = "") -> tuple[str, Account, PerkRequestRow]:
     """Approve (consume the held quota) or reject (release it); the group hears the outcome."""
@@ -132,16 +121,24 @@ async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
         raise Refusal("perk.reason_required")
     async with app.db.transaction() as s:
         row = await PerkLedger(s).request(request_id, for_update=True)
-        account = await Accounts(s).get(row.account_key) if row else None
+        account = await Accounts(s).get(row.account_key, for_update=True) if row else None
         if row is None or account is None:
             raise Refusal("perk.unknown_request")
         ref = request_ref(row.id)
-        if not _may_decide(actor, account):
+        if not actor.manages(account):
             denied = True
         else:
             denied = False
             if row.status != PENDING:
                 raise Refusal("perk.already_decided", ref=ref, perk_status=row.status)
+            if approve:
+                # the plan may have changed since the request (downgrade, unsubscribe)
+                _, used = await PerkLedger(s).totals(account.key, row.plan_year_start)
+                quota = granted(app.catalog, account)[row.perk]
+                if row.plan_year_start != account.start or not account.in_force(
+                        now.astimezone(app.tz(account)).date()) or \
+                        used.get(row.perk, 0) + row.amount > quota:
+                    raise Refusal("perk.no_longer_available", ref=ref, perk=row.perk)
             ledger = PerkLedger(s)
             await ledger.entry(account.key, row.perk, row.plan_year_start, "release",
                                row.amount, row.id, now)
@@ -176,6 +173,7 @@ async def cancel(app: AppContext, actor: Actor, channel_id: str, request_id: int
     now = app.clock()
     async with app.db.transaction() as s:
         account = await bound_account(s, app, channel_id)
+        await Accounts(s).get(account.key, for_update=True)
         row = await PerkLedger(s).request(request_id, for_update=True)
         if row is None:
             raise Refusal("perk.unknown_request")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.billing import ChangeKind, Quote, Refused, quote_change
 from bot.domain.model import Account, Term, Tier
 from bot.domain.perks import granted
+from bot.i18n import Translator
+from bot.services import home, outbox
 from bot.services.accounts import add_months, add_years
-from bot.services.base import Actor, AppContext, Refusal
-from storage.repos import Accounts, Audit, PerkLedger, PlanChanges, Usage
+from bot.services.base import Actor, AppContext, Refusal, require_manager
+from storage.repos import Accounts, Audit, Bindings, PerkLedger, PlanChanges, Usage
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -25,6 +29,7 @@ async def record_usage(app: AppContext, actor: Actor, key: str, month: str,
         account = await Accounts(s).get(key.lower())
         if account is None:
             raise Refusal("account.unknown", key=key)
+        require_manager(actor, account, "account.usage")
         before = await Usage(s).set(account.key, month, amount, actor.user_id, now)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="account.usage", account_key=account.key,
@@ -33,44 +38,51 @@ async def record_usage(app: AppContext, actor: Actor, key: str, month: str,
     return account, before
 
 
-async def quote(app: AppContext, key: str, kind: str, new_tier: Tier | None,
-                consumption: int | None) -> tuple[Account, Quote]:
-    """Price a change under the §7 rules; raises Refusal naming the rule or perk."""
+async def _quote(s: AsyncSession, app: AppContext, key: str, kind: str,
+                 new_tier: Tier | None, consumption: int | None,
+                 lock: bool = False) -> tuple[Account, Quote]:
     now = app.clock()
-    async with app.db.transaction() as s:
-        account = await Accounts(s).get(key.lower())
-        if account is None:
-            raise Refusal("account.unknown", key=key)
-        on = now.astimezone(app.tz(account)).date()
-        if consumption is None:
-            consumption = await Usage(s).get(account.key, on.strftime("%Y-%m"))
-        _, used = await PerkLedger(s).totals(account.key, account.start)
-        changes = await PlanChanges(s).count_since(account.key, now - timedelta(days=365))
+    account = await Accounts(s).get(key.lower(), for_update=lock)
+    if account is None:
+        raise Refusal("account.unknown", key=key)
+    on = now.astimezone(app.tz(account)).date()
     if not account.in_force(on):
         raise Refusal("plan.cancelled", key=account.key, on=str(account.cancelled_on))
-    result = quote_change(app.catalog, account, kind, new_tier, on, consumption, used, changes)
+    if consumption is None:
+        consumption = await Usage(s).get(account.key, on.strftime("%Y-%m"))
+    held, used = await PerkLedger(s).totals(account.key, account.start)
+    # a pending request counts as used: approving it later must not overdraw the new plan
+    claimed = {p: held.get(p, 0) + used.get(p, 0) for p in set(held) | set(used)}
+    changes = await PlanChanges(s).count_since(account.key, now - timedelta(days=365))
+    result = quote_change(app.catalog, account, kind, new_tier, on, consumption, claimed,
+                          changes)
     if isinstance(result, Refused):
         raise Refusal(result.msg_id, **result.params)
     return account, result
 
 
+async def quote(app: AppContext, key: str, kind: str, new_tier: Tier | None,
+                consumption: int | None) -> tuple[Account, Quote]:
+    """Price a change under the §7 rules; raises Refusal naming the rule or perk."""
+    async with app.db.transaction() as s:
+        return await _quote(s, app, key, kind, new_tier, consumption)
+
+
 async def apply(app: AppContext, actor: Actor, key: str, kind: str, new_tier: Tier | None,
                 consumption: int | None) -> tuple[Account, Quote]:
-    """Re-check and apply a change. New cases use the new tier; open cases keep theirs."""
-    account, q = await quote(app, key, kind, new_tier, consumption)
+    """Check and apply a change with the account locked, so two confirmations (a double
+    click, two staff) cannot both apply. New cases use the new tier; open cases keep theirs."""
     now = app.clock()
     async with app.db.transaction() as s:
-        current = await Accounts(s).get(account.key)
-        if current != account:  # changed since the quote was computed: quote again
-            raise Refusal("plan.changed_meanwhile", key=account.key)
+        account, q = await _quote(s, app, key, kind, new_tier, consumption, lock=True)
         if kind == ChangeKind.UNSUBSCRIBE:
             updated = await Accounts(s).change(account.key, cancelled_on=q.on)
         else:
             assert new_tier is not None
-            # upgrade: perk quotas stay those of the plan bought (§7); downgrade: the new
-            # tier's (the downgrade check guaranteed nothing consumed exceeds them)
-            perk_tier = (account.perk_tier or account.tier) if kind == ChangeKind.UPGRADE \
-                else new_tier
+            # the quotas of the plan year are those of the lowest tier it has been on since
+            # it was bought: an upgrade adds none (§7), a downgrade lowers them
+            bought = account.perk_tier or account.tier
+            perk_tier = min(bought, new_tier, key=lambda t: t.rank)
             updated = await Accounts(s).change(account.key, tier=new_tier.value,
                                                perk_tier=perk_tier.value)
         inc = q.incremental
@@ -89,7 +101,24 @@ async def apply(app: AppContext, actor: Actor, key: str, kind: str, new_tier: Ti
                                     "cancelled_on": str(updated.cancelled_on)
                                     if updated.cancelled_on else None,
                                     "perks": granted(app.catalog, replace(updated))})
+        await _announce(s, app, updated, kind, account.tier, now)
     return updated, q
+
+
+async def _announce(s: AsyncSession, app: AppContext, account: Account, kind: str,
+                    old: Tier, now: datetime) -> None:
+    """Tell the group (and the TAM) what changed for them."""
+    t = Translator(account.lang)
+    text = t(f"plan.changed_notice.{kind}", old=t(f"tier.{old}"),
+             new=t(f"tier.{account.tier}"), on=str(account.cancelled_on or ""))
+    for channel in await Bindings(s).channels_of(account.key):
+        await outbox.post(s, now, channel=channel, text=text,
+                          key=f"plan:{account.key}:{kind}:{int(now.timestamp())}:{channel}")
+    if account.tam_user_id:
+        await outbox.post(s, now, user=account.tam_user_id,
+                          text=f"{account.key}: {text}",
+                          key=f"plan:{account.key}:{kind}:{int(now.timestamp())}:tam")
+    await home.touch(s, account.key, now)
 
 
 async def renew(app: AppContext, actor: Actor, key: str, term: Term | None) -> Account:
@@ -111,4 +140,5 @@ async def renew(app: AppContext, actor: Actor, key: str, term: Term | None) -> A
                              before={"start": str(account.start), "end": str(account.end),
                                      "term": account.term.value},
                              after={"start": str(start), "end": str(end), "term": term.value})
+        await home.touch(s, account.key, now)
     return updated

@@ -4,6 +4,7 @@ provides, a chart, posted to the account's group on schedule or on demand."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
@@ -22,9 +23,9 @@ from bot.domain.reports import (
     report_deadline,
 )
 from bot.i18n import Translator
-from bot.services.base import Actor, AppContext, Refusal
+from bot.services.base import Actor, AppContext, Refusal, require_manager
 from bot.services.messenger import Deliverer, DeliveryError
-from bot.services.perks import perk_balances
+from bot.services.quota import perk_balances
 from storage import jobs
 from storage.repos import Accounts, Audit, Bindings
 from storage.tables import (
@@ -33,6 +34,8 @@ from storage.tables import (
     PlanChangeRow,
     ReportRow,
 )
+
+log = logging.getLogger(__name__)
 
 POST, SCHEDULE = "report.post", "report.schedule"
 SECTIONS = ("resources", "security", "spending", "advice")
@@ -73,6 +76,7 @@ class Report:
         """The numbers, as stored with the report row (and checked by tests)."""
         s = self.stats
         return {"opened": s.total_opened, "responded": s.responded,
+                "unanswered_overdue": s.unanswered_overdue,
                 "within_target": s.within_target, "attainment_pct": s.attainment_pct,
                 "fr_p50_min": s.first_response_p50_min, "fr_p90_min": s.first_response_p90_min,
                 "breaches": s.breaches, "resolved": s.resolved,
@@ -117,14 +121,15 @@ async def build(app: AppContext, s: AsyncSession, account: Account, year: int,
     ry, rm = (year, month + 1) if month < 12 else (year + 1, 1)
     return Report(
         account=account, year=year, month=month,
-        deadline=report_deadline(ry, rm, app.calendar(account)), stats=case_stats(facts),
+        deadline=report_deadline(ry, rm, app.calendar(account)),
+        stats=case_stats(facts, as_of=app.clock()),
         perks=await perk_balances(s, app, account), advisories_sent=int(sent or 0),
         advisories_acked=int(acked or 0),
         plan_changes=[(c.kind, c.old_tier, c.new_tier, c.effective) for c in changes])
 
 
 def _fmt(value: float | None, unit: str, t: Translator) -> str:
-    return t("report.none") if value is None else f"{value:g} {unit}"
+    return t("report.none") if value is None else t(f"report.unit.{unit}", n=f"{value:g}")
 
 
 def render(report: Report, t: Translator) -> str:
@@ -135,7 +140,7 @@ def render(report: Report, t: Translator) -> str:
              t("report.overview", tier=t(f"tier.{report.account.tier}"),
                term=t(f"term.{report.account.term}"), opened=s.total_opened,
                responded=s.responded,
-               attainment=_fmt(s.attainment_pct, "%", t))]
+               attainment=_fmt(s.attainment_pct, "pct", t))]
     by_sev = " · ".join(t("report.sev_cell", sev=r.severity.value, opened=r.opened,
                           within=r.within_target, responded=r.responded)
                         for r in s.rows if r.opened)
@@ -168,6 +173,7 @@ async def request(app: AppContext, actor: Actor, key: str, year: int | None,
         account = await Accounts(s).get(key.lower())
         if account is None:
             raise Refusal("account.unknown", key=key)
+        require_manager(actor, account, "report.request")
         if "monthly_report" not in app.catalog.plan(account.tier).items:
             raise Refusal("report.not_included", key=account.key, tier=account.tier.value)
         if not await Bindings(s).channels_of(account.key):
@@ -206,21 +212,28 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     text = render(report, t)
     channel = channels[0]
     posted = await worker.deliver(job.key, channel, text, recover=job.attempts > 1)
+    now = app.clock()
+    async with app.db.transaction() as s:
+        # recorded as soon as the report is in the group: the chart is an extra
+        s.add(ReportRow(account_key=key, month=label,
+                        trigger=str(job.payload.get("trigger", "scheduled")),
+                        deadline=report.deadline, created_at=now, channel_id=channel,
+                        ts=posted.ts, figures=report.figures()))
     if app.settings.report_charts and report.stats.total_opened:
         labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
                   "severity": t("report.chart_severity")}
         # matplotlib is CPU work: keep it off the event loop
         png = await asyncio.to_thread(report_chart, report.stats,
                                       t("report.chart_title", month=label), labels)
-        await worker.messenger.upload(channel, f"service-report-{key}-{label}.png", png,
-                                      title=t("report.chart_title", month=label),
-                                      thread_ts=posted.ts)
-    now = app.clock()
-    async with app.db.transaction() as s:
-        s.add(ReportRow(account_key=key, month=label,
-                        trigger=str(job.payload.get("trigger", "scheduled")),
-                        deadline=report.deadline, created_at=now, channel_id=channel,
-                        ts=posted.ts, figures=report.figures()))
+        try:
+            await worker.messenger.upload(channel, f"service-report-{key}-{label}.png", png,
+                                          title=t("report.chart_title", month=label),
+                                          thread_ts=posted.ts)
+        except DeliveryError:
+            # the text report stands alone; retrying the job would post the text again
+            log.warning("chart of the %s report of %s could not be uploaded", label, key,
+                        exc_info=True)
+            return {"ts": posted.ts, "chart": "failed"}
     return {"ts": posted.ts}
 
 

@@ -107,14 +107,16 @@ async def _run_command(ctx: AppContext, router: Router, command: str, team: str,
 
 def register_buttons(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
     @bolt.action(views.RUN_ACTION)
-    async def on_run(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_run(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
+                     client: AsyncWebClient) -> None:
         await ack()
         button = _button(body)
         if button is None:
             return
-        reply = await _run_command(ctx, router, button.command, _team(body),
-                                   body["user"]["id"], _channel(body))
-        await respond(**reply_body(reply), replace_original=False)
+        user = body["user"]["id"]
+        reply = await _run_command(ctx, router, button.command, _team(body), user,
+                                   _channel(body))
+        await _answer(client, respond, body, user, reply)
 
     @bolt.action(views.RUN_ASK_ACTION)
     async def on_run_ask(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -134,8 +136,7 @@ def register_buttons(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
         user = body["user"]["id"]
         reply = await _run_command(ctx, router, f"{meta.get('command', '')} {text}".strip(),
                                    _team(body), user, str(meta.get("channel", "")))
-        await client.chat_postEphemeral(channel=str(meta.get("channel", "")), user=user,
-                                        text=views.slack_text(reply.text)[:3900])
+        await _answer(client, None, body, user, reply, str(meta.get("channel", "")))
 
 
 def register_forms(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
@@ -152,9 +153,21 @@ def register_forms(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
         user, channel = body["user"]["id"], str(view.get("private_metadata") or "")
         reply = await _run_command(ctx, router, "/tam " + shlex.join(words), _team(body), user,
                                    channel)
-        await client.chat_postEphemeral(channel=channel, user=user,
-                                        **{k: v for k, v in reply_body(reply).items()
-                                           if k != "response_type"})
+        await _answer(client, None, body, user, reply, channel)
+
+
+async def _answer(client: AsyncWebClient, respond: AsyncRespond | None, body: dict[str, Any],
+                  user: str, reply: Reply, channel: str = "") -> None:
+    """Reply to whoever clicked: in place when Slack gave a response_url, else ephemerally in
+    the channel, else (the App Home has neither) by DM."""
+    if respond is not None and body.get("response_url"):
+        await respond(**reply_body(reply), replace_original=False)
+        return
+    message = {k: v for k, v in reply_body(reply).items() if k != "response_type"}
+    if channel:
+        await client.chat_postEphemeral(channel=channel, user=user, **message)
+    else:
+        await client.chat_postMessage(channel=user, **message)
 
 
 def _button(body: dict[str, Any]) -> Button | None:

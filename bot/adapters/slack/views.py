@@ -295,7 +295,7 @@ def home_view(home: StaffHome | CustomerHome) -> dict[str, Any]:
             section(t("home.customer.account", name=a.name, tier=t(f"tier.{a.tier}")),
                     [t("plan.header", name=a.name, tier=t(f"tier.{a.tier}"),
                        term=t(f"term.{a.term}"), start=a.start.isoformat(),
-                       end=a.end.isoformat(), region=a.region)] +
+                       end=a.last_day.isoformat(), region=a.region)] +
                     [t("plan.perk_line", perk=t(f"perk.{b.perk}"), used=b.used, held=b.held,
                        left=b.left, quota=b.quota) for b in acc.perks if b.quota], "")
             section(t("home.customer.cases", n=len(acc.cases)),
