@@ -36,7 +36,7 @@ class Call:
 
 @dataclass
 class Fault:
-    status: int  # 429, 500, 503 ... or 0 for "answer slowly"
+    status: int  # 429, 500, 503 ..., 0 for "answer slowly", -1 for "reset the connection"
     retry_after: float = 1.0
     delay: float = 0.0
     times: int = 1
@@ -147,6 +147,11 @@ class FakeSlack:
             if fault.delay:
                 # a slow Slack: the call completes, but only after the client gave up
                 await asyncio.sleep(fault.delay)
+            if fault.status == -1:  # connection reset: no answer at all
+                await self._record(Call(method, body, -1))
+                assert request.transport is not None
+                request.transport.abort()
+                return web.Response(status=500)
             if fault.status == 429:
                 await self._record(Call(method, body, 429))
                 return web.json_response({"ok": False, "error": "ratelimited"}, status=429,

@@ -75,6 +75,7 @@ async def pg_database() -> AsyncIterator[str]:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = pg_async_url().rsplit("/", 1)[0] + "/" + name
     yield url
+    await admin.dispose()  # a test may have restarted the server: use fresh connections
     async with admin.connect() as conn:
         await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     await admin.dispose()
@@ -162,3 +163,58 @@ async def test_two_processes_on_one_postgresql_share_timers_exactly_once(
             ref = body["text"].split("Near breach: ")[1].split()[0]
             near[ref] = near.get(ref, 0) + 1
     assert near == dict.fromkeys(refs, 1)
+
+
+async def test_three_processes_share_events_timers_and_a_broadcast(
+        fake: FakeSlack, tmp_path: Path, pg_database: str) -> None:
+    from bot.config import Settings, load_catalog
+
+    await seed_world(pg_database)
+    db = Database(pg_database)
+    ctx = AppContext(db=db, catalog=load_catalog(None), settings=Settings())
+    now = ctx.clock()
+    async with db.transaction() as s:
+        for i in range(20):
+            await Accounts(s).add(Account(key=f"k{i:02d}", name=f"K{i}", tier=Tier.ENTERPRISE,
+                                          term=Term.ANNUAL, start=date(2026, 1, 1),
+                                          end=date(2027, 1, 1), region="cn-north-4",
+                                          timezone="Asia/Shanghai", lang=Lang.EN,
+                                          team_id="T1"), now)
+            await Bindings(s).bind("T1", f"CK{i:02d}", f"k{i:02d}", "seed", now)
+    await db.close()
+    catalog = fast_catalog(tmp_path)
+    bots = [BotProcess(database_url=pg_database, api_url=fake.api_url, catalog=catalog,
+                       log=tmp_path / f"bot{i}.log") for i in range(3)]
+    for b in bots:
+        await b.start()
+    remotes = [RemoteBot(b.url, fake) for b in bots]
+    for r in remotes:
+        await r.start()
+    try:
+        for i in range(6):
+            await remotes[i % 3].command("support", f"open S1 outage {i}", user="UCUST",
+                                         channel=ACME)
+        # one event, delivered to two replicas (a Slack retry landing elsewhere): once
+        event = {"type": "reaction_added", "user": "UCUST", "reaction": "ticket",
+                 "item": {"type": "message", "channel": ACME, "ts": "1.1"}}
+        await asyncio.gather(remotes[0].event(event, "EvShared"),
+                             remotes[1].event(event, "EvShared"))
+        resp = await remotes[2].command("tam", 'advisory virus high "Worm" "Patch" confirm',
+                                        user="UADMIN", channel="CX")
+        assert "on its way to 21 group(s)" in await resp.text()
+        refs = [f"CS-{1001 + i}" for i in range(6)]
+        await fake.wait_for(lambda: set(breach_notices(fake)) >= set(refs), limit=40)
+        await fake.wait_for(lambda: len({b["channel"] for b in fake.of("chat.postMessage")
+                                         if "Worm" in str(b.get("text"))}) == 21, limit=40)
+        await asyncio.sleep(1.5)
+    finally:
+        for r in remotes:
+            assert r.http is not None
+            await r.http.close()
+        for b in bots:
+            b.stop()
+    assert breach_notices(fake) == dict.fromkeys(refs, 1)
+    assert cards(fake) == dict.fromkeys(refs, 1)
+    assert len(fake.of("chat.postEphemeral")) == 1
+    worm = [b["channel"] for b in fake.of("chat.postMessage") if "Worm" in str(b.get("text"))]
+    assert len(worm) == len(set(worm)) == 21
