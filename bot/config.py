@@ -35,6 +35,7 @@ class Settings:
     advisory_ack_hours: float = 24.0
     channel_interval_seconds: float = 1.0
     channel_burst: int = 3
+    workspace_rate: float = 0.0  # messages per second for the whole workspace; 0 = no pace
     report_charts: bool = True
     log_level: str = "INFO"
 
@@ -80,6 +81,8 @@ class Settings:
             advisory_ack_hours=_positive(env, "SUPPORTBOT_ADVISORY_ACK_HOURS", 24.0),
             channel_interval_seconds=_positive(env, "SUPPORTBOT_CHANNEL_INTERVAL", 1.0),
             report_charts=_flag(env, "SUPPORTBOT_REPORT_CHARTS", True),
+            workspace_rate=_positive(env, "SUPPORTBOT_WORKSPACE_RATE", 0.0)
+            if env.get("SUPPORTBOT_WORKSPACE_RATE") not in (None, "", "0") else 0.0,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
 

@@ -69,6 +69,8 @@ class Worker:
         self._paused_until = 0.0
         self.interval = app.settings.channel_interval_seconds
         self.burst = max(1, app.settings.channel_burst)
+        self.rate = app.settings.workspace_rate
+        self._workspace_tat = 0.0
         self.processed = 0
 
     def stop(self) -> None:
@@ -130,6 +132,13 @@ class Worker:
             return await jobs.claim(s, self.app.clock(), self.name, self.lease, limit)
 
     def _start(self, claimed: list[jobs.Job]) -> None:
+        timers = [j for j in claimed if j.kind in (cases.SLA_WARN, cases.SLA_BREACH)]
+        if len(timers) > 1:
+            # due timers fire together in one transaction: one commit instead of many
+            task = asyncio.create_task(self._fire_batch(timers))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            claimed = [j for j in claimed if j not in timers]
         # card jobs first: a thread reply or card link in the same batch waits for its card
         for job in sorted(claimed, key=lambda j: j.kind != outbox.CARD_SYNC):
             task = asyncio.create_task(self._run(job))
@@ -189,6 +198,33 @@ class Worker:
         self.processed += 1
         metrics.JOBS_DONE.labels(kind=job.kind).inc()
 
+    async def _fire_batch(self, batch: list[jobs.Job]) -> None:
+        """Fire several timers in one transaction; on any trouble fire them one by one."""
+        started = self.app.clock()
+        try:
+            async with self.app.db.transaction() as s:
+                results = {}
+                for job in batch:
+                    results[job.id] = {"outcome": await cases.fire_timer(
+                        s, self.app, job.kind, job.payload, started)}
+                if not await jobs.finish_many(s, [j.id for j in batch], self.name,
+                                              self.app.clock(), results):
+                    raise LeaseLost(f"one of jobs {[j.id for j in batch]}")
+        except Exception:
+            log.info("firing %d timers together failed; firing them one by one", len(batch),
+                     exc_info=True)
+            for job in batch:
+                await self._fire(job, started)
+            return
+        self.processed += len(batch)
+        for job in batch:
+            metrics.JOBS_DONE.labels(kind=job.kind).inc()
+            metrics.TIMER_LAG.observe(max(0.0, (started - job.due_at).total_seconds()))
+        self.fired(batch, started)
+
+    def fired(self, batch: list[jobs.Job], started: datetime) -> None:
+        """Hook for measurements (benchmarks): these timers fired at `started`."""
+
     async def _fire(self, job: jobs.Job, started: datetime) -> None:
         """An SLA timer: its effects (flags, notices in the outbox, audit) and the job's
         completion commit together, so a crash either did all of it or none."""
@@ -210,6 +246,7 @@ class Worker:
         self.processed += 1
         metrics.JOBS_DONE.labels(kind=job.kind).inc()
         metrics.TIMER_LAG.observe(max(0.0, (started - job.due_at).total_seconds()))
+        self.fired([job], started)
 
     async def _retry(self, job: jobs.Job, due: datetime, error: str, *,
                      dead: bool = False, counted: bool = True) -> None:
@@ -271,9 +308,13 @@ class Worker:
         tat = max(self._tat.get(channel, now), now)  # theoretical arrival time
         wait = max(0.0, tat - (self.burst - 1) * self.interval - now,
                    self._paused_until - now)
+        if self.rate > 0:  # the workspace-wide pace, when one is configured
+            wait = max(wait, self._workspace_tat - now)
         if wait > self.lease.total_seconds() / 3:
             raise Later(wait)
         self._tat[channel] = max(tat, now + wait) + self.interval  # the slot is ours
+        if self.rate > 0:
+            self._workspace_tat = max(self._workspace_tat, now + wait) + 1.0 / self.rate
         if wait > 0:
             await asyncio.sleep(wait)
         try:

@@ -29,6 +29,10 @@ class Job:
 async def enqueue(s: AsyncSession, kind: str, due_at: datetime, payload: dict[str, Any],
                   key: str, now: datetime) -> bool:
     """Add a job unless one with the same idempotency key exists; True when added."""
+    seen: set[str] = s.info.setdefault("enqueued_keys", set())
+    if key in seen:  # already added in this transaction (e.g. one Home refresh per batch)
+        return False
+    seen.add(key)
     dialect = s.get_bind().dialect.name
     values = dict(kind=kind, due_at=due_at, payload=payload, idempotency_key=key,
                   status=PENDING, attempts=0, created_at=now)
@@ -42,10 +46,11 @@ async def enqueue(s: AsyncSession, kind: str, due_at: datetime, payload: dict[st
     result = await s.execute(ins.returning(JobRow.id))
     added = result.first() is not None
     if added:
-        s.info["jobs_enqueued"] = True
-        if dialect == "postgresql":
-            # transactional: delivered to other replicas' workers only when this commits
+        if dialect == "postgresql" and not s.info.get("jobs_enqueued"):
+            # transactional: delivered to other replicas' workers only when this commits;
+            # one notification per transaction is enough to wake them
             await s.execute(text("SELECT pg_notify(:ch, '')"), {"ch": JOBS_CHANNEL})
+        s.info["jobs_enqueued"] = True
     return added
 
 
@@ -87,6 +92,19 @@ async def finish(s: AsyncSession, job_id: int, worker: str, now: datetime,
                                              JobRow.status == PENDING)
                         .values(status=DONE, done_at=now, locked_until=None, result=result))
     return bool(r.rowcount)  # type: ignore[attr-defined]
+
+
+async def finish_many(s: AsyncSession, job_ids: list[int], worker: str, now: datetime,
+                      results: dict[int, dict[str, Any]]) -> bool:
+    """Mark several leased jobs done at once; False (nothing done) if any lease was lost."""
+    owned = (await s.execute(select(JobRow.id).where(
+        JobRow.id.in_(job_ids), JobRow.locked_by == worker, JobRow.status == PENDING))).all()
+    if len(owned) != len(job_ids):
+        return False
+    for job_id in job_ids:
+        await s.execute(update(JobRow).where(JobRow.id == job_id).values(
+            status=DONE, done_at=now, locked_until=None, result=results.get(job_id)))
+    return True
 
 
 async def retry(s: AsyncSession, job_id: int, worker: str, due_at: datetime, error: str,

@@ -212,7 +212,8 @@ class Cases:
     async def update(self, case_id: int, *, bump: bool = True, **values: Any) -> Case:
         """Apply changes; `bump` the card version when the card shows what changed (every
         bump must queue a card sync, or an older sync would skip itself as superseded)."""
-        row = await self.s.get(CaseRow, case_id, populate_existing=True)
+        # the identity map holds the row this transaction loaded (and locked): no re-read
+        row = await self.s.get(CaseRow, case_id)
         assert row is not None
         for k, v in values.items():
             setattr(row, k, v)
@@ -247,10 +248,10 @@ class Audit:
                     account_key: str | None = None, case_id: int | None = None,
                     before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
                     reason: str | None = None) -> None:
+        # written with the transaction's commit: no round trip of its own
         self.s.add(AuditRow(at=at, actor=actor, action=action, team_id=team_id,
                             account_key=account_key, case_id=case_id, before=before,
                             after=after, reason=reason))
-        await self.s.flush()
 
     async def for_case(self, case_id: int) -> list[AuditRow]:
         rows = await self.s.scalars(select(AuditRow).where(AuditRow.case_id == case_id)

@@ -129,7 +129,7 @@ async def _notify_staff(s: AsyncSession, app: AppContext, account: Account, case
                           key=f"case:{case.id}:g{case.sla_generation}:{tag}:duty",
                           link_case_id=case.id)
     if account.tam_user_id:
-        member = await Staff(s).get(case.team_id, account.tam_user_id)
+        member = await Staff(s).get(account.team_id or case.team_id, account.tam_user_id)
         t = Translator(member.lang if member else Lang.EN)
         await outbox.post(s, now, user=account.tam_user_id, text=text(t),
                           link_text=t("notice.card_link"),
