@@ -56,6 +56,12 @@ class FakeSlack:
         self._changed = asyncio.Condition()
         self.server: TestServer | None = None
         self.team_id = "T1"
+        # Slack-like limits for chat.postMessage (off unless set): per channel and workspace
+        self.channel_interval = 0.0
+        self.workspace_rate = 0.0
+        self._channel_last: dict[str, float] = {}
+        self._workspace_tokens = 0.0
+        self._workspace_stamp = 0.0
 
     # -- set-up ---------------------------------------------------------------------------
     async def start(self) -> str:
@@ -160,12 +166,32 @@ class FakeSlack:
                 await self._record(Call(method, body, fault.status))
                 return web.Response(status=fault.status, text="upstream trouble")
         channel = str(body.get("channel", ""))
+        if method == "chat.postMessage" and self._over_limit(channel):
+            await self._record(Call(method, body, 429))
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": "1"})
         if channel in self.permanent_errors and method.startswith("chat."):
             await self._record(Call(method, body, 200))
             return web.json_response({"ok": False, "error": self.permanent_errors[channel]})
         result = self._answer(method, body)
         await self._record(Call(method, body, 200))
         return web.json_response(result)
+
+    def _over_limit(self, channel: str) -> bool:
+        now = time.monotonic()
+        if self.channel_interval and \
+                now - self._channel_last.get(channel, -1e9) < self.channel_interval:
+            return True
+        if self.workspace_rate:
+            burst = self.workspace_rate  # one second's worth
+            self._workspace_tokens = min(burst, self._workspace_tokens + (
+                now - self._workspace_stamp) * self.workspace_rate)
+            self._workspace_stamp = now
+            if self._workspace_tokens < 1.0:
+                return True
+            self._workspace_tokens -= 1.0
+        self._channel_last[channel] = now
+        return False
 
     def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":

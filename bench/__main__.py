@@ -1,0 +1,266 @@
+"""`python -m bench`: every figure measured side by side in one run on this machine.
+
+Prints a Markdown table and writes it to bench/results/latest.md. `--quick` runs smaller
+sizes (a smoke test of the benchmark itself, not figures to quote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import (
+    TOKEN,
+    drop_pg_database,
+    load,
+    new_pg_database,
+    quantiles,
+    seed_accounts,
+    spawn,
+)
+from bench.timers import NullMessenger, measure, storm
+from bot.config import Settings, load_catalog
+from bot.services.base import AppContext
+
+ROOT = Path(__file__).resolve().parent
+
+
+@dataclass
+class Row:
+    section: str
+    case: str
+    figures: str
+    note: str = ""
+
+
+async def ack_path(backends: list[str], concurrencies: list[int], per_cell: int,
+                   logs: Path) -> list[Row]:
+    """Signed slash commands over HTTP: a bare Bolt app that only acks vs /support open."""
+    from tests.fake_slack import FakeSlack
+
+    rows: list[Row] = []
+    fake = FakeSlack()
+    await fake.start()
+    env = {"SLACK_API_URL": fake.api_url, "SUPPORTBOT_CHANNEL_INTERVAL": "0.001"}
+    bare = spawn(["-m", "bench.bare_bolt", "{port}"], env, logs / "bare.log")
+    await bare.ready()
+    try:
+        floor: dict[int, float] = {}
+        for c in concurrencies:
+            lat, elapsed = await load(bare.url, per_cell * max(1, c // 10), c, lambda n: "help")
+            p50, p99, mx = quantiles(lat)
+            floor[c] = len(lat) / elapsed
+            rows.append(Row("ack path", f"(a) bare Bolt, c={c}",
+                            f"{floor[c]:.0f} req/s; p50 {p50 * 1e3:.1f} ms, p99 "
+                            f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms"))
+        for backend in backends:
+            url = await new_pg_database() if backend == "postgresql" else \
+                f"sqlite+aiosqlite:///{logs / 'ack.db'}"
+            await seed_accounts(url, 1)
+            bot = spawn(["-m", "bot.cli", "run"], {**env, "DATABASE_URL": url},
+                        logs / f"bot-{backend}.log")
+            await bot.ready()
+            try:
+                for c in concurrencies:
+                    lat, elapsed = await load(bot.url, per_cell * max(1, c // 10), c,
+                                              lambda n: f"open S3 bench case {n}")
+                    p50, p99, mx = quantiles(lat)
+                    rate = len(lat) / elapsed
+                    rows.append(Row("ack path", f"(b) /support open, {backend}, c={c}",
+                                    f"{rate:.0f} req/s; p50 {p50 * 1e3:.1f} ms, p99 "
+                                    f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms",
+                                    f"(b)/(a) = {rate / floor[c]:.2f}"))
+            finally:
+                bot.stop()
+                if backend == "postgresql":
+                    await drop_pg_database(url)
+    finally:
+        bare.stop()
+        await fake.close()
+    return rows
+
+
+async def timers(backends: list[str], n: int, window: float, measure_for: float,
+                 storm_n: int, logs: Path) -> list[Row]:
+    """n open cases with deadlines spread over a window: firing lag, idle CPU, memory; and a
+    storm of timers all due at once."""
+    rows = []
+    plans = [("sqlite", 1)] + [("postgresql", p) for p in (1, 3) if "postgresql" in backends]
+    for backend, processes in plans:
+        url = await new_pg_database() if backend == "postgresql" else \
+            f"sqlite+aiosqlite:///{logs / f'timers-{processes}.db'}"
+        try:
+            r = await measure(url, backend, n, window, measure_for, processes)
+            took = await storm(url, storm_n, processes)
+        finally:
+            if backend == "postgresql":
+                await drop_pg_database(url)
+        rows.append(Row("timers", f"{n:,} pending, {backend}, {processes} process(es)",
+                        f"lag p50 {r.p50 * 1e3:.0f} ms, p99 {r.p99 * 1e3:.0f} ms, max "
+                        f"{r.max * 1e3:.0f} ms ({r.measured} fired); idle CPU "
+                        f"{r.idle_cpu_s * 1e3:.0f} ms over 3 s; RSS {r.rss_mb:.0f} MB",
+                        f"storm of {storm_n:,} due at once: {took:.1f} s "
+                        f"({storm_n / took:.0f}/s)"))
+    return rows
+
+
+async def fanout(sizes: list[int], workspace_rate: float, logs: Path) -> list[Row]:
+    """An advisory to many groups against a fake Slack enforcing 1 msg/s per channel and a
+    workspace-wide rate with 429s; total time against the bound those limits allow."""
+    from bot.adapters.slack.app import make_client
+    from bot.adapters.slack.messenger import SlackMessenger
+    from bot.domain.advisories import Targeting
+    from bot.services.advisories import AdvisorySpec, send
+    from bot.services.base import resolve_actor
+    from bot.worker import Worker
+    from storage import jobs
+    from storage.db import Database
+    from tests.fake_slack import FakeSlack
+
+    rows = []
+    for n in sizes:
+        fake = FakeSlack()
+        fake.channel_interval, fake.workspace_rate = 1.0, workspace_rate
+        await fake.start()
+        url = f"sqlite+aiosqlite:///{logs / f'fanout-{n}.db'}"
+        await seed_accounts(url, n)
+        db = Database(url)
+        settings = Settings(database_url=url, slack_api_url=fake.api_url,
+                            slack_bot_token=TOKEN, admins=frozenset({"UADMIN"}),
+                            workspace_rate=workspace_rate, worker_poll_seconds=0.5)
+        ctx = AppContext(db=db, catalog=load_catalog(None), settings=settings)
+        actor = await resolve_actor(ctx, "T1", "UADMIN")
+        await send(ctx, actor, AdvisorySpec("Bench", "platform_change", "low", "Body",
+                                            Targeting()))
+        worker = Worker(ctx, SlackMessenger(make_client(settings, retries=False)),
+                        batch=200, name="bench")
+        start = time.perf_counter()
+        task = asyncio.create_task(worker.run())
+        while True:
+            await asyncio.sleep(0.25)
+            async with db.transaction() as s:
+                if await jobs.count(s, status=jobs.PENDING, kind="advisory.post") == 0:
+                    break
+        took = time.perf_counter() - start
+        worker.stop()
+        await task
+        await db.close()
+        await fake.close()
+        bound = n / workspace_rate
+        limited = sum(1 for c in fake.calls if c.status == 429)
+        rows.append(Row("fan-out", f"{n:,} groups, workspace limit {workspace_rate:.0f}/s",
+                        f"{took:.1f} s vs bound {bound:.1f} s ({took / bound - 1:+.1%}); "
+                        f"{limited} answered 429"))
+    return rows
+
+
+async def reports(accounts: int, cases_each: int, logs: Path) -> list[Row]:
+    """Monthly reports for many accounts with a month of cases each (text and chart)."""
+    from sqlalchemy import insert
+
+    from bot.services import reports as service
+    from bot.worker import Worker
+    from storage import jobs
+    from storage.db import Database
+    from storage.tables import CaseRow
+
+    url = f"sqlite+aiosqlite:///{logs / 'reports.db'}"
+    await seed_accounts(url, accounts)
+    db = Database(url)
+    now = datetime(2026, 10, 1, tzinfo=UTC)
+    rows_out = []
+    async with db.transaction() as s:
+        batch = []
+        cid = 0
+        for a in range(accounts):
+            for i in range(cases_each):
+                cid += 1
+                opened = now + timedelta(hours=7 * i + a % 5)
+                batch.append(dict(
+                    id=cid, ref=f"CS-{1000 + cid}", account_key=f"acct{a:05d}",
+                    team_id="T1", channel_id=f"CG{a:04d}", opener_user_id="U",
+                    severity=f"S{1 + i % 5}", requested_severity=f"S{1 + i % 5}",
+                    summary="x", description="", status="resolved", opened_at=opened,
+                    due_at=opened + timedelta(minutes=30), warn_at=opened, target_label="30m",
+                    sla_generation=2, escort=False,
+                    first_response_at=opened + timedelta(minutes=5 + 7 * (i % 9)),
+                    first_response_by="U", resolved_at=opened + timedelta(hours=3),
+                    warned=False, breached=i % 9 > 3, version=3))
+        await s.execute(insert(CaseRow), batch)
+    for charts in (False, True):
+        settings = Settings(database_url=url, report_charts=charts)
+        ctx = AppContext(db=db, catalog=load_catalog(None), settings=settings,
+                         clock=lambda: datetime(2026, 11, 2, tzinfo=UTC))
+        async with db.transaction() as s:
+            for a in range(accounts):
+                await jobs.enqueue(s, service.POST, ctx.clock(),
+                                   {"account": f"acct{a:05d}", "month": "2026-10"},
+                                   f"bench-report:{a}:{charts}", ctx.clock())
+        worker = Worker(ctx, NullMessenger(), batch=50, name="bench")
+        start = time.perf_counter()
+        done = 0
+        while True:
+            ran = await worker.run_once()
+            done += ran
+            if ran == 0:
+                break
+        took = time.perf_counter() - start
+        rows_out.append(Row("reports", f"{accounts:,} accounts × {cases_each} cases, "
+                            f"charts {'on' if charts else 'off'}",
+                            f"{took:.1f} s ({took / accounts * 1e3:.0f} ms per report)"))
+    await db.close()
+    return rows_out
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores ({cpu}), {platform.python_implementation()} "
+            f"{platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+async def main(quick: bool, out: Path, skip: set[str]) -> None:
+    backends = ["sqlite", "postgresql"]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as d:
+        logs = Path(d)
+        if "ack" not in skip:
+            rows += await ack_path(backends, [1, 10, 100], 100 if quick else 300, logs)
+        if "timers" not in skip:
+            rows += await timers(backends, 5_000 if quick else 100_000, 3600.0,
+                                 10.0 if quick else 60.0, 500 if quick else 5_000, logs)
+        if "fanout" not in skip:
+            rows += await fanout([200] if quick else [1_000, 5_000], 100.0, logs)
+        if "reports" not in skip:
+            rows += await reports(50 if quick else 1_000, 30, logs)
+    table = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}"
+             + (" (quick run: sizes reduced)" if quick else ""), "",
+             "| section | case | figures | note |", "|---|---|---|---|"]
+    table += [f"| {r.section} | {r.case} | {r.figures} | {r.note} |" for r in rows]
+    text = "\n".join(table) + "\n"
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "latest.md")
+    parser.add_argument("--skip", default="", help="comma-separated: ack,timers,fanout,reports")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.out, {s for s in args.skip.split(",") if s}))
