@@ -49,8 +49,15 @@ class Database:
                 kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, immediate=True)
+            # readers on their own connections with a plain BEGIN: WAL lets them run beside
+            # the one writer instead of queueing behind it
+            self.read_engine: AsyncEngine = create_async_engine(url, **kwargs)
+            _configure_sqlite(self.read_engine, immediate=False)
+        else:
+            self.read_engine = self.engine
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # set when a transaction that enqueued jobs commits: wakes this process's worker
         self.jobs_changed = asyncio.Event()
         # SQLite has one writer: queue this process's transactions here, in order, instead of
@@ -69,6 +76,14 @@ class Database:
         if session.info.get("jobs_enqueued"):
             self.jobs_changed.set()
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction: it writes nothing, so on SQLite it needs no write lock."""
+        async with self.read_sessions() as session, session.begin():
+            yield session
+            if session.new or session.dirty or session.deleted:
+                raise RuntimeError("a read transaction tried to write")
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:
@@ -85,9 +100,11 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
     sync = engine.sync_engine
 
     @event.listens_for(sync, "connect")
@@ -103,9 +120,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync, "begin")
     def _on_begin(conn: Connection) -> None:
-        # take the write lock up front: no SQLITE_BUSY on a read-to-write upgrade mid-way,
-        # and job claims are serialized across processes
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # writers take the write lock up front: no SQLITE_BUSY on a read-to-write upgrade
+        # mid-way, and job claims are serialized across processes
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -64,7 +64,7 @@ async def add_account(app: AppContext, actor: Actor, key: str, tier: Tier, term:
 
 async def channel_account(app: AppContext, channel_id: str) -> Account | None:
     """The account bound to a channel (tenant scope of everything typed there)."""
-    async with app.db.transaction() as s:
+    async with app.db.read() as s:
         return await Bindings(s).account_for(channel_id)
 
 

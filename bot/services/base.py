@@ -110,7 +110,7 @@ def require_manager(actor: Actor, account: Account, action: str) -> None:
 
 async def resolve_actor(app: AppContext, team_id: str, user_id: str) -> Actor:
     """The actor with its role from SUPPORTBOT_ADMINS or the staff table (never membership)."""
-    async with app.db.transaction() as s:
+    async with app.db.read() as s:
         member = await Staff(s).get(team_id, user_id)
         pref = await Staff(s).lang(team_id, user_id) if member is None else None
     if user_id in app.settings.admins:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -88,6 +88,14 @@ async def note_customer(app: AppContext, team_id: str, user_id: str, account_key
                         channel_id: str) -> None:
     """Remember which account's group a customer uses (their Home shows that account)."""
     now = app.clock()
+    noted: dict[tuple[str, ...], datetime] = app.extras.setdefault("noted_customers", {})
+    memo = (team_id, user_id, account_key, channel_id)
+    seen = noted.get(memo)
+    if seen is not None and now - seen < timedelta(minutes=10):
+        return  # noted a moment ago: spare the write on every command
+    noted[memo] = now
+    if len(noted) > 10_000:
+        noted.clear()
     try:
         async with app.db.transaction() as s:
             row = await s.get(UserAccountRow, (team_id, user_id, account_key))
