@@ -49,8 +49,11 @@ async def worker_running(ctx: AppContext, messenger: Messenger) -> AsyncIterator
         yield worker
     finally:
         worker.stop()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await asyncio.wait_for(task, timeout=10)
+        except (TimeoutError, asyncio.CancelledError):
+            # jobs still in flight keep their leases; another start picks them up
+            log.warning("worker did not stop within 10 s; leaving its jobs to their leases")
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -316,7 +316,10 @@ class Worker:
         if self.rate > 0:
             self._workspace_tat = max(self._workspace_tat, now + wait) + 1.0 / self.rate
         if wait > 0:
-            await asyncio.sleep(wait)
+            # a stop ends the wait: the job goes back and keeps its turn for the next start
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+                raise Later(wait)
         try:
             yield
         except DeliveryError as exc:
