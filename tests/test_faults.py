@@ -26,7 +26,13 @@ from tests.fake_slack import FakeSlack
 from tests.helpers import ACME_CH, CUSTOMER, Chat, seed
 from tests.procs import BotProcess
 from tests.slack_harness import SECRET, TOKEN, BotServer, RemoteBot
-from tests.test_process import ACME, fast_catalog, pg_database, seed_world  # noqa: F401
+from tests.test_process import (  # noqa: F401 - pg_database is a fixture
+    ACME,
+    fast_catalog,
+    pg_database,
+    seed_groups,
+    seed_world,
+)
 
 
 @pytest.fixture
@@ -80,7 +86,7 @@ async def test_a_breach_storm_sends_each_notice_once(ctx: AppContext, router: Ro
 async def test_sqlite_locked_by_another_process_then_the_command_completes(
         sctx: AppContext, router: Router, fake: FakeSlack, tmp_path: Path) -> None:
     if not sctx.db.is_sqlite:
-        pytest.skip("a file lock is a SQLite matter")
+        pytest.skip(reason="a file lock is a SQLite matter")
     db_file = sctx.db.url.split("///", 1)[1]
     # a plain child that holds the lock; the test reads its "locked" line synchronously
     holder = subprocess.Popen([sys.executable, "-c", (  # noqa: ASYNC220
@@ -161,27 +167,9 @@ async def test_postgresql_restart_under_a_running_bot(fake: FakeSlack, tmp_path:
 
 async def test_sigkill_during_a_broadcast_and_a_report_then_restart(
         fake: FakeSlack, tmp_path: Path) -> None:
-    from datetime import date
-
-    from bot.config import Settings, load_catalog
-    from bot.domain.model import Account, Lang, Term, Tier
-    from storage.db import Database
-    from storage.repos import Accounts, Bindings
-
     url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     await seed_world(url)
-    db = Database(url)
-    ctx = AppContext(db=db, catalog=load_catalog(None), settings=Settings())
-    now = ctx.clock()
-    async with db.transaction() as s:
-        for i in range(30):
-            await Accounts(s).add(Account(key=f"k{i:02d}", name=f"K{i}", tier=Tier.ENTERPRISE,
-                                          term=Term.ANNUAL, start=date(2026, 1, 1),
-                                          end=date(2027, 1, 1), region="cn-north-4",
-                                          timezone="Asia/Shanghai", lang=Lang.EN,
-                                          team_id="T1"), now)
-            await Bindings(s).bind("T1", f"CK{i:02d}", f"k{i:02d}", "seed", now)
-    await db.close()
+    await seed_groups(url, 30)
     bot = BotProcess(database_url=url, api_url=fake.api_url, catalog=fast_catalog(tmp_path),
                      log=tmp_path / "bot.log",
                      extra_env={"SUPPORTBOT_CHANNEL_INTERVAL": "0.2"})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,21 @@ def fast_catalog(tmp_path: Path) -> Path:
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(data), "utf-8")
     return path
+
+
+async def seed_groups(url: str, n: int) -> None:
+    """n more enterprise accounts, each with one group `CK00`.. (broadcast targets)."""
+    db = Database(url)
+    now = datetime.now(UTC)
+    async with db.transaction() as s:
+        for i in range(n):
+            await Accounts(s).add(Account(key=f"k{i:02d}", name=f"K{i}", tier=Tier.ENTERPRISE,
+                                          term=Term.ANNUAL, start=date(2026, 1, 1),
+                                          end=date(2027, 1, 1), region="cn-north-4",
+                                          timezone="Asia/Shanghai", lang=Lang.EN,
+                                          team_id="T1"), now)
+            await Bindings(s).bind("T1", f"CK{i:02d}", f"k{i:02d}", "seed", now)
+    await db.close()
 
 
 async def seed_world(url: str) -> None:
@@ -167,21 +182,8 @@ async def test_two_processes_on_one_postgresql_share_timers_exactly_once(
 
 async def test_three_processes_share_events_timers_and_a_broadcast(
         fake: FakeSlack, tmp_path: Path, pg_database: str) -> None:
-    from bot.config import Settings, load_catalog
-
     await seed_world(pg_database)
-    db = Database(pg_database)
-    ctx = AppContext(db=db, catalog=load_catalog(None), settings=Settings())
-    now = ctx.clock()
-    async with db.transaction() as s:
-        for i in range(20):
-            await Accounts(s).add(Account(key=f"k{i:02d}", name=f"K{i}", tier=Tier.ENTERPRISE,
-                                          term=Term.ANNUAL, start=date(2026, 1, 1),
-                                          end=date(2027, 1, 1), region="cn-north-4",
-                                          timezone="Asia/Shanghai", lang=Lang.EN,
-                                          team_id="T1"), now)
-            await Bindings(s).bind("T1", f"CK{i:02d}", f"k{i:02d}", "seed", now)
-    await db.close()
+    await seed_groups(pg_database, 20)
     catalog = fast_catalog(tmp_path)
     bots = [BotProcess(database_url=pg_database, api_url=fake.api_url, catalog=catalog,
                        log=tmp_path / f"bot{i}.log") for i in range(3)]
