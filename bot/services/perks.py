@@ -36,6 +36,8 @@ class Requested:
 
 
 def window_text(t: Translator, perk: str, start: date, amount: int) -> str:
+    if perk == "escort" and amount == 1:
+        return t("perk.window_day", start=start.isoformat())
     if perk == "escort":
         end = start + timedelta(days=amount - 1)
         return t("perk.window_days", start=start.isoformat(), end=end.isoformat(), n=amount)
