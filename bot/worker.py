@@ -110,7 +110,8 @@ class Worker:
                 waker.cancel()
         finally:
             if self._inflight:
-                await asyncio.wait(self._inflight, timeout=10)
+                # shorter than the caller's 10 s: let this cleanup finish before it gives up
+                await asyncio.wait(self._inflight, timeout=8)
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -252,7 +253,7 @@ class Worker:
                      dead: bool = False, counted: bool = True) -> None:
         dead = dead or (counted and job.attempts >= MAX_ATTEMPTS)
         async with self.app.db.transaction() as s:
-            await jobs.retry(s, job.id, self.name, due, error, dead=dead)
+            await jobs.retry(s, job.id, self.name, due, error, dead=dead, uncount=not counted)
 
     @staticmethod
     def _backoff(attempts: int) -> float:

@@ -116,6 +116,9 @@ def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if not immediate:
+            # reader connections cannot write: a write there would bypass the writer queue
+            cur.execute("PRAGMA query_only=ON")
         cur.close()
 
     @event.listens_for(sync, "begin")

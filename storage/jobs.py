@@ -46,10 +46,11 @@ async def enqueue(s: AsyncSession, kind: str, due_at: datetime, payload: dict[st
     result = await s.execute(ins.returning(JobRow.id))
     added = result.first() is not None
     if added:
-        if dialect == "postgresql" and not s.info.get("jobs_enqueued"):
+        if dialect == "postgresql" and not s.info.get("notified"):
             # transactional: delivered to other replicas' workers only when this commits;
             # one notification per transaction is enough to wake them
             await s.execute(text("SELECT pg_notify(:ch, '')"), {"ch": JOBS_CHANNEL})
+            s.info["notified"] = True
         s.info["jobs_enqueued"] = True
     return added
 
@@ -108,11 +109,15 @@ async def finish_many(s: AsyncSession, job_ids: list[int], worker: str, now: dat
 
 
 async def retry(s: AsyncSession, job_id: int, worker: str, due_at: datetime, error: str,
-                dead: bool = False) -> None:
-    """Release a leased job to run again at `due_at` (or give up on it)."""
+                dead: bool = False, uncount: bool = False) -> None:
+    """Release a leased job to run again at `due_at` (or give up on it). `uncount` gives the
+    claim's attempt back (a wait for pacing is not a failed try)."""
+    values: dict[str, Any] = dict(status=DEAD if dead else PENDING, due_at=due_at,
+                                  locked_until=None, last_error=error[:2000])
+    if uncount:
+        values["attempts"] = JobRow.attempts - 1
     await s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.locked_by == worker)
-                    .values(status=DEAD if dead else PENDING, due_at=due_at,
-                            locked_until=None, last_error=error[:2000]))
+                    .values(**values))
     s.info["jobs_enqueued"] = True
 
 

@@ -144,3 +144,14 @@ async def test_secrets_never_reach_logs_replies_or_errors(
     everything += json.dumps(fake.responses) + json.dumps([c.body for c in fake.calls])
     assert "invalid_auth" in caplog.text  # the failures really happened and were logged
     assert SENTINEL_TOKEN not in everything and SENTINEL_SECRET not in everything
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    ("ssl_check=1&token=x", "application/x-www-form-urlencoded"),
+    (json.dumps({"type": "app_rate_limited", "token": "x", "team_id": "T1",
+                 "minute_rate_limited": 1518467820, "api_app_id": "A1"}), "application/json"),
+])
+async def test_slack_housekeeping_requests_are_answered(bot: BotServer, body: str,
+                                                        content_type: str) -> None:
+    resp = await bot.post_raw(body, content_type)
+    assert resp.status == 200

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
 from storage import jobs
 from storage.db import Database
@@ -126,3 +128,24 @@ async def test_perk_ledger_totals_per_plan_year(db: Database) -> None:
         await ledger.entry("acme", "escort", year, "hold", 1, 2, T0)
         await ledger.entry("acme", "escort", older, "consume", 3, 3, T0)
         assert await ledger.totals("acme", year) == ({"escort": 1}, {"escort": 2})
+
+
+async def test_a_pacing_wait_gives_the_attempt_back(db: Database) -> None:
+    async with db.transaction() as s:
+        await jobs.enqueue(s, "msg.post", T0, {}, "paced", T0)
+        (job,) = await jobs.claim(s, T0, "w", timedelta(seconds=30), 1)
+        await jobs.retry(s, job.id, "w", T0 + timedelta(seconds=5), "paced", uncount=True)
+    async with db.transaction() as s:
+        (again,) = await jobs.claim(s, T0 + timedelta(seconds=6), "w", timedelta(seconds=30), 1)
+    assert job.attempts == 1 and again.attempts == 1  # not 2: waiting is not failing
+
+
+async def test_reader_connections_cannot_write(db: Database) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    if not db.is_sqlite:
+        pytest.skip(reason="PostgreSQL reads share the writers' pool")
+    with pytest.raises(OperationalError):
+        async with db.read() as s:
+            await s.execute(text("DELETE FROM inbox"))

@@ -93,7 +93,6 @@ async def note_customer(app: AppContext, team_id: str, user_id: str, account_key
     seen = noted.get(memo)
     if seen is not None and now - seen < timedelta(minutes=10):
         return  # noted a moment ago: spare the write on every command
-    noted[memo] = now
     if len(noted) > 10_000:
         noted.clear()
     try:
@@ -107,6 +106,7 @@ async def note_customer(app: AppContext, team_id: str, user_id: str, account_key
                 row.last_seen, row.channel_id = now, channel_id
     except IntegrityError:
         pass  # another replica recorded the same user at the same moment: nothing to add
+    noted[memo] = now  # after the commit: a failed write is tried again next time
 
 
 async def opened(app: AppContext, team_id: str, user_id: str) -> StaffHome | CustomerHome:

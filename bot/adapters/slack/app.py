@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.adapters.slack import listeners
@@ -87,17 +88,30 @@ def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
     async def dispatch(request: web.Request) -> web.Response:
         assert bolt is not None
         bolt_req = await to_bolt_request(request)
+        signature = request.headers.get("X-Slack-Signature", "")
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not verifier.is_valid(bolt_req.raw_body, timestamp, signature):
+            # unsigned or stale: Bolt's own verification answers 401
+            return await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
+        if bolt_req.body.get("type") == "app_rate_limited":
+            # Slack dropped events for a minute: nothing to do but say so in the log
+            log.warning("Slack rate-limited this app's events (minute %s)",
+                        bolt_req.body.get("minute_rate_limited"))
+            return web.json_response({"ok": True})
         if not listeners.well_formed(bolt_req.body):
             # checked before Bolt, which reads some of these fields before any middleware
             log.warning("a Slack request of an unexpected shape was refused")
             return web.json_response({"error": "malformed payload"}, status=400)
-        if request.content_type == "application/x-www-form-urlencoded":
+        if request.content_type == "application/x-www-form-urlencoded" and \
+                "ssl_check" not in bolt_req.body:
             # Slack never resends a command or an interaction (events carry an event_id and
             # are deduplicated in their own work): the same signed request again is a replay
-            signature = request.headers.get("X-Slack-Signature", "")
-            timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
-            if verifier.is_valid(bolt_req.raw_body, timestamp, signature) and \
-                    not await record_event(ctx, "sig:" + signature[3:61]):
+            try:
+                first = await record_event(ctx, "sig:" + signature[3:61])
+            except SQLAlchemyError:
+                log.exception("could not record the request for replay detection")
+                first = True  # the database is in trouble: serve, do not refuse
+            if not first:
                 log.warning("replayed Slack request rejected")
                 return web.json_response({"error": "replayed request"}, status=401)
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
