@@ -210,3 +210,18 @@ def parse_mention(text: str) -> str | None:
     if t and t[0] in "UW" and t.isalnum() and t.isupper() and 2 < len(t) <= 32:
         return t
     return None
+
+
+def parse_arg(word: str, parse: Callable[[str], int | None], bad_msg: str) -> int:
+    """An id typed by the user (`CS-1042`, `PR-1001`, `AD-1001`), or a usage error naming it."""
+    value = parse(word)
+    if value is None:
+        raise UsageError(bad_msg, given=word)
+    return value
+
+
+def single_ref(call: Call, parse: Callable[[str], int | None], bad_msg: str) -> int:
+    """The one reference a command takes."""
+    if len(call.args) != 1:
+        raise UsageError("error.arg_count", n=1)
+    return parse_arg(call.args[0], parse, bad_msg)

@@ -18,7 +18,16 @@ from bot.domain.model import (
 from bot.i18n import Translator, time_token
 from bot.services import advisories, cases, perks, quota
 from bot.services.base import Refusal
-from handlers.core import Call, Form, Reply, Router, UsageError, Visibility
+from handlers.core import (
+    Call,
+    Form,
+    Reply,
+    Router,
+    UsageError,
+    Visibility,
+    parse_arg,
+    single_ref,
+)
 
 
 def case_line(t: Translator, case: Case, now_ts: datetime) -> str:
@@ -34,10 +43,7 @@ def case_line(t: Translator, case: Case, now_ts: datetime) -> str:
 
 
 def parse_ref(word: str) -> int:
-    case_id = parse_case_ref(word)
-    if case_id is None:
-        raise UsageError("error.bad_ref", given=word)
-    return case_id
+    return parse_arg(word, parse_case_ref, "error.bad_ref")
 
 
 def register(router: Router) -> None:
@@ -228,22 +234,14 @@ def register(router: Router) -> None:
     @router.command("support", "acknowledge", "<advisory-id>",
                     help_id="help.support.acknowledge")
     async def acknowledge(call: Call) -> Reply:
-        if len(call.args) != 1:
-            raise UsageError("error.arg_count", n=1)
-        advisory_id = parse_advisory_ref(call.args[0])
-        if advisory_id is None:
-            raise UsageError("advisory.bad_ref", given=call.args[0])
+        advisory_id = single_ref(call, parse_advisory_ref, "advisory.bad_ref")
         ref = await advisories.acknowledge(call.app, call.actor, call.req.channel_id,
                                            advisory_id)
         return call.reply("advisory.acked_ok", ref=ref)
 
     @router.command("support", "cancel", "<request-id>", help_id="help.support.cancel")
     async def cancel(call: Call) -> Reply:
-        if len(call.args) != 1:
-            raise UsageError("error.arg_count", n=1)
-        request_id = parse_request_ref(call.args[0])
-        if request_id is None:
-            raise UsageError("perk.bad_ref", given=call.args[0])
+        request_id = single_ref(call, parse_request_ref, "perk.bad_ref")
         ref = await perks.cancel(call.app, call.actor, call.req.channel_id, request_id)
         return call.reply("perk.cancelled_ok", ref=ref)
 

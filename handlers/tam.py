@@ -31,7 +31,9 @@ from handlers.core import (
     Reply,
     Router,
     UsageError,
+    parse_arg,
     parse_mention,
+    single_ref,
     split_options,
 )
 from handlers.support import case_line, parse_ref
@@ -86,12 +88,6 @@ def _advisory_spec(call: Call) -> tuple[advisories.AdvisorySpec, bool]:
     return advisories.AdvisorySpec(title, kind, severity, body, Targeting(
         regions, values("products"), values("software"), values("accounts"))), confirm
 
-
-def _request_id(word: str) -> int:
-    request_id = parse_request_ref(word)
-    if request_id is None:
-        raise UsageError("perk.bad_ref", given=word)
-    return request_id
 
 
 def render_quote(call: Call, q: Quote, *, applied: bool) -> str:
@@ -277,10 +273,8 @@ def register(router: Router) -> None:
 
     @router.command("tam", "approve", "<request-id>", help_id="help.tam.approve", role=Role.TAM)
     async def approve(call: Call) -> Reply:
-        if len(call.args) != 1:
-            raise UsageError("error.arg_count", n=1)
-        ref, account, _ = await perks.decide(call.app, call.actor, _request_id(call.args[0]),
-                                             approve=True)
+        request_id = single_ref(call, parse_request_ref, "perk.bad_ref")
+        ref, account, _ = await perks.decide(call.app, call.actor, request_id, approve=True)
         return call.reply("perk.approved_ok", ref=ref, key=account.key)
 
     @router.command("tam", "reject", "<request-id> <reason...>", help_id="help.tam.reject",
@@ -288,8 +282,9 @@ def register(router: Router) -> None:
     async def reject(call: Call) -> Reply:
         if len(call.args) < 2:
             raise UsageError("perk.reason_required")
-        ref, account, _ = await perks.decide(call.app, call.actor, _request_id(call.args[0]),
-                                             approve=False, reason=" ".join(call.args[1:]))
+        request_id = parse_arg(call.args[0], parse_request_ref, "perk.bad_ref")
+        ref, account, _ = await perks.decide(call.app, call.actor, request_id, approve=False,
+                                             reason=" ".join(call.args[1:]))
         return call.reply("perk.rejected_ok", ref=ref, key=account.key)
 
     @router.command("tam", "plan", "<account> upgrade|downgrade <tier> | unsubscribe "
@@ -372,11 +367,7 @@ def register(router: Router) -> None:
     @router.command("tam", "advisory status", "<advisory-id>",
                     help_id="help.tam.advisory_status", role=Role.ENGINEER)
     async def advisory_status(call: Call) -> Reply:
-        if len(call.args) != 1:
-            raise UsageError("error.arg_count", n=1)
-        advisory_id = parse_advisory_ref(call.args[0])
-        if advisory_id is None:
-            raise UsageError("advisory.bad_ref", given=call.args[0])
+        advisory_id = single_ref(call, parse_advisory_ref, "advisory.bad_ref")
         st = await advisories.status(call.app, advisory_id)
         t = call.t
         lines = [t("advisory.status_header", ref=st.ref, title=st.title, total=st.total,
