@@ -20,10 +20,10 @@ from sqlalchemy import update as sa_update
 from bench.common import quantiles
 from bot.config import Settings, load_catalog
 from bot.domain.model import Account, Lang, Term, Tier
+from bot.messages import Button, Message
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
-from bot.services.home import CustomerHome, StaffHome
-from bot.services.messenger import Button, Posted
+from bot.services.messenger import Posted
 from bot.worker import Worker
 from storage import jobs
 from storage.db import Database
@@ -50,7 +50,7 @@ class NullMessenger:
     async def dm_channel(self, user_id: str) -> str:
         return "D" + user_id
 
-    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+    async def publish_home(self, user_id: str, home: Message) -> None:
         self.n += 1
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,

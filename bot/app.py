@@ -14,8 +14,7 @@ from aiohttp import web
 
 from bot.config import Settings, load_catalog
 from bot.services.base import AppContext
-from bot.services.messenger import Messenger
-from bot.worker import Worker
+from bot.worker import worker_running
 from handlers import build_router
 from handlers.core import Router
 from storage.db import Database
@@ -39,21 +38,6 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         yield Core(AppContext(db=db, catalog=catalog, settings=settings), build_router())
     finally:
         await db.close()
-
-
-@asynccontextmanager
-async def worker_running(ctx: AppContext, messenger: Messenger) -> AsyncIterator[Worker]:
-    worker = Worker(ctx, messenger)
-    task = asyncio.create_task(worker.run(), name="worker")
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        try:
-            await asyncio.wait_for(task, timeout=10)
-        except (TimeoutError, asyncio.CancelledError):
-            # jobs still in flight keep their leases; another start picks them up
-            log.warning("worker did not stop within 10 s; leaving its jobs to their leases")
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -16,14 +16,16 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
+from bot.messages import Button
 from bot.services import advisories, cases, home, maintenance, outbox, reports
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
-from bot.services.messenger import Button, DeliveryError, Messenger, Posted
+from bot.services.messenger import DeliveryError, Messenger, Posted
 from storage import jobs
 from storage.db import JOBS_CHANNEL
 from storage.repos import Accounts, Cases
@@ -407,3 +409,18 @@ class Worker:
             except Exception:
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)
                 await asyncio.sleep(1.0)
+
+
+@asynccontextmanager
+async def worker_running(ctx: AppContext, messenger: Messenger) -> AsyncIterator[Worker]:
+    worker = Worker(ctx, messenger)
+    task = asyncio.create_task(worker.run(), name="worker")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except (TimeoutError, asyncio.CancelledError):
+            # jobs still in flight keep their leases; another start picks them up
+            log.warning("worker did not stop within 10 s; leaving its jobs to their leases")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from handlers import support, tam
+from handlers import cases, home, support, tam
 from handlers.core import Router
 
 
 def build_router() -> Router:
     router = Router()
     support.register(router)
+    cases.register(router)
+    home.register(router)
     tam.register(router)
     return router

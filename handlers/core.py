@@ -9,12 +9,13 @@ from __future__ import annotations
 import enum
 import logging
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.domain.model import Account, Lang, Role
 from bot.i18n import Translator
+from bot.messages import Button, Message, code
 from bot.services import home
 from bot.services.accounts import channel_account
 from bot.services.base import (
@@ -25,7 +26,6 @@ from bot.services.base import (
     audit_denial,
     resolve_actor,
 )
-from bot.services.messenger import Button
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 class Visibility(enum.Enum):
     EPHEMERAL = "ephemeral"  # only the person who typed sees it
     CHANNEL = "channel"  # everyone in the channel
+
+
+class Kind(enum.Enum):
+    """What the user did. Every kind goes through `Router.dispatch`; the adapter only
+    translates its platform's payload into a `Request` and renders the `Reply`."""
+
+    COMMAND = "command"  # typed: a slash command, an @-mention, a console line
+    BUTTON = "button"  # a `Button` clicked: its command, run as the clicker, where clicked
+    FORM = "form"  # a submitted form: `fields` holds its values; `text` names the command
+    INTAKE = "intake"  # "open a case from this message": `fields["message"]` is its text
+    REACTION = "reaction"  # a reaction that asks for a case (`event_id` set)
+    THREAD_REPLY = "thread_reply"  # a reply in a message's thread (`thread_id`, `event_id`)
+    HOME = "home"  # the user opened their dashboard (App Home)
 
 
 @dataclass(frozen=True)
@@ -45,16 +58,29 @@ class Form:
 
 @dataclass(frozen=True)
 class Reply:
+    """What the user gets back. `text` is neutral markup (`bot.messages`); `message`, when
+    set, is a richer layout (a dashboard) of the same content."""
+
     text: str
     visibility: Visibility = Visibility.EPHEMERAL
     form: Form | None = None
     buttons: tuple[Button, ...] = ()
     refused: bool = False  # a usage error, refusal or denial: nothing was changed
+    field_errors: Mapping[str, str] = field(default_factory=dict)  # form field -> problem
+    message: Message | None = None
+    silent: bool = False  # nothing to show (an event that needs no answer)
+
+    def as_message(self) -> Message:
+        return self.message or Message(self.text, buttons=self.buttons)
+
+
+NOTHING = Reply("", silent=True)
 
 
 @dataclass(frozen=True)
 class Request:
-    """One command as typed: `/support open S2 db down` -> root `support`, text `open S2 ...`."""
+    """One user interaction, platform-neutral: `/support open S2 db down` -> root `support`,
+    text `open S2 db down`. Ids are the platform's own (qualified by `team_id`)."""
 
     root: str
     text: str
@@ -62,6 +88,10 @@ class Request:
     channel_id: str
     user_id: str
     can_open_form: bool = False
+    kind: Kind = Kind.COMMAND
+    fields: Mapping[str, str] = field(default_factory=dict)
+    event_id: str | None = None
+    thread_id: str | None = None
 
 
 @dataclass
@@ -78,6 +108,10 @@ class Call:
     def reply(self, msg_id: str, **params: Any) -> Reply:
         return Reply(self.t(msg_id, **params))
 
+    def form_value(self, name: str) -> str:
+        """A submitted form's field, stripped ('' when absent)."""
+        return str(self.req.fields.get(name, "")).strip()
+
 
 Handler = Callable[[Call], Awaitable[Reply]]
 
@@ -90,20 +124,35 @@ class Command:
     help_id: str  # message id of a one-line description
     handler: Handler
     role: Role | None  # minimum staff role; None = anyone in a bound group
+    hidden: bool = False  # reached by buttons and forms, not listed in help
+    # on a form, refusals with these message ids are shown at the named field
+    form_fields: Mapping[str, str] = field(default_factory=dict)
 
 
 class Router:
-    """Maps `root` + subcommand words to handlers; generates help; authorizes staff roots."""
+    """The one way in: maps every request to its handler. It alone resolves the actor, the
+    reader's language and the channel's account, authorizes, audits denials and turns
+    refusals into replies (or form-field errors). Help is generated from the registrations."""
 
     staff_roots = frozenset({"tam"})
 
     def __init__(self) -> None:
         self.commands: list[Command] = []
+        self.events: dict[Kind, Handler] = {}
 
     def command(self, root: str, path: str, usage: str = "", *, help_id: str,
-                role: Role | None = None) -> Callable[[Handler], Handler]:
+                role: Role | None = None, hidden: bool = False,
+                form_fields: Mapping[str, str] | None = None) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
-            self.commands.append(Command(root, tuple(path.split()), usage, help_id, fn, role))
+            self.commands.append(Command(root, tuple(path.split()), usage, help_id, fn, role,
+                                         hidden, dict(form_fields or {})))
+            return fn
+        return register
+
+    def on(self, kind: Kind) -> Callable[[Handler], Handler]:
+        """Register the handler of a non-command interaction (reaction, thread reply, ...)."""
+        def register(fn: Handler) -> Handler:
+            self.events[kind] = fn
             return fn
         return register
 
@@ -116,9 +165,10 @@ class Router:
     def help_text(self, root: str, t: Translator, actor: Actor) -> str:
         lines = [t(f"help.{root}.title")]
         for cmd in self.commands:
-            if cmd.root != root or not cmd.path or (cmd.role and not actor.at_least(cmd.role)):
+            if cmd.root != root or not cmd.path or cmd.hidden or (
+                    cmd.role and not actor.at_least(cmd.role)):
                 continue
-            lines.append(f"• `{self.usage(cmd)}` — {t(cmd.help_id)}")
+            lines.append(f"• {code(self.usage(cmd))} — {t(cmd.help_id)}")
         lines.append(t("help.footer"))
         return "\n".join(lines)
 
@@ -133,13 +183,28 @@ class Router:
             return None, words
         return best, words[len(best.path):]
 
+    @staticmethod
+    def language(actor: Actor, account: Account | None) -> Lang:
+        """Staff read their own setting; everyone else the language of the account bound to
+        the channel (English where none is bound). Every reply follows this one rule."""
+        if actor.is_staff:
+            return actor.lang
+        return account.lang if account else Lang.EN
+
+    async def resolve(self, req: Request, app: AppContext) -> tuple[Actor, Account | None]:
+        return (await resolve_actor(app, req.team_id, req.user_id),
+                await channel_account(app, req.channel_id) if req.channel_id else None)
+
+    async def reader_lang(self, req: Request, app: AppContext) -> Lang:
+        """The language a reply to this request is written in (for adapters' own errors)."""
+        return self.language(*await self.resolve(req, app))
+
     async def dispatch(self, req: Request, app: AppContext) -> Reply:
-        actor = await resolve_actor(app, req.team_id, req.user_id)
-        account = await channel_account(app, req.channel_id)
-        # customers read their account's language; staff read their own setting
-        lang = actor.lang if (req.root in self.staff_roots or actor.is_staff) else (
-            account.lang if account else Lang.EN)
-        t = Translator(lang)
+        actor, account = await self.resolve(req, app)
+        t = Translator(self.language(actor, account))
+        if req.kind in self.events:
+            call = Call(req=req, args=[], actor=actor, app=app, t=t, account=account)
+            return await self._run(call, self.events[req.kind], None)
         try:
             words = shlex.split(req.text)
         except ValueError:
@@ -159,29 +224,42 @@ class Router:
             return Reply(t("error.role_required", role=cmd.role.value,
                            command=self.usage(cmd)), refused=True)
         call = Call(req=req, args=args, actor=actor, app=app, t=t, account=account)
-        try:
-            reply = await cmd.handler(call)
-        except Refusal as refusal:
-            if isinstance(refusal, Denied):
-                await audit_denial(app, actor, refusal.action, refusal.reason,
-                                   account_key=refusal.account_key)
-            return Reply(refusal.render(t), refused=True)
-        except UsageError as err:
-            return Reply(t("error.usage", problem=err.render(t), usage=self.usage(cmd)),
-                         refused=True)
-        if account is not None and not actor.is_staff:
+        reply = await self._run(call, cmd.handler, cmd)
+        if account is not None and not actor.is_staff and not reply.refused:
             # their App Home shows the account whose group they use
             await home.note_customer(app, req.team_id, req.user_id, account.key,
                                      req.channel_id)
         return reply
 
+    async def _run(self, call: Call, handler: Handler, cmd: Command | None) -> Reply:
+        t = call.t
+        try:
+            return await handler(call)
+        except Refusal as refusal:
+            if isinstance(refusal, Denied):
+                await audit_denial(call.app, call.actor, refusal.action, refusal.reason,
+                                   account_key=refusal.account_key)
+            text = refusal.render(t)
+            where = cmd.form_fields.get(refusal.msg_id) if cmd else None
+            if call.req.kind is Kind.FORM and where:
+                return Reply(text, refused=True, field_errors={where: text})
+            return Reply(text, refused=True)
+        except UsageError as err:
+            usage = self.usage(cmd) if cmd else ""
+            text = t("error.usage", problem=err.render(t), usage=usage)
+            if call.req.kind is Kind.FORM and err.field:
+                return Reply(text, refused=True, field_errors={err.field: err.render(t)})
+            return Reply(text, refused=True)
+
 
 class UsageError(Exception):
-    """Arguments that do not fit the command; the reply shows the problem and the usage."""
+    """Arguments that do not fit the command; the reply shows the problem and the usage.
+    `field` names the form field at fault when the request came from a form."""
 
-    def __init__(self, msg_id: str, **params: Any) -> None:
+    def __init__(self, msg_id: str, *, field: str | None = None, **params: Any) -> None:
         super().__init__(msg_id)
         self.msg_id = msg_id
+        self.field = field
         self.params = params
 
     def render(self, t: Translator) -> str:

@@ -22,12 +22,13 @@ from bot.domain.model import (
 )
 from bot.domain.sla import ClockState, clock_state
 from bot.i18n import Translator, time_token
+from bot.messages import Button
 from bot.services import accounts, advisories, cases, perks, plans, reports
 from bot.services.base import Refusal
-from bot.services.messenger import Button
 from handlers.core import (
     Call,
     Form,
+    Kind,
     Reply,
     Router,
     UsageError,
@@ -346,6 +347,12 @@ def register(router: Router) -> None:
                     "[products=..] [software=..] [accounts=..] [confirm]",
                     help_id="help.tam.advisory", role=Role.TAM)
     async def advisory(call: Call) -> Reply:
+        if call.req.kind is Kind.FORM:
+            # the form's fields are the command's arguments: previewed the same way
+            call.args = [call.form_value(n) for n in ("kind", "severity", "title", "body")]
+            call.args += [f"{n}={call.form_value(n)}" for n in ("regions", "products",
+                                                                 "software", "accounts")
+                          if call.form_value(n)]
         if not call.args:
             if call.req.can_open_form:
                 return Reply(call.t("advisory.form_opened"), form=Form("advisory"))

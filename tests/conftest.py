@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.config import Settings, load_catalog
 from bot.domain.catalog import Catalog
+from bot.messages import Button, Message
 from bot.services.base import AppContext
 from bot.services.cards import CaseCard
-from bot.services.home import CustomerHome, StaffHome
-from bot.services.messenger import Button, DeliveryError, Posted
+from bot.services.messenger import DeliveryError, Posted
 from handlers import build_router
 from handlers.core import Router
 from storage.db import Database
@@ -130,7 +130,7 @@ class RecordingMessenger:
     failures: list[DeliveryError] = field(default_factory=list)
     counter: int = 0
     uploads: list[tuple[str, str, bytes, str | None]] = field(default_factory=list)
-    homes: list[tuple[str, StaffHome | CustomerHome]] = field(default_factory=list)
+    homes: list[tuple[str, Message]] = field(default_factory=list)
 
     def _maybe_fail(self) -> None:
         if self.failures:
@@ -163,7 +163,7 @@ class RecordingMessenger:
     async def dm_channel(self, user_id: str) -> str:
         return "DM-" + user_id
 
-    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+    async def publish_home(self, user_id: str, home: Message) -> None:
         self.homes.append((user_id, home))
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,

@@ -67,8 +67,10 @@ async def test_link_refuses_a_tier_without_im_group_and_changes_nothing(
 async def test_support_help_is_generated_from_the_router(chat: Chat, router: Router) -> None:
     text = (await chat(CUSTOMER, ACME_CH, "/support help")).text
     for cmd in router.commands:
-        if cmd.root == "support":
+        if cmd.root == "support" and not cmd.hidden:
             assert router.usage(cmd) in text
+        elif cmd.root == "support":  # reached by buttons and forms: not offered to type
+            assert router.usage(cmd) not in text
 
 
 async def test_tam_help_hides_admin_commands_from_an_engineer(chat: Chat) -> None:

@@ -48,7 +48,7 @@ def test_staff_home_builder_lists_urgent_work_with_buttons() -> None:
         CaseLine("acme", a_case(1, -5, True), ClockState.BREACHED),
         CaseLine("acme", a_case(2, 4), ClockState.NEAR)],
         pending=[PendingRequest("PR-1001", "acme", "escort", "2026-12-10", 2)])
-    view = home_view(data)
+    view = home_view(home.home_message(data))
     assert view["type"] == "home"
     body = texts(view)
     assert "Your accounts (1)" in body and "Breached, waiting for a first response (1)" in body
@@ -61,7 +61,7 @@ def test_customer_home_builder_in_chinese_and_block_limit() -> None:
     data = CustomerHome("UCUST", Lang.ZH, NOW, accounts=[CustomerAccount(
         replace(ACME, lang=Lang.ZH), [CaseLine("acme", a_case(i, 60), ClockState.RUNNING)
                                       for i in range(1, 200)], [])])
-    view = home_view(data)
+    view = home_view(home.home_message(data))
     assert "未结案例（199）" in texts(view) and "企业级" in texts(view)
     assert len(view["blocks"]) <= 100  # type: ignore[arg-type]
     for block in view["blocks"]:  # type: ignore[union-attr]
@@ -114,7 +114,9 @@ async def test_home_is_refreshed_when_what_it_shows_changes(
     clock.advance(seconds=2)
     await worker.run_once()
     latest = messenger.homes[-1][1]
-    assert isinstance(latest, StaffHome) and latest.cases == []
+    waiting = [sec for sec in latest.sections
+               if sec.title == "Waiting for a first response, most urgent first"]
+    assert [sec.text for sec in waiting] == ["nothing here"]  # the acked case left the list
 
 
 @pytest.fixture

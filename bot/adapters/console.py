@@ -13,13 +13,14 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier, parse_case_ref
-from bot.i18n import TIME_TOKEN, Translator
-from bot.services import accounts, cases
-from bot.services.base import AppContext, Refusal, resolve_actor
+from bot.i18n import Translator
+from bot.messages import Button, Message, tokens
+from bot.services import accounts
+from bot.services.base import AppContext
 from bot.services.cards import CaseCard
-from bot.services.home import CustomerHome, StaffHome
-from bot.services.messenger import Button, Posted
-from handlers.core import Reply, Request, Router
+from bot.services.messenger import Posted
+from bot.worker import worker_running
+from handlers.core import Kind, Reply, Request, Router
 from storage.repos import Accounts, Bindings, Staff
 
 TEAM = "T-CONSOLE"
@@ -30,12 +31,36 @@ NAMES = {v: k for k, v in USERS.items()}
 MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 
 
-def render_times(text: str, tz: ZoneInfo) -> str:
-    """`<t:UNIX>` -> local time in the group's time zone; `<@UTAM>` -> `@tam`."""
-    text = MENTION.sub(lambda m: "@" + NAMES.get(m.group(1), m.group(1)), text)
-    return TIME_TOKEN.sub(
-        lambda m: datetime.fromtimestamp(int(m.group(1)), tz).strftime("%Y-%m-%d %H:%M %Z"),
-        text)
+# the console's glyph for each neutral status mark
+MARK_GLYPH = {"breach": "🚨", "warning": "⚠️", "ok": "✅", "advisory": "📣", "report": "📊",
+              "reminder": "🔔", "ticket": "🎫"}
+
+
+def local_time(ts: int, tz: ZoneInfo) -> str:
+    """`2026-11-28 15:04 UTC+8`: local time with an offset that cannot be misread."""
+    at = datetime.fromtimestamp(ts, tz)
+    offset = at.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    zone = f"UTC{sign}{hours}" + (f":{mins:02d}" if mins else "") if minutes else "UTC"
+    return at.strftime("%Y-%m-%d %H:%M ") + zone
+
+
+def render(text: str, tz: ZoneInfo) -> str:
+    """Neutral markup as clean terminal text: emphasis and code as their words, users as
+    `@name`, times in the group's time zone, status marks as glyphs."""
+    out: list[str] = []
+    for tok in tokens(MENTION.sub(lambda m: f"<user:{m.group(1)}>", text)):
+        if tok.kind == "text":
+            out.append(tok.value)
+        elif tok.kind == "user":
+            out.append("@" + NAMES.get(tok.value, tok.value))
+        elif tok.kind == "time":
+            out.append(local_time(int(tok.value), tz))
+        elif tok.kind == "mark":
+            out.append(MARK_GLYPH[tok.value])
+    return "".join(out)
 
 
 def button_hints(buttons: Sequence[Button]) -> str:
@@ -56,7 +81,7 @@ class ConsoleMessenger:
         return f"{1_700_000_000 + next(self._ts)}.000100"
 
     def _show(self, where: str, text: str) -> None:
-        body = render_times(text, self.tz).replace("\n", "\n    ")
+        body = render(text, self.tz).replace("\n", "\n    ")
         self.write(f"[{where}] bot: {body}")
 
     async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
@@ -77,15 +102,11 @@ class ConsoleMessenger:
     async def dm_channel(self, user_id: str) -> str:
         return f"D-{user_id}"
 
-    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+    async def publish_home(self, user_id: str, home: Message) -> None:
         who = NAMES.get(user_id, user_id)
-        if isinstance(home, StaffHome):
-            self.write(f"[home of @{who}] {len(home.accounts)} account(s), "
-                       f"{len(home.cases)} waiting case(s), {len(home.breaches)} breach(es), "
-                       f"{len(home.pending)} pending request(s)")
-        else:
-            self.write(f"[home of @{who}] " + ", ".join(
-                f"{a.account.name}: {len(a.cases)} open case(s)" for a in home.accounts))
+        # a one-line summary: the dashboard's section headings (they carry the counts)
+        self.write(f"[home of @{who}] " + " · ".join(
+            render(sec.title, self.tz) for sec in home.sections if sec.title))
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
                      thread_ts: str | None = None) -> None:
@@ -147,7 +168,7 @@ class Console:
 
     def show(self, reply: Reply) -> None:
         label = "only you see this" if reply.visibility.value == "ephemeral" else "#support"
-        body = render_times(reply.text + button_hints(reply.buttons), self.tz)
+        body = render(reply.text + button_hints(reply.buttons), self.tz)
         body = body.replace("\n", "\n    ")
         self.write(f"[{label}] bot: {body}")
 
@@ -196,21 +217,18 @@ class Console:
             self.write("[console] usage: /reply CS-1001 your message")
             return
         self.write(f"[#support (thread {parts[0].upper()})] {self.who}: {' '.join(parts[1:])}")
-        actor = await resolve_actor(self.ctx, TEAM, USERS[self.who])
-        if not actor.is_staff:
-            return
-        try:
-            await cases.first_response(self.ctx, actor, case_id, via="thread")
-        except Refusal as refusal:
-            self.write("[console] " + refusal.render(Translator(actor.lang)))
+        reply = await self.router.dispatch(Request(
+            root="", text=" ".join(parts[1:]), team_id=TEAM, channel_id=CHANNEL,
+            user_id=USERS[self.who], kind=Kind.THREAD_REPLY, fields={"case": parts[0]}),
+            self.ctx)
+        if reply.refused:
+            self.write("[console] " + render(reply.text, self.tz))
 
 
 async def run_console(ctx: AppContext, router: Router, stdin: TextIO | None = None,
                       out: TextIO | None = None,
                       idle: Callable[[], Awaitable[None]] | None = None) -> None:
     """The interactive loop; the worker runs beside it and prints what the bot posts."""
-    from bot.app import worker_running
-
     stdin = stdin or sys.stdin
     console = Console(ctx, router, out or sys.stdout)
     await seed_demo(ctx)

@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.advisories import REMINDED, TAG_KINDS, AccountProfile, Targeting, reaches
 from bot.domain.model import Account, Lang, advisory_ref
 from bot.i18n import Translator
+from bot.messages import Button
 from bot.services import home, outbox
 from bot.services.base import Actor, AppContext, Denied, Refusal, require_manager
-from bot.services.messenger import Button, Deliverer, DeliveryError
+from bot.services.messenger import Deliverer, DeliveryError
 from storage import jobs
 from storage.repos import Accounts, Audit, Bindings, Staff
 from storage.tables import AccountTagRow, AdvisoryDeliveryRow, AdvisoryRow

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.model import Account, Case, Lang, Role, advisory_ref, request_ref
 from bot.domain.perks import PerkBalance
 from bot.domain.sla import ClockState, clock_state
+from bot.i18n import Translator
+from bot.messages import Button, Message, Section, bold, mark
 from bot.services.base import AppContext, resolve_actor
 from bot.services.messenger import Messenger
 from bot.services.quota import perk_balances
@@ -211,6 +213,65 @@ async def run_refresh(app: AppContext, messenger: Messenger, job: jobs.Job) -> d
                                     account.tam_user_id == user_id)) or \
             (team_id, user_id) in customers
         if sees:
-            await messenger.publish_home(user_id, await build(app, team_id, user_id))
+            await messenger.publish_home(user_id,
+                                         home_message(await build(app, team_id, user_id)))
             published += 1
     return {"published": published}
+
+
+def _case_row(t: Translator, line: CaseLine, now: datetime) -> str:
+    c = line.case
+    flag = {ClockState.BREACHED: mark("breach") + " ", ClockState.NEAR: mark("warning") + " "
+            }.get(line.state, "")
+    clock = t.time_left(c.due_at, now) if c.awaiting_first_response else \
+        t(f"status.{c.status.value}")
+    return f"{flag}{bold(c.ref)} [{c.severity.value}] {c.summary[:80]} — {clock}"
+
+
+def home_message(home: StaffHome | CustomerHome) -> Message:
+    """The dashboard as a neutral message: one titled section per list."""
+    t = Translator(home.lang)
+    sections: list[Section] = []
+
+    def part(title: str, lines: list[str], empty: str) -> None:
+        sections.append(Section("\n".join(lines) if lines else empty, title=title))
+
+    if isinstance(home, StaffHome):
+        part(t("home.staff.accounts", n=len(home.accounts)),
+             [f"• {bold(a.key)} {a.name} — {t(f'tier.{a.tier}')}" for a in home.accounts[:30]],
+             t("home.none"))
+        part(t("home.staff.breaches", n=len(home.breaches)),
+             [_case_row(t, c, home.now) for c in home.breaches], t("home.none"))
+        part(t("home.staff.cases"),
+             [f"{c.account_key}: " + _case_row(t, c, home.now) for c in home.cases],
+             t("home.none"))
+        if not home.pending:
+            part(t("home.staff.requests"), [], t("home.none"))
+        for i, r in enumerate(home.pending):
+            approve = Button(t("perk.button_approve"), f"/tam approve {r.ref}", "primary")
+            reject = Button(t("perk.button_reject"), f"/tam reject {r.ref}", "danger",
+                            ask=t("perk.reject_reason"))
+            sections.append(Section(
+                t("home.request_line", ref=r.ref, account=r.account_key,
+                  perk=t(f"perk.{r.perk}"), start=r.start, n=r.amount),
+                title=t("home.staff.requests") if i == 0 else None, buttons=(approve, reject)))
+        part(t("home.staff.advisories"),
+             [t("home.advisory_line", ref=a.ref, title=a.title[:80],
+                severity=t(f"advisory.severity.{a.severity}"), n=a.waiting)
+              for a in home.advisories], t("home.none"))
+    else:
+        if not home.accounts:
+            part(t("home.customer.welcome"), [t("home.customer.no_account")], "")
+        for acc in home.accounts:
+            a = acc.account
+            part(t("home.customer.account", name=a.name, tier=t(f"tier.{a.tier}")),
+                 [t("plan.header", name=a.name, tier=t(f"tier.{a.tier}"),
+                    term=t(f"term.{a.term}"), start=a.start.isoformat(),
+                    end=a.last_day.isoformat(), region=a.region)] +
+                 [t("plan.perk_line", perk=t(f"perk.{b.perk}"), used=b.used, held=b.held,
+                    left=b.left, quota=b.quota) for b in acc.perks if b.quota], "")
+            part(t("home.customer.cases", n=len(acc.cases)),
+                 [_case_row(t, c, home.now) for c in acc.cases], t("home.none"))
+    text = "\n\n".join(f"{bold(sec.title)}\n{sec.text}" if sec.title else sec.text
+                        for sec in sections)
+    return Message(text, sections=tuple(sections))

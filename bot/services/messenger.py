@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from bot.messages import Button, Message
 from bot.services.cards import CaseCard
-
-if TYPE_CHECKING:
-    from bot.services.home import CustomerHome, StaffHome
 
 
 class DeliveryError(Exception):
@@ -20,28 +18,6 @@ class DeliveryError(Exception):
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Button:
-    """A button that runs a command as whoever clicks it, where it was clicked.
-
-    `ask` names a text to collect first (e.g. a rejection reason), appended to the command.
-    The command is authorized like a typed one, so a forged click gains nothing.
-    """
-
-    label: str
-    command: str
-    style: str | None = None  # "primary" | "danger"
-    ask: str | None = None
-
-    def to_dict(self) -> dict[str, str]:
-        return {k: v for k, v in (("label", self.label), ("command", self.command),
-                                  ("style", self.style), ("ask", self.ask)) if v}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, str]) -> Button:
-        return cls(d["label"], d["command"], d.get("style"), d.get("ask"))
 
 
 @dataclass(frozen=True)
@@ -71,7 +47,7 @@ class Messenger(Protocol):
         """Share a file (a report chart) in a channel or thread."""
         ...
 
-    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+    async def publish_home(self, user_id: str, home: Message) -> None:
         """Show a user their App Home dashboard."""
         ...
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services.messenger import Button
+from bot.messages import Button
 from storage import jobs
 
 MSG_POST = "msg.post"

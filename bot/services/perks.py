@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.model import Account, Lang, request_ref
 from bot.domain.perks import check_request, granted
 from bot.i18n import Translator
+from bot.messages import Button
 from bot.services import home, outbox
 from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Denied, Refusal, audit_denial
-from bot.services.messenger import Button
 from bot.services.quota import perk_balances
 from storage.repos import Accounts, Audit, PerkLedger, Staff
 from storage.tables import PerkRequestRow

@@ -52,10 +52,10 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient) -> Async
                     raise_error_for_unhandled_request=False)
     listeners.register_middleware(bolt, ctx)
     listeners.register_commands(bolt, ctx, router)
-    listeners.register_interactions(bolt, ctx)
+    listeners.register_interactions(bolt, ctx, router)
     listeners.register_buttons(bolt, ctx, router)
     listeners.register_forms(bolt, ctx, router)
-    listeners.register_events(bolt, ctx)
+    listeners.register_events(bolt, ctx, router)
 
     @bolt.error
     async def on_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
@@ -63,7 +63,7 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient) -> Async
         log.exception("unhandled error in a Slack listener", exc_info=error)
         if respond is not None and isinstance(body, dict) and body.get("response_url"):
             try:
-                lang = await listeners.body_lang(ctx, body)
+                lang = await listeners.body_lang(router, ctx, body)
                 await respond(text=Translator(lang)("error.internal"),
                               response_type="ephemeral", replace_original=False)
             except Exception:

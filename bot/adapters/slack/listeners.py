@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shlex
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -14,43 +13,53 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
 from bot.adapters.slack import views
-from bot.domain.model import CaseStatus, Lang, Severity
-from bot.i18n import Translator
-from bot.services import cases, home
-from bot.services.accounts import channel_account
-from bot.services.base import (
-    AppContext,
-    Denied,
-    Refusal,
-    audit_denial,
-    record_event,
-    resolve_actor,
-)
-from bot.services.messenger import Button
-from handlers.core import Reply, Request, Router, Visibility
+from bot.domain.model import Lang, case_ref
+from bot.messages import Button
+from bot.services.base import AppContext
+from handlers.core import Kind, Reply, Request, Router, Visibility
 
 log = logging.getLogger(__name__)
-
-
-async def _lang_for(ctx: AppContext, team_id: str, user_id: str, channel_id: str) -> Lang:
-    actor = await resolve_actor(ctx, team_id, user_id)
-    if actor.is_staff:
-        return actor.lang
-    account = await channel_account(ctx, channel_id)
-    return account.lang if account else Lang.EN
 
 
 ACK_BUDGET = 2.0  # seconds of work before acking empty; Slack's limit is 3 s
 
 
-async def body_lang(ctx: AppContext, body: dict[str, Any]) -> Lang:
-    """The reader's language for any payload (commands, actions), English when unsure."""
-    user = body.get("user_id") or (body.get("user") or {}).get("id")
-    team = body.get("team_id") or (body.get("team") or {}).get("id")
-    channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
+def _team(body: dict[str, Any]) -> str:
+    return str(body.get("team_id") or (body.get("team") or {}).get("id") or
+               (body.get("user") or {}).get("team_id", ""))
+
+
+def _channel(body: dict[str, Any]) -> str:
+    return str(body.get("channel_id") or (body.get("channel") or {}).get("id") or
+               (body.get("container") or {}).get("channel_id", ""))
+
+
+def _user(body: dict[str, Any]) -> str:
+    return str(body.get("user_id") or (body.get("user") or {}).get("id") or "")
+
+
+async def body_lang(router: Router, ctx: AppContext, body: dict[str, Any]) -> Lang:
+    """The reader's language for any payload (the router's rule), English when unsure."""
+    user = _user(body)
     if not user:
         return Lang.EN
-    return await _lang_for(ctx, str(team or ""), str(user), str(channel or ""))
+    return await router.reader_lang(Request("", "", _team(body), _channel(body), user), ctx)
+
+
+def reply_body(reply: Reply) -> dict[str, Any]:
+    in_channel = reply.visibility is Visibility.CHANNEL
+    return {"text": views.slack_text(reply.text)[:3900],
+            "blocks": views.text_blocks(reply.text, reply.buttons),
+            "response_type": "in_channel" if in_channel else "ephemeral"}
+
+
+def _request(body: dict[str, Any], command: str, kind: Kind, channel: str | None = None,
+             **extra: Any) -> Request:
+    """A button's, form's or shortcut's command as a request of whoever clicked, where."""
+    root, _, rest = command.strip().lstrip("/").partition(" ")
+    return Request(root=root, text=rest, team_id=_team(body), user_id=_user(body),
+                   channel_id=_channel(body) if channel is None else channel, kind=kind,
+                   **extra)
 
 
 def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
@@ -72,12 +81,7 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
         if reply.form is not None:
             if done:
                 await ack()
-            lang = await _lang_for(ctx, req.team_id, req.user_id, req.channel_id)
-            regions = sorted(ctx.catalog.regions)
-            view = views.open_case_modal(lang, req.channel_id, "", regions) \
-                if reply.form.kind == "open_case" else \
-                views.advisory_modal(lang, req.channel_id, regions)
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
+            await _open_form(ctx, router, client, body, req, reply)
             return
         if done:
             await ack(**reply_body(reply))
@@ -88,21 +92,18 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
         bolt.command(f"/{root}")(on_command)
 
 
-def reply_body(reply: Reply) -> dict[str, Any]:
-    in_channel = reply.visibility is Visibility.CHANNEL
-    return {"text": views.slack_text(reply.text)[:3900],
-            "blocks": views.text_blocks(reply.text, reply.buttons),
-            "response_type": "in_channel" if in_channel else "ephemeral"}
-
-
-async def _run_command(ctx: AppContext, router: Router, command: str, team: str, user: str,
-                       channel: str) -> Reply:
-    """A button's command, dispatched exactly as if the clicking user had typed it."""
-    root, _, rest = command.lstrip("/").partition(" ")
-    if root not in router.roots():
-        return Reply(Translator(Lang.EN)("error.unknown_command", root=root, word=""))
-    req = Request(root=root, text=rest, team_id=team, channel_id=channel, user_id=user)
-    return await router.dispatch(req, ctx)
+async def _open_form(ctx: AppContext, router: Router, client: AsyncWebClient,
+                     body: dict[str, Any], req: Request, reply: Reply) -> None:
+    """Open the form a reply asks for, in the reader's language."""
+    assert reply.form is not None
+    lang = await router.reader_lang(req, ctx)
+    regions = sorted(ctx.catalog.regions)
+    if reply.form.kind == "advisory":
+        view = views.advisory_modal(lang, req.channel_id, regions)
+    else:
+        view = views.open_case_modal(lang, req.channel_id,
+                                     reply.form.prefill.get("message", ""), regions)
+    await client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 def register_buttons(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
@@ -111,12 +112,9 @@ def register_buttons(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
                      client: AsyncWebClient) -> None:
         await ack()
         button = _button(body)
-        if button is None:
-            return
-        user = body["user"]["id"]
-        reply = await _run_command(ctx, router, button.command, _team(body), user,
-                                   _channel(body))
-        await _answer(client, respond, body, user, reply)
+        if button is not None:
+            reply = await router.dispatch(_request(body, button.command, Kind.BUTTON), ctx)
+            await _answer(client, respond, body, reply)
 
     @bolt.action(views.RUN_ASK_ACTION)
     async def on_run_ask(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -133,41 +131,76 @@ def register_buttons(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
         view = body.get("view") or {}
         meta = json.loads(str(view.get("private_metadata") or "{}"))
         text = " ".join(views.modal_values(view).get("text", "").split())
-        user = body["user"]["id"]
-        reply = await _run_command(ctx, router, f"{meta.get('command', '')} {text}".strip(),
-                                   _team(body), user, str(meta.get("channel", "")))
-        await _answer(client, None, body, user, reply, str(meta.get("channel", "")))
+        channel = str(meta.get("channel", ""))
+        req = _request(body, f"{meta.get('command', '')} {text}", Kind.BUTTON, channel)
+        await _answer(client, None, body, await router.dispatch(req, ctx), channel)
+
+    # cards posted before buttons became commands carry the case id: same commands
+    @bolt.action(views.ACK_ACTION)
+    async def on_ack_button(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        await _card_button(ctx, router, client, body, "ack")
+
+    @bolt.action(views.CLOSE_ACTION)
+    async def on_close_button(ack: AsyncAck, body: dict[str, Any],
+                              client: AsyncWebClient) -> None:
+        await ack()
+        await _card_button(ctx, router, client, body, "close")
+
+
+async def _card_button(ctx: AppContext, router: Router, client: AsyncWebClient,
+                       body: dict[str, Any], what: str) -> None:
+    value = str(body["actions"][0].get("value", ""))
+    ref = case_ref(int(value)) if value.isascii() and value.isdecimal() else value
+    reply = await router.dispatch(_request(body, f"support card {what} {ref}", Kind.BUTTON),
+                                  ctx)
+    channel = _channel(body)
+    if channel:
+        await client.chat_postEphemeral(channel=channel, user=_user(body),
+                                        text=views.slack_text(reply.text))
 
 
 def register_forms(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
     @bolt.view(views.ADVISORY_CALLBACK)
     async def on_advisory(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        """The form becomes the equivalent text command: previewed, with a Send button."""
+        """Previewed like the text command, with a Send button."""
         await ack()
         view = body.get("view") or {}
-        v = views.modal_values(view)
-        words = ["advisory", v.get("kind", ""), v.get("severity", ""), v.get("title", ""),
-                 v.get("body", "")]
-        words += [f"{name}={v[name]}" for name in ("regions", "products", "software",
-                                                    "accounts") if v.get(name)]
-        user, channel = body["user"]["id"], str(view.get("private_metadata") or "")
-        reply = await _run_command(ctx, router, "/tam " + shlex.join(words), _team(body), user,
-                                   channel)
-        await _answer(client, None, body, user, reply, channel)
+        channel = str(view.get("private_metadata") or "")
+        req = _request(body, "tam advisory", Kind.FORM, channel,
+                       fields=views.modal_values(view))
+        await _answer(client, None, body, await router.dispatch(req, ctx), channel)
+
+    @bolt.view(views.OPEN_CASE_CALLBACK)
+    async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        channel = str(view.get("private_metadata") or "")
+        req = _request(body, "support open-form", Kind.FORM, channel,
+                       fields=views.modal_values(view))
+        reply = await router.dispatch(req, ctx)
+        if reply.field_errors:
+            await ack(response_action="errors",
+                      errors={k: views.slack_text(v) for k, v in reply.field_errors.items()})
+            return
+        await ack()
+        await client.chat_postEphemeral(channel=channel, user=_user(body),
+                                        text=views.slack_text(reply.text))
 
 
 async def _answer(client: AsyncWebClient, respond: AsyncRespond | None, body: dict[str, Any],
-                  user: str, reply: Reply, channel: str = "") -> None:
+                  reply: Reply, channel: str = "") -> None:
     """Reply to whoever clicked: in place when Slack gave a response_url, else ephemerally in
     the channel, else (the App Home has neither) by DM."""
+    if reply.silent:
+        return
     if respond is not None and body.get("response_url"):
         await respond(**reply_body(reply), replace_original=False)
         return
     message = {k: v for k, v in reply_body(reply).items() if k != "response_type"}
     if channel:
-        await client.chat_postEphemeral(channel=channel, user=user, **message)
+        await client.chat_postEphemeral(channel=channel, user=_user(body), **message)
     else:
-        await client.chat_postMessage(channel=user, **message)
+        await client.chat_postMessage(channel=_user(body), **message)
 
 
 def _button(body: dict[str, Any]) -> Button | None:
@@ -179,84 +212,30 @@ def _button(body: dict[str, Any]) -> Button | None:
         return None
 
 
-def _team(body: dict[str, Any]) -> str:
-    return str((body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id", ""))
-
-
-def _channel(body: dict[str, Any]) -> str:
-    return str((body.get("channel") or {}).get("id") or
-               (body.get("container") or {}).get("channel_id", ""))
-
-
-def register_interactions(bolt: AsyncApp, ctx: AppContext) -> None:
-    @bolt.view(views.OPEN_CASE_CALLBACK)
-    async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        view = body.get("view") or {}
-        values = views.modal_values(view)
-        user = body["user"]["id"]
-        team = str((body.get("team") or {}).get("id") or body["user"].get("team_id", ""))
-        channel = str(view.get("private_metadata") or "")
-        lang = await _lang_for(ctx, team, user, channel)
-        t = Translator(lang)
-        severity = Severity.parse(values.get("severity", ""))
-        if severity is None:
-            await ack(response_action="errors", errors={"severity": t("form.pick_severity")})
-            return
-        actor = await resolve_actor(ctx, team, user)
-        try:
-            opened = await cases.open_case(ctx, actor, channel, severity,
-                                           values.get("summary", ""),
-                                           values.get("description", ""),
-                                           values.get("region") or None,
-                                           values.get("software") or None)
-        except Refusal as refusal:
-            block = {"case.summary_required": "summary", "case.summary_too_long": "summary",
-                     "case.description_too_long": "description",
-                     "account.bad_region": "region"}.get(refusal.msg_id)
-            if block:
-                await ack(response_action="errors", errors={block: refusal.render(t)})
-                return
-            await ack()
-            await client.chat_postEphemeral(channel=channel, user=user,
-                                            text=views.slack_text(refusal.render(t)))
-            return
-        await ack()
-        lines = [t("case.opened_short", ref=opened.case.ref)]
-        lines += [t(m, **p) for m, p in opened.notices]
-        await client.chat_postEphemeral(channel=channel, user=user,
-                                        text=views.slack_text("\n".join(lines)))
+def register_interactions(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
+    async def intake(body: dict[str, Any], client: AsyncWebClient, channel: str,
+                     text: str) -> None:
+        req = _request(body, "support", Kind.INTAKE, channel, fields={"message": text})
+        reply = await router.dispatch(req, ctx)
+        if reply.form is not None:
+            await _open_form(ctx, router, client, body, req, reply)
+        elif not reply.silent:
+            await client.chat_postEphemeral(channel=channel, user=_user(body),
+                                            text=views.slack_text(reply.text))
 
     @bolt.shortcut(views.OPEN_FROM_MESSAGE_SHORTCUT)
     async def on_message_shortcut(ack: AsyncAck, body: dict[str, Any],
                                   client: AsyncWebClient) -> None:
         await ack()
-        channel = str((body.get("channel") or {}).get("id", ""))
-        user = body["user"]["id"]
-        team = str((body.get("team") or {}).get("id", ""))
-        text = str((body.get("message") or {}).get("text", ""))
-        await _open_form(ctx, client, body["trigger_id"], team, user, channel, text)
+        await intake(body, client, _channel(body),
+                     str((body.get("message") or {}).get("text", "")))
 
     @bolt.action(views.OPEN_FROM_REACTION_ACTION)
     async def on_reaction_button(ack: AsyncAck, body: dict[str, Any],
                                  client: AsyncWebClient) -> None:
         await ack()
-        value = str(body["actions"][0].get("value", ""))
-        channel, _, ts = value.partition("|")
-        user = body["user"]["id"]
-        team = str((body.get("team") or {}).get("id", ""))
-        text = await _message_text(client, channel, ts)
-        await _open_form(ctx, client, body["trigger_id"], team, user, channel, text)
-
-    @bolt.action(views.ACK_ACTION)
-    async def on_ack_button(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        await _case_button(ctx, client, body, "ack")
-
-    @bolt.action(views.CLOSE_ACTION)
-    async def on_close_button(ack: AsyncAck, body: dict[str, Any],
-                              client: AsyncWebClient) -> None:
-        await ack()
-        await _case_button(ctx, client, body, "close")
+        channel, _, ts = str(body["actions"][0].get("value", "")).partition("|")
+        await intake(body, client, channel, await _message_text(client, channel, ts))
 
 
 async def _message_text(client: AsyncWebClient, channel: str, ts: str) -> str:
@@ -274,81 +253,28 @@ async def _message_text(client: AsyncWebClient, channel: str, ts: str) -> str:
     return ""
 
 
-async def _open_form(ctx: AppContext, client: AsyncWebClient, trigger_id: str, team: str,
-                     user: str, channel: str, text: str) -> None:
-    lang = await _lang_for(ctx, team, user, channel)
-    try:
-        await cases.check_intake(ctx, channel)
-    except Refusal as refusal:
-        await client.chat_postEphemeral(channel=channel, user=user,
-                                        text=refusal.render(Translator(lang)))
-        return
-    await client.views_open(trigger_id=trigger_id,
-                            view=views.open_case_modal(lang, channel, text,
-                                                       sorted(ctx.catalog.regions)))
-
-
-async def _case_button(ctx: AppContext, client: AsyncWebClient, body: dict[str, Any],
-                       what: str) -> None:
-    """Acknowledge or close from the card. The case id in the button is never trusted alone:
-    the case must belong to the account bound to the channel the click came from."""
-    user = body["user"]["id"]
-    team = str((body.get("team") or {}).get("id", ""))
-    channel = str((body.get("channel") or {}).get("id", ""))
-    lang = await _lang_for(ctx, team, user, channel)
-    t = Translator(lang)
-    actor = await resolve_actor(ctx, team, user)
-    try:
-        case_id = int(str(body["actions"][0].get("value", "")))
-        account = await channel_account(ctx, channel)
-        if account is None:
-            raise Refusal("case.not_found")
-        bound = account.key
-        if what == "ack":
-            await cases.get_case(ctx, case_id, bound)
-            done = await cases.first_response(ctx, actor, case_id, via="button")
-            msg = "case.acked_button" if done else "case.already_acked_short"
-            text = t(msg)
-        else:
-            closed = await cases.finish(ctx, actor, case_id, scope_account=bound,
-                                        status=CaseStatus.RESOLVED if actor.is_staff
-                                        else CaseStatus.CLOSED)
-            text = t("case.closed_ok", ref=closed.ref)
-    except ValueError:
-        text = t("case.not_found")
-    except Refusal as refusal:
-        if isinstance(refusal, Denied):
-            await audit_denial(ctx, actor, refusal.action, refusal.reason,
-                               account_key=refusal.account_key)
-        text = refusal.render(t)
-    if channel:
-        await client.chat_postEphemeral(channel=channel, user=user, text=views.slack_text(text))
-
-
-def register_events(bolt: AsyncApp, ctx: AppContext) -> None:
+def register_events(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
     @bolt.event("message")
     async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
-        # a staff reply in a case card's thread is the first response
-        thread_ts = event.get("thread_ts")
-        user = event.get("user")
+        thread_ts, user = event.get("thread_ts"), event.get("user")
         if not thread_ts or not user or event.get("bot_id") or \
                 event.get("subtype") not in HUMAN_SUBTYPES:
             return
-        case = await cases.case_by_card(ctx, str(event.get("channel")), str(thread_ts))
-        if case is None:
-            return
-        actor = await resolve_actor(ctx, str(body.get("team_id", "")), str(user))
-        if actor.is_staff:
-            await cases.first_response(ctx, actor, case.id, via="thread",
-                                       event_id=_event_id(body))
+        await router.dispatch(Request(
+            root="", text="", team_id=str(body.get("team_id", "")), user_id=str(user),
+            channel_id=str(event.get("channel", "")), kind=Kind.THREAD_REPLY,
+            thread_id=str(thread_ts), event_id=_event_id(body)), ctx)
 
     @bolt.event("app_home_opened")
     async def on_home(event: dict[str, Any], body: dict[str, Any],
                       client: AsyncWebClient) -> None:
         if event.get("tab", "home") != "home":
             return
-        data = await home.opened(ctx, str(body.get("team_id", "")), str(event["user"]))
-        await client.views_publish(user_id=event["user"], view=views.home_view(data))
+        reply = await router.dispatch(Request(
+            root="", text="", team_id=str(body.get("team_id", "")), user_id=str(event["user"]),
+            channel_id="", kind=Kind.HOME), ctx)
+        await client.views_publish(user_id=event["user"],
+                                   view=views.home_view(reply.as_message()))
 
     @bolt.event("reaction_added")
     async def on_reaction(event: dict[str, Any], body: dict[str, Any],
@@ -357,14 +283,14 @@ def register_events(bolt: AsyncApp, ctx: AppContext) -> None:
             return
         item = event.get("item") or {}
         channel, ts, user = str(item.get("channel", "")), str(item.get("ts", "")), event["user"]
-        if await channel_account(ctx, channel) is None:
-            return
-        if not await record_event(ctx, _event_id(body)):
-            return  # a retry of an offer already made
-        lang = await _lang_for(ctx, str(body.get("team_id", "")), user, channel)
-        await client.chat_postEphemeral(channel=channel, user=user,
-                                        text=Translator(lang)("reaction.offer"),
-                                        blocks=views.reaction_offer_blocks(lang, channel, ts))
+        req = Request(root="", text="", team_id=str(body.get("team_id", "")), user_id=user,
+                      channel_id=channel, kind=Kind.REACTION, event_id=_event_id(body))
+        reply = await router.dispatch(req, ctx)
+        if reply.form is not None:  # the offer: a button that opens the form for the message
+            lang = await router.reader_lang(req, ctx)
+            await client.chat_postEphemeral(channel=channel, user=user,
+                                            text=views.slack_text(reply.text),
+                                            blocks=views.reaction_offer_blocks(lang, channel, ts))
 
 
 HUMAN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})

@@ -9,9 +9,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack.views import case_card_blocks, home_view, slack_text, text_blocks
+from bot.messages import Button, Message
 from bot.services.cards import CaseCard
-from bot.services.home import CustomerHome, StaffHome
-from bot.services.messenger import Button, DeliveryError, Posted
+from bot.services.messenger import DeliveryError, Posted
 
 # errors that retrying cannot fix: the bot lost access or the target is gone
 PERMANENT = frozenset({
@@ -95,7 +95,7 @@ class SlackMessenger:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DeliveryError(f"files.upload: {type(exc).__name__}") from exc
 
-    async def publish_home(self, user_id: str, home: StaffHome | CustomerHome) -> None:
+    async def publish_home(self, user_id: str, home: Message) -> None:
         await self._call("views.publish", user_id=user_id, view=home_view(home))
 
     async def update(self, channel: str, ts: str, text: str, *,

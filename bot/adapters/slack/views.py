@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +20,9 @@ from slack_sdk.models.blocks import (
 
 from bot.domain.advisories import KINDS, SEVERITIES
 from bot.domain.model import Lang, Severity
-from bot.domain.sla import ClockState
-from bot.i18n import TIME_TOKEN, Translator
+from bot.i18n import Translator
+from bot.messages import Button, Message, tokens
 from bot.services.cards import CaseCard
-from bot.services.home import CaseLine, CustomerHome, StaffHome
-from bot.services.messenger import Button
 
 SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
@@ -41,15 +38,32 @@ RUN_ASK_CALLBACK = "run_command_ask"
 ADVISORY_CALLBACK = "advisory_form"
 
 
+# Slack's own glyph for each neutral status mark
+MARK_EMOJI = {"breach": ":rotating_light:", "warning": ":warning:", "ok": ":white_check_mark:",
+              "advisory": ":mega:", "report": ":bar_chart:", "reminder": ":bell:",
+              "ticket": ":ticket:"}
+
+
 def slack_text(text: str) -> str:
-    """Turn neutral `<t:UNIX>` markers into Slack date tokens (each reader's own time zone)."""
-
-    def token(m: re.Match[str]) -> str:
-        ts = int(m.group(1))
-        fallback = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return f"<!date^{ts}^{{date_short_pretty}} {{time}}|{fallback}>"
-
-    return TIME_TOKEN.sub(token, text)
+    """Neutral markup (`bot.messages`) to Slack mrkdwn: emphasis, code, user mentions, date
+    tokens (each reader's own time zone) and emoji for status marks."""
+    out: list[str] = []
+    for tok in tokens(text):
+        if tok.kind == "text":
+            out.append(tok.value)
+        elif tok.kind in ("b", "/b"):
+            out.append("*")
+        elif tok.kind in ("code", "/code"):
+            out.append("`")
+        elif tok.kind == "user":
+            out.append(f"<@{tok.value}>")
+        elif tok.kind == "time":
+            ts = int(tok.value)
+            fallback = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            out.append(f"<!date^{ts}^{{date_short_pretty}} {{time}}|{fallback}>")
+        elif tok.kind == "mark":
+            out.append(MARK_EMOJI[tok.value])
+    return "".join(out)
 
 
 def _chunks(text: str, size: int = SECTION_LIMIT) -> list[str]:
@@ -82,10 +96,7 @@ def text_blocks(text: str, buttons: Sequence[Button] | None = None) -> list[dict
         chunks = [*chunks[: room - 1], "…"]
     blocks = [SectionBlock(text=MarkdownTextObject(text=c)).to_dict() for c in chunks]
     if buttons:
-        blocks.append(ActionsBlock(elements=[
-            ButtonElement(text=b.label[:75], action_id=RUN_ASK_ACTION if b.ask else RUN_ACTION,
-                          value=json.dumps(b.to_dict())[:2000], style=b.style)
-            for b in buttons[:5]]).to_dict())
+        blocks.append(_buttons_block(buttons).to_dict())
     return blocks
 
 
@@ -240,64 +251,39 @@ def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str]) -> dict[
     }
 
 
-def _case_row(t: Translator, line: CaseLine, now: datetime) -> str:
-    c = line.case
-    mark = {ClockState.BREACHED: ":rotating_light: ", ClockState.NEAR: ":warning: "}.get(
-        line.state, "")
-    clock = t.time_left(c.due_at, now) if c.awaiting_first_response else \
-        t(f"status.{c.status.value}")
-    return f"{mark}*{c.ref}* [{c.severity.value}] {c.summary[:80]} — {clock}"
+def _buttons_block(buttons: Sequence[Button]) -> ActionsBlock:
+    return ActionsBlock(elements=[
+        ButtonElement(text=b.label[:75], action_id=RUN_ASK_ACTION if b.ask else RUN_ACTION,
+                      value=json.dumps(b.to_dict())[:2000], style=b.style)
+        for b in buttons[:5]])
 
 
-def home_view(home: StaffHome | CustomerHome) -> dict[str, Any]:
-    """The App Home tab: staff dashboards or the customer's account (≤ 100 blocks)."""
-    t = Translator(home.lang)
+def message_blocks(message: Message, limit: int = MAX_BLOCKS) -> list[dict[str, Any]]:
+    """A neutral message with a layout as Block Kit: a header per titled section, its text
+    in sections within Slack's size limits, its fields, its buttons."""
+    if not message.sections:
+        return text_blocks(message.text, message.buttons)
     blocks: list[Block] = []
+    if message.title:
+        blocks.append(HeaderBlock(text=PlainTextObject(text=slack_text(message.title)[:150])))
+    for sec in message.sections:
+        if sec.title:
+            blocks.append(HeaderBlock(text=PlainTextObject(text=slack_text(sec.title)[:150])))
+        fields = [MarkdownTextObject(text=slack_text(f"<b>{f.label}</b>\n{f.value}")[:2000])
+                  for f in sec.fields[:10]]
+        for n, chunk in enumerate(_chunks(slack_text(sec.text or " "))):
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk),
+                                       fields=fields if n == 0 and fields else None))
+        if sec.buttons:
+            blocks.append(_buttons_block(sec.buttons))
+    if message.buttons:
+        blocks.append(_buttons_block(message.buttons))
+    if message.footer:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=slack_text(message.footer))]))
+    return [b.to_dict() for b in blocks[:limit]]
 
-    def section(title: str, lines: list[str], empty: str) -> None:
-        blocks.append(HeaderBlock(text=PlainTextObject(text=title[:150])))
-        body = "\n".join(lines) if lines else f"_{empty}_"
-        for chunk in _chunks(slack_text(body)):
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
 
-    if isinstance(home, StaffHome):
-        section(t("home.staff.accounts", n=len(home.accounts)),
-                [f"• *{a.key}* {a.name} — {t(f'tier.{a.tier}')}" for a in home.accounts[:30]],
-                t("home.none"))
-        section(t("home.staff.breaches", n=len(home.breaches)),
-                [_case_row(t, c, home.now) for c in home.breaches], t("home.none"))
-        section(t("home.staff.cases"),
-                [f"{c.account_key}: " + _case_row(t, c, home.now) for c in home.cases],
-                t("home.none"))
-        blocks.append(HeaderBlock(text=PlainTextObject(text=t("home.staff.requests"))))
-        if not home.pending:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=f"_{t('home.none')}_")))
-        for r in home.pending:
-            approve = Button(t("perk.button_approve"), f"/tam approve {r.ref}", "primary")
-            reject = Button(t("perk.button_reject"), f"/tam reject {r.ref}", "danger",
-                            ask=t("perk.reject_reason"))
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=t(
-                "home.request_line", ref=r.ref, account=r.account_key,
-                perk=t(f"perk.{r.perk}"), start=r.start, n=r.amount))))
-            blocks.append(ActionsBlock(elements=[
-                ButtonElement(text=b.label, action_id=RUN_ASK_ACTION if b.ask else RUN_ACTION,
-                              value=json.dumps(b.to_dict()), style=b.style)
-                for b in (approve, reject)]))
-        section(t("home.staff.advisories"),
-                [t("home.advisory_line", ref=a.ref, title=a.title[:80],
-                   severity=t(f"advisory.severity.{a.severity}"), n=a.waiting)
-                 for a in home.advisories], t("home.none"))
-    else:
-        if not home.accounts:
-            section(t("home.customer.welcome"), [t("home.customer.no_account")], "")
-        for acc in home.accounts:
-            a = acc.account
-            section(t("home.customer.account", name=a.name, tier=t(f"tier.{a.tier}")),
-                    [t("plan.header", name=a.name, tier=t(f"tier.{a.tier}"),
-                       term=t(f"term.{a.term}"), start=a.start.isoformat(),
-                       end=a.last_day.isoformat(), region=a.region)] +
-                    [t("plan.perk_line", perk=t(f"perk.{b.perk}"), used=b.used, held=b.held,
-                       left=b.left, quota=b.quota) for b in acc.perks if b.quota], "")
-            section(t("home.customer.cases", n=len(acc.cases)),
-                    [_case_row(t, c, home.now) for c in acc.cases], t("home.none"))
-    return {"type": "home", "blocks": [b.to_dict() for b in blocks[:100]]}
+def home_view(home: Message) -> dict[str, Any]:
+    """The App Home tab (at most 100 blocks)."""
+    return {"type": "home", "blocks": message_blocks(home, limit=100)}
