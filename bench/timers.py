@@ -20,9 +20,8 @@ from sqlalchemy import update as sa_update
 from bench.common import quantiles
 from bot.config import Settings, load_catalog
 from bot.domain.model import Account, Lang, Term, Tier
-from bot.messages import Button, Message
+from bot.messages import Message
 from bot.services.base import AppContext
-from bot.services.cards import CaseCard
 from bot.services.messenger import Posted
 from bot.worker import Worker
 from storage import jobs
@@ -37,8 +36,7 @@ class NullMessenger:
     def __init__(self) -> None:
         self.n = 0
 
-    async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
         self.n += 1
         return Posted(channel, f"{self.n}.0")
@@ -57,8 +55,7 @@ class NullMessenger:
                      thread_ts: str | None = None) -> None:
         self.n += 1
 
-    async def update(self, channel: str, ts: str, text: str, *,
-                     card: CaseCard | None = None) -> None:
+    async def update(self, channel: str, ts: str, message: Message) -> None:
         self.n += 1
 
     def link(self, channel: str, ts: str) -> str:

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
-from bot.messages import Button
+from bot.messages import Button, Message
 from bot.services import advisories, cases, home, maintenance, outbox, reports
 from bot.services.base import AppContext
-from bot.services.cards import CaseCard
+from bot.services.cards import card_message
 from bot.services.messenger import DeliveryError, Messenger, Posted
 from storage import jobs
 from storage.db import JOBS_CHANNEL
@@ -286,9 +286,8 @@ class Worker:
             raise DeliveryError(f"no handler for job kind {job.kind}", permanent=True)
         return await handler(self, job, now)
 
-    async def deliver(self, key: str, channel: str, text: str, *, recover: bool,
-                      thread_ts: str | None = None, card: CaseCard | None = None,
-                      buttons: list[Button] | None = None) -> Posted:
+    async def deliver(self, key: str, channel: str, message: Message, *, recover: bool,
+                      thread_ts: str | None = None) -> Posted:
         """Post once. With `recover` (a retry, whose earlier try may have posted before a
         crash) look first for a message carrying the same key."""
         async with self._paced(channel):
@@ -297,8 +296,7 @@ class Worker:
                 if found is not None:
                     log.info("%s was already posted as %s; not posting again", key, found.ts)
                     return found
-            return await self.messenger.post(channel, text, thread_ts=thread_ts, card=card,
-                                             buttons=buttons, key=key)
+            return await self.messenger.post(channel, message, thread_ts=thread_ts, key=key)
 
     @contextlib.asynccontextmanager
     async def _paced(self, channel: str) -> AsyncIterator[None]:
@@ -357,8 +355,8 @@ class Worker:
             channel = await self.messenger.dm_channel(str(p["user"]))
         else:
             channel = str(p["channel"])
-        posted = await self.deliver(job.key, channel, text, recover=job.attempts > 1,
-                                    thread_ts=thread_ts, buttons=buttons)
+        posted = await self.deliver(job.key, channel, Message.of(text, buttons or ()),
+                                    recover=job.attempts > 1, thread_ts=thread_ts)
         return {"channel": posted.channel, "ts": posted.ts}
 
     async def _sync_card(self, job: jobs.Job) -> dict[str, Any]:
@@ -372,17 +370,16 @@ class Worker:
                 raise DeliveryError("case vanished", permanent=True)
             if case.version > int(job.payload["version"]) and case.card_ts is not None:
                 return {"outcome": "superseded"}  # a newer sync renders the latest state
-            card = CaseCard.of(case, account.lang)
+            card = card_message(case, account.lang)
             if case.card_ts is None:
                 # one key per case (not per version): an earlier sync job of this case may
                 # have posted the card and died before storing its ts; find it, don't repost
-                posted = await self.deliver(f"card:{case.id}", case.channel_id, card.text(),
-                                            card=card,
+                posted = await self.deliver(f"card:{case.id}", case.channel_id, card,
                                             recover=job.attempts > 1 or case.version > 1)
                 async with self.app.db.transaction() as s:
                     await Cases(s).set_card_ts(case.id, posted.ts)
                 return {"ts": posted.ts}
-            await self.messenger.update(case.channel_id, case.card_ts, card.text(), card=card)
+            await self.messenger.update(case.channel_id, case.card_ts, card)
             return {"ts": case.card_ts}
 
     async def _listen_pg(self) -> None:

@@ -18,7 +18,6 @@ from bot.config import Settings, load_catalog
 from bot.domain.catalog import Catalog
 from bot.messages import Button, Message
 from bot.services.base import AppContext
-from bot.services.cards import CaseCard
 from bot.services.messenger import DeliveryError, Posted
 from handlers import build_router
 from handlers.core import Router
@@ -114,12 +113,31 @@ def router() -> Router:
 class Sent:
     kind: str  # post | dm | update
     target: str
-    text: str
+    message: Message
     thread_ts: str | None = None
-    card: CaseCard | None = None
-    buttons: list[Button] = field(default_factory=list)
     key: str | None = None
     ts: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.message.text
+
+    @property
+    def buttons(self) -> list[Button]:
+        return list(self.message.buttons)
+
+    @property
+    def card(self) -> Message | None:
+        """The message when it is a case card (the only titled message a group gets)."""
+        return self.message if self.message.title else None
+
+    def field(self, label: str) -> str | None:
+        """A card field's value by its (English) label."""
+        for sec in self.message.sections:
+            for f in sec.fields:
+                if f.label == label:
+                    return f.value
+        return None
 
 
 @dataclass
@@ -140,17 +158,14 @@ class RecordingMessenger:
         self.counter += 1
         return f"1700000000.{self.counter:06d}"
 
-    async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
         self._maybe_fail()
         ts = self._ts()
         if channel.startswith("DM-"):
-            self.sent.append(Sent("dm", channel[3:], text, thread_ts, card, buttons or [],
-                                  key, ts))
+            self.sent.append(Sent("dm", channel[3:], message, thread_ts, key, ts))
         else:
-            self.sent.append(Sent("post", channel, text, thread_ts, card, buttons or [], key,
-                                  ts))
+            self.sent.append(Sent("post", channel, message, thread_ts, key, ts))
         return Posted(channel, ts)
 
     async def find(self, channel: str, key: str, *, thread_ts: str | None = None
@@ -170,10 +185,9 @@ class RecordingMessenger:
                      thread_ts: str | None = None) -> None:
         self.uploads.append((channel, filename, content, thread_ts))
 
-    async def update(self, channel: str, ts: str, text: str, *,
-                     card: CaseCard | None = None) -> None:
+    async def update(self, channel: str, ts: str, message: Message) -> None:
         self._maybe_fail()
-        self.sent.append(Sent("update", channel, text, ts, card))
+        self.sent.append(Sent("update", channel, message, ts))
 
     def link(self, channel: str, ts: str) -> str:
         return f"https://example.test/{channel}/{ts}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.messages import Message
 from bot.services.base import AppContext
 from bot.services.messenger import DeliveryError
 from bot.worker import Worker
@@ -139,10 +140,10 @@ async def test_a_group_the_bot_cannot_post_to_is_reported(
     await drain(worker)
     original = messenger.post
 
-    async def post(channel: str, text: str, **kw: object) -> object:
-        if channel == "CZ2" and "CVE" in text:
+    async def post(channel: str, message: Message, **kw: object) -> object:
+        if channel == "CZ2" and "CVE" in message.text:
             raise DeliveryError("chat.postMessage: not_in_channel", permanent=True)
-        return await original(channel, text, **kw)  # type: ignore[arg-type]
+        return await original(channel, message, **kw)  # type: ignore[arg-type]
 
     messenger.post = post  # type: ignore[method-assign]
     await chat(TAM, NOWHERE_CH, SEND + " confirm")

@@ -61,7 +61,7 @@ async def test_connection_resets_delay_but_never_lose_or_double(
         await worker.run_once()
         clock.advance(seconds=5)
     cards = [b for b in fake.posts_to(ACME_CH) if b.get("blocks") and
-             "case_ack" in str(b["blocks"])]
+             "card ack" in str(b["blocks"])]
     assert len(cards) == 1
     assert [c.status for c in fake.calls if c.status == -1] == [-1, -1]
 

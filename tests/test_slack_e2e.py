@@ -83,7 +83,8 @@ async def test_open_by_command_posts_card_and_dm(bot: BotServer, fake: FakeSlack
     cards = card_posts(fake)
     assert len(cards) == 1
     blocks = json.dumps(cards[0]["blocks"])
-    assert "CS-1001" in blocks and "<!date^" in blocks and "case_ack" in blocks
+    assert "CS-1001" in blocks and "<!date^" in blocks
+    assert "/support card ack CS-1001" in blocks  # the Acknowledge button's command
     assert fake.of("conversations.open")[0]["users"] == TAM
     dm = [b for b in fake.of("chat.postMessage") if b["channel"] == "D" + TAM]
     assert "New case CS-1001" in dm[0]["text"] and "/archives/CACME/p" in dm[0]["text"]

@@ -17,7 +17,6 @@ from bot.i18n import Translator
 from bot.messages import Button, Message, tokens
 from bot.services import accounts
 from bot.services.base import AppContext
-from bot.services.cards import CaseCard
 from bot.services.messenger import Posted
 from bot.worker import worker_running
 from handlers.core import Kind, Reply, Request, Router
@@ -84,15 +83,14 @@ class ConsoleMessenger:
         body = render(text, self.tz).replace("\n", "\n    ")
         self.write(f"[{where}] bot: {body}")
 
-    async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
         where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else channel
         if channel.startswith("D-"):
             where = f"DM to @{NAMES.get(channel[2:], channel[2:])}"
         if thread_ts:
             where += " (thread)"
-        self._show(where, (card.text() if card else text) + button_hints(buttons or ()))
+        self._show(where, message.text + button_hints(message.buttons))
         return Posted(channel, self._next())
 
     async def find(self, channel: str, key: str, *, thread_ts: str | None = None
@@ -114,12 +112,11 @@ class ConsoleMessenger:
         self.write(f"[{where} (thread)] bot: [file] {filename} — {title} "
                    f"({len(content):,} bytes)")
 
-    async def update(self, channel: str, ts: str, text: str, *,
-                     card: CaseCard | None = None) -> None:
+    async def update(self, channel: str, ts: str, message: Message) -> None:
         where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else \
             f"DM to @{NAMES.get(channel[2:], channel[2:])}" if channel.startswith("D-") \
             else channel
-        self._show(f"{where} (updated)", card.text() if card else text)
+        self._show(f"{where} (updated)", message.text)
 
     def link(self, channel: str, ts: str) -> str:
         return f"console://{channel}/{ts}"

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.advisories import REMINDED, TAG_KINDS, AccountProfile, Targeting, reaches
 from bot.domain.model import Account, Lang, advisory_ref
 from bot.i18n import Translator
-from bot.messages import Button
+from bot.messages import Button, Message
 from bot.services import home, outbox
 from bot.services.base import Actor, AppContext, Denied, Refusal, require_manager
 from bot.services.messenger import Deliverer, DeliveryError
@@ -182,10 +182,10 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     t = Translator(account.lang)
     ref = advisory_ref(advisory_id)
     try:
-        posted = await worker.deliver(job.key, channel, advisory_text(t, advisory),
-                                      recover=job.attempts > 1, buttons=[Button(
-                                          t("advisory.button_ack"),
-                                          f"/support acknowledge {ref}", "primary")])
+        posted = await worker.deliver(job.key, channel, Message.of(
+            advisory_text(t, advisory),
+            [Button(t("advisory.button_ack"), f"/support acknowledge {ref}", "primary")]),
+            recover=job.attempts > 1)
     except DeliveryError as exc:
         if not exc.permanent:
             raise
@@ -256,13 +256,14 @@ async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dic
     text = "\n".join(lines)
     if advisory.progress_ts is None or advisory.progress_channel is None:
         channel = await worker.messenger.dm_channel(advisory.created_by)
-        posted = await worker.deliver(f"adv:{advisory_id}:progress", channel, text,
-                                      recover=True)
+        posted = await worker.deliver(f"adv:{advisory_id}:progress", channel,
+                                      Message(text), recover=True)
         async with app.db.transaction() as s:
             await s.execute(update(AdvisoryRow).where(AdvisoryRow.id == advisory_id).values(
                 progress_channel=posted.channel, progress_ts=posted.ts))
         return {"ts": posted.ts}
-    await worker.messenger.update(advisory.progress_channel, advisory.progress_ts, text)
+    await worker.messenger.update(advisory.progress_channel, advisory.progress_ts,
+                                  Message(text))
     return {"ts": advisory.progress_ts}
 
 

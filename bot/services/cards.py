@@ -1,70 +1,41 @@
-"""The case card as a platform-neutral view model, with its plain-text rendering."""
+"""The case card: one neutral message per case, posted once and updated in place."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from bot.domain.catalog import Target
 from bot.domain.model import Case, CaseStatus, Lang
-from bot.i18n import Translator, time_token
+from bot.i18n import Translator
+from bot.messages import Button, Field, Message, Section, mention, time_token
 
 
-@dataclass(frozen=True)
-class CaseCard:
-    case_id: int
-    ref: str
-    severity: str
-    severity_alias: str
-    summary: str
-    opener: str
-    status: CaseStatus
-    target_label: str
-    due_at: datetime
-    breached: bool
-    escort: bool
-    first_response_at: datetime | None
-    first_response_by: str | None
-    lang: Lang
-
-    @classmethod
-    def of(cls, case: Case, lang: Lang) -> CaseCard:
-        return cls(case_id=case.id, ref=case.ref, severity=case.severity.value,
-                   severity_alias=case.severity.alias, summary=case.summary,
-                   opener=case.opener_user_id, status=case.status,
-                   target_label=case.target_label, due_at=case.due_at, breached=case.breached,
-                   escort=case.escort, first_response_at=case.first_response_at,
-                   first_response_by=case.first_response_by, lang=lang)
-
-    @property
-    def awaiting(self) -> bool:
-        return self.status is CaseStatus.OPEN
-
-    def title(self, t: Translator) -> str:
-        return t("card.title", ref=self.ref, sev=self.severity,
-                 alias=t(f"severity.{self.severity}"), summary=self.summary)
-
-    def fields(self, t: Translator) -> list[tuple[str, str]]:
-        """(label, value) pairs shown on the card, in order."""
-        status = t(f"status.{self.status.value}")
-        if self.breached:  # stays on the card after a late answer: the SLA was missed
-            status = t("card.breached") + " · " + status
-        rows = [
-            (t("card.status"), status),
-            (t("card.opener"), f"<@{self.opener}>"),
-            (t("card.target"), t("card.target_value",
-                                 target=t.target(Target.parse_label(self.target_label)))
-             + (" · " + t("card.escort") if self.escort else "")),
-            (t("card.due"), time_token(self.due_at)),
-        ]
-        if self.first_response_at is not None:
-            rows.append((t("card.first_response"),
-                         f"{time_token(self.first_response_at)} <@{self.first_response_by}>"))
-        return rows
-
-    def text(self) -> str:
-        """Plain text: notification fallback and the console's rendering."""
-        t = Translator(self.lang)
-        lines = [self.title(t)]
-        lines += [f"{label}: {value}" for label, value in self.fields(t)]
-        return "\n".join(lines)
+def card_message(case: Case, lang: Lang) -> Message:
+    """The card: title line, status/opener/target/due (and first response) fields, the
+    buttons that still make sense (acknowledge while waiting, close while active), a hint."""
+    t = Translator(lang)
+    status = t(f"status.{case.status.value}")
+    if case.breached:  # stays on the card after a late answer: the SLA was missed
+        status = t("card.breached") + " · " + status
+    target = t("card.target_value", target=t.target(Target.parse_label(case.target_label)))
+    if case.escort:
+        target += " · " + t("card.escort")
+    fields = [Field(t("card.status"), status),
+              Field(t("card.opener"), mention(case.opener_user_id)),
+              Field(t("card.target"), target),
+              Field(t("card.due"), time_token(case.due_at))]
+    if case.first_response_at is not None:
+        fields.append(Field(t("card.first_response"),
+                            f"{time_token(case.first_response_at)} "
+                            f"{mention(case.first_response_by or '')}"))
+    buttons: list[Button] = []
+    if case.status.is_active:
+        if case.status is CaseStatus.OPEN:
+            buttons.append(Button(t("card.button_ack"), f"/support card ack {case.ref}",
+                                  "primary"))
+        buttons.append(Button(t("card.button_close"), f"/support card close {case.ref}"))
+    title = t("card.title", ref=case.ref, sev=case.severity.value,
+              alias=t(f"severity.{case.severity.value}"), summary=case.summary)
+    text = "\n".join([title, *(t("card.field_line", label=f.label, value=f.value)
+                               for f in fields)])
+    return Message(text, title=f"{case.ref} · {case.severity.value}",
+                   sections=(Section(title, tuple(fields)),), buttons=tuple(buttons),
+                   footer=t("card.thread_hint"))

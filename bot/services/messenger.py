@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.messages import Button, Message
-from bot.services.cards import CaseCard
+from bot.messages import Message
 
 
 class DeliveryError(Exception):
@@ -27,10 +26,9 @@ class Posted:
 
 
 class Messenger(Protocol):
-    async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
-        """Post a message (or a case card) tagged with `key`; return where it landed."""
+        """Post a neutral message tagged with `key`; return where it landed."""
         ...
 
     async def find(self, channel: str, key: str, *, thread_ts: str | None = None
@@ -51,8 +49,7 @@ class Messenger(Protocol):
         """Show a user their App Home dashboard."""
         ...
 
-    async def update(self, channel: str, ts: str, text: str, *,
-                     card: CaseCard | None = None) -> None:
+    async def update(self, channel: str, ts: str, message: Message) -> None:
         """Replace a message in place (a case card as the case changes)."""
         ...
 
@@ -66,8 +63,7 @@ class Deliverer(Protocol):
 
     messenger: Messenger
 
-    async def deliver(self, key: str, channel: str, text: str, *, recover: bool,
-                      thread_ts: str | None = None, card: CaseCard | None = None,
-                      buttons: list[Button] | None = None) -> Posted:
+    async def deliver(self, key: str, channel: str, message: Message, *, recover: bool,
+                      thread_ts: str | None = None) -> Posted:
         """Post once; with `recover`, first look for an earlier post with this key."""
         ...

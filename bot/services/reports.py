@@ -23,6 +23,7 @@ from bot.domain.reports import (
     report_deadline,
 )
 from bot.i18n import Translator
+from bot.messages import Message
 from bot.services.base import Actor, AppContext, Refusal, require_manager
 from bot.services.messenger import Deliverer, DeliveryError
 from bot.services.quota import perk_balances
@@ -211,7 +212,7 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     t = Translator(account.lang)
     text = render(report, t)
     channel = channels[0]
-    posted = await worker.deliver(job.key, channel, text, recover=job.attempts > 1)
+    posted = await worker.deliver(job.key, channel, Message(text), recover=job.attempts > 1)
     now = app.clock()
     async with app.db.transaction() as s:
         # recorded as soon as the report is in the group: the chart is an extra

@@ -8,9 +8,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack.views import case_card_blocks, home_view, slack_text, text_blocks
-from bot.messages import Button, Message
-from bot.services.cards import CaseCard
+from bot.adapters.slack.views import home_view, message_blocks, slack_text
+from bot.messages import Message
 from bot.services.messenger import DeliveryError, Posted
 
 # errors that retrying cannot fix: the bot lost access or the target is gone
@@ -43,12 +42,10 @@ class SlackMessenger:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DeliveryError(f"{method}: {type(exc).__name__}") from exc
 
-    async def post(self, channel: str, text: str, *, thread_ts: str | None = None,
-                   card: CaseCard | None = None, buttons: list[Button] | None = None,
+    async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
-        blocks = case_card_blocks(card) if card else text_blocks(text, buttons)
-        args: dict[str, Any] = {"channel": channel, "text": slack_text(text)[:3900],
-                                "blocks": blocks, "unfurl_links": False}
+        args: dict[str, Any] = {"channel": channel, "text": slack_text(message.text)[:3900],
+                                "blocks": message_blocks(message), "unfurl_links": False}
         if thread_ts:
             args["thread_ts"] = thread_ts
         if key:
@@ -98,11 +95,9 @@ class SlackMessenger:
     async def publish_home(self, user_id: str, home: Message) -> None:
         await self._call("views.publish", user_id=user_id, view=home_view(home))
 
-    async def update(self, channel: str, ts: str, text: str, *,
-                     card: CaseCard | None = None) -> None:
-        blocks = case_card_blocks(card) if card else text_blocks(text)
-        await self._call("chat.update", channel=channel, ts=ts, text=slack_text(text)[:3900],
-                         blocks=blocks)
+    async def update(self, channel: str, ts: str, message: Message) -> None:
+        await self._call("chat.update", channel=channel, ts=ts,
+                         text=slack_text(message.text)[:3900], blocks=message_blocks(message))
 
     def link(self, channel: str, ts: str) -> str:
         # archive links resolve in any workspace the reader belongs to, with no API call

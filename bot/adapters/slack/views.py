@@ -22,7 +22,6 @@ from bot.domain.advisories import KINDS, SEVERITIES
 from bot.domain.model import Lang, Severity
 from bot.i18n import Translator
 from bot.messages import Button, Message, tokens
-from bot.services.cards import CaseCard
 
 SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
@@ -112,26 +111,6 @@ def ask_modal(button: Button, channel_id: str) -> dict[str, Any]:
                     "element": {"type": "plain_text_input", "action_id": "value",
                                 "multiline": True, "max_length": 1000}}],
     }
-
-
-def case_card_blocks(card: CaseCard) -> list[dict[str, Any]]:
-    t = Translator(card.lang)
-    blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text=f"{card.ref} · {card.severity}"[:150])),
-        SectionBlock(text=MarkdownTextObject(text=slack_text(card.title(t))[:SECTION_LIMIT]),
-                     fields=[MarkdownTextObject(text=slack_text(f"*{label}*\n{value}")[:2000])
-                             for label, value in card.fields(t)]),
-    ]
-    if card.status.is_active:
-        buttons = []
-        if card.awaiting:
-            buttons.append(ButtonElement(text=t("card.button_ack"), action_id=ACK_ACTION,
-                                         value=str(card.case_id), style="primary"))
-        buttons.append(ButtonElement(text=t("card.button_close"), action_id=CLOSE_ACTION,
-                                     value=str(card.case_id)))
-        blocks.append(ActionsBlock(elements=buttons))
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=t("card.thread_hint"))]))
-    return [b.to_dict() for b in blocks]
 
 
 def open_case_modal(lang: Lang, channel_id: str, prefill: str = "",
