@@ -183,3 +183,16 @@ async def test_a_months_report_counts_the_perks_used_in_that_month(
     assert perks == {"2026-10": [0, 3], "2026-11": [1, 0], "2026-12": [2, 0]}
     october = next(s.text for s in messenger.sent if "2026-10* (due" in s.text)
     assert "Escort days: 0 used, 3 left" in october
+
+
+async def test_a_month_without_cases_gets_the_text_and_no_chart(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger) -> None:
+    # case 6 opened on 30 September in UTC, which is already October in Shanghai
+    await chat(TAM, NOWHERE_CH, "/tam report acme 2026-09")
+    await worker.run_once()
+    post = next(s for s in messenger.sent if "2026-09* (due" in s.text)
+    assert post.target == ACME_CH and "0 case(s) opened" in post.text
+    assert "no cases this month" in post.text
+    assert messenger.uploads == []
+    f = (await reports.reports_of(ctx, "acme"))[0].figures
+    assert f is not None and f["opened"] == 0
