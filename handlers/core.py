@@ -123,25 +123,32 @@ class Router:
         lines.append(t("help.footer"))
         return "\n".join(lines)
 
-    def suggest(self, root: str, words: list[str], actor: Actor) -> tuple[str, str | None]:
-        """For words that name no command: the unknown part, and the closest command the
-        actor may use (`pln` -> `plan`, `account asign` -> `account assign`), if any."""
+    def suggest(self, root: str, words: list[str], actor: Actor
+                ) -> tuple[str, str | None, list[str]]:
+        """For words that name no command: the unknown part, the closest command the actor
+        may use (`pln` -> `plan`, `account asign` -> `account assign`) if any, and the words
+        that may follow when everything typed is only the start of commands (`account`)."""
         paths = [c.path for c in self.commands if c.root == root and c.path
                  and (c.role is None or actor.at_least(c.role))]
         typed = [w.lower() for w in words]
-        depth = 0  # how many leading words are a known prefix, e.g. `account` of `account ad`
-        while depth < len(typed) - 1 and any(
+        depth = 0  # leading words that start longer commands, e.g. `account` of `account ad`
+        while depth < len(typed) and any(
                 len(p) > depth + 1 and list(p[:depth + 1]) == typed[:depth + 1] for p in paths):
             depth += 1
         options = sorted({p[depth] for p in paths
                           if len(p) > depth and list(p[:depth]) == typed[:depth]})
-        unknown = " ".join(words[:depth + 1])
+        if depth == len(typed):
+            return " ".join(words), None, options
         close = get_close_matches(typed[depth], options, n=1, cutoff=0.6)
-        return unknown, " ".join([*typed[:depth], close[0]]) if close else None
+        return (" ".join(words[:depth + 1]),
+                " ".join([*typed[:depth], close[0]]) if close else None, [])
 
     def unknown(self, root: str, words: list[str], t: Translator, actor: Actor) -> str:
         """A short answer to an unknown subcommand: a suggestion, never the whole help."""
-        unknown, close = self.suggest(root, words, actor)
+        unknown, close, more = self.suggest(root, words, actor)
+        if more:
+            return t("error.unknown_group", root=root, word=unknown,
+                     choices=t("list.sep").join(more))
         if close is None:
             return t("error.unknown_subcommand", root=root, word=unknown)
         return t("error.unknown_suggest", root=root, word=unknown, suggestion=close)

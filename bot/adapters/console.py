@@ -351,8 +351,7 @@ class Console:
         """Where Slack opens a form: ask for the fields at a terminal, otherwise say
         exactly what to type."""
         t = await self.translator()
-        sep = "、" if t.lang is Lang.ZH else ", "
-        severities = sep.join(f"{s.value} {s.alias}" for s in Severity)
+        severities = t("list.sep").join(f"{s.value} {s.alias}" for s in Severity)
         if form.kind != "open_case":
             # the command's own usage answer says what to type on one line
             self.show(await self.router.dispatch(
