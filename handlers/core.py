@@ -139,7 +139,8 @@ class Router:
                           if len(p) > depth and list(p[:depth]) == typed[:depth]})
         if depth == len(typed):
             return " ".join(words), None, options
-        close = get_close_matches(typed[depth], options, n=1, cutoff=0.6)
+        close = get_close_matches(typed[depth], options + ["help"] * (depth == 0), n=1,
+                                  cutoff=0.6)
         return (" ".join(words[:depth + 1]),
                 " ".join([*typed[:depth], close[0]]) if close else None, [])
 

@@ -206,6 +206,7 @@ async def test_typos_in_process(tmp_path: Path) -> None:
     out = io.StringIO()
     await run_console(ctx, build_router(), stdin=io.StringIO("\n".join([
         "/support frobnicate",
+        "/support hlep",
         "/as admin",
         "/tam account asign demo @tam",
         "/tam acount",
@@ -215,6 +216,7 @@ async def test_typos_in_process(tmp_path: Path) -> None:
     await db.close()
     text = out.getvalue()
     assert "Unknown command `frobnicate`. Type `/support help` for all commands." in text
+    assert "Unknown command `hlep`. Did you mean `help`?" in text
     assert "Did you mean `account assign`?" in text
     assert "Unknown command `acount`. Did you mean `account`?" in text
     assert "`/tam account` needs one more word: add, assign, renew, tag, usage." in text
