@@ -16,9 +16,12 @@ from pathlib import Path
 
 from bot.adapters.console import Console, ConsoleMessenger, Lines, local_time, run_console
 from bot.config import Settings, load_catalog
+from bot.services import advisories
 from bot.services.base import AppContext
 from handlers import build_router
+from storage import jobs
 from storage.db import Database
+from tests.conftest import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
 END = "walkthrough-end"  # a chat line: once echoed, every line before it was handled
@@ -178,6 +181,31 @@ async def test_a_background_post_redraws_the_prompt(tmp_path: Path) -> None:
     await db.close()
     assert out.getvalue() == ("customer> \r\x1b[K[#duty] bot: Breach: CS-1001\ncustomer> "
                               "[only you see this] bot: the plan\n")
+
+
+async def test_the_advisory_done_dm_is_printed_once(tmp_path: Path) -> None:
+    """The progress DM is looked at again a few seconds later; that look re-renders the same
+    "done" text, which Slack shows in place and the console printed a second time."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    await db.upgrade()
+    clock = Clock()
+    ctx = AppContext(db=db, catalog=load_catalog(None), settings=Settings(), clock=clock)
+
+    async def later() -> None:  # the person takes their time between lines
+        clock.advance(seconds=advisories.PROGRESS_EVERY + 1)
+
+    out = io.StringIO()
+    await run_console(ctx, build_router(), stdin=io.StringIO("\n".join([
+        "/as tam",
+        '/tam advisory new_feature low "New console" "Try it" confirm',
+        "/tam advisories",
+        "/tam advisories",
+    ]) + "\n"), out=out, idle=later)
+    async with ctx.db.read() as s:
+        rechecked = await jobs.count(s, status=jobs.DONE, kind=advisories.PROGRESS)
+    await db.close()
+    assert rechecked >= 3  # start, final and the later look all ran
+    assert out.getvalue().count("AD-1001 done: sent 1 / 1, failed 0.") == 1, out.getvalue()
 
 
 async def test_an_update_that_changes_nothing_prints_nothing() -> None:
