@@ -14,11 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bot.adapters.console import Console, ConsoleMessenger, Lines, local_time, run_console
 from bot.config import Settings, load_catalog
 from bot.services import advisories
 from bot.services.base import AppContext
 from handlers import build_router
+from handlers.core import Call, Reply
 from storage import jobs
 from storage.db import Database
 from tests.conftest import Clock
@@ -249,3 +252,25 @@ async def test_typos_in_process(tmp_path: Path) -> None:
     assert "Unknown command `acount`. Did you mean `account`?" in text
     assert "`/tam account` needs one more word: add, assign, renew, tag, usage." in text
     assert "Unknown command `/asdf`. Did you mean `/as`?" in text
+
+
+async def test_a_failing_command_is_one_log_line_and_a_plain_answer(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    await db.upgrade()
+    ctx = AppContext(db=db, catalog=load_catalog(None), settings=Settings())
+    router = build_router()
+
+    @router.command("support", "boom", help_id="help.support.plan")
+    async def boom(call: Call) -> Reply:
+        raise RuntimeError("disk on fire")
+
+    out = io.StringIO()
+    await run_console(ctx, router, stdin=io.StringIO("/support boom\n/support plan\n"), out=out)
+    await db.close()
+    assert "[console] Sorry, something went wrong on our side" in out.getvalue()
+    assert "Enterprise plan (annual)" in out.getvalue()  # and the console went on
+    assert "Traceback" not in out.getvalue() + caplog.text
+    failed = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) == 1 and "disk on fire" in failed[0].getMessage()
+    assert "\n" not in failed[0].getMessage() and failed[0].exc_info is None

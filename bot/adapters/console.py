@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import logging
 import os
 import re
 import shlex
@@ -45,6 +46,7 @@ MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 # `@bob` as typed: not inside a Slack mention `<@U..>` and not the middle of an e-mail address
 TYPED_MENTION = re.compile(r"(?<![<\w])@([A-Za-z][A-Za-z0-9]{0,30})\b")
 CONSOLE_COMMANDS = ("as", "reply", "help", "quit", "exit")
+log = logging.getLogger(__name__)
 
 
 def zone_label(moment: datetime) -> str:
@@ -294,6 +296,12 @@ class Console:
         account = await channel_account(self.ctx, CHANNEL)
         return Translator(account.lang if account else Lang.EN)
 
+    async def _translator_or_en(self) -> Translator:
+        try:
+            return await self.translator()
+        except Exception:  # the database itself may be what failed
+            return Translator(Lang.EN)
+
     def _user_for(self, name: str) -> str:
         """A console user for `@name`: the demo users, or a new one named on first mention."""
         key = name.lower()
@@ -403,8 +411,16 @@ class Console:
         try:
             while not self._stop.is_set():
                 line = await self.read(f"{self.who}> ")
-                if line is None or not await self.handle(line):
+                if line is None:
                     break
+                try:
+                    if not await self.handle(line):
+                        break
+                except Exception as exc:
+                    # the detail goes to the log in one line; the person reads that it failed
+                    log.error("console: %r failed: %s: %s", line.strip()[:80],
+                              type(exc).__name__, exc)
+                    self.say((await self._translator_or_en())("error.internal"))
                 await after_line()
         finally:
             self._lines.close()
