@@ -63,7 +63,7 @@ async def _console(settings: Settings) -> None:
     if settings.duty_channel is None:  # show staff notices in the console's duty channel
         settings = replace(settings, duty_channel=DUTY)
     async with core(settings) as c:
-        await run_console(c.ctx, c.router)
+        await run_console(c.ctx, c.router, catch_interrupt=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -330,6 +330,11 @@ class Worker:
 
     async def _post(self, job: jobs.Job) -> dict[str, Any]:
         p = job.payload
+        expires = p.get("expires_at")
+        if expires is not None and self.app.clock() >= datetime.fromisoformat(str(expires)):
+            # it would say something no longer true (time left before a passed deadline)
+            log.info("message %s expired before it could be posted; dropped", job.key)
+            return {"outcome": "expired"}
         text = str(p["text"])
         thread_ts = None
         case_id = p.get("thread_case_id") or p.get("link_case_id")

@@ -11,6 +11,7 @@ import logging
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from typing import Any
 
 from bot.domain.model import Account, Lang, Role
@@ -172,6 +173,37 @@ class Router:
         lines.append(t("help.footer"))
         return "\n".join(lines)
 
+    def suggest(self, root: str, words: list[str], actor: Actor
+                ) -> tuple[str, str | None, list[str]]:
+        """For words that name no command: the unknown part, the closest command the actor
+        may use (`pln` -> `plan`, `account asign` -> `account assign`) if any, and the words
+        that may follow when everything typed is only the start of commands (`account`)."""
+        paths = [c.path for c in self.commands if c.root == root and c.path
+                 and (c.role is None or actor.at_least(c.role))]
+        typed = [w.lower() for w in words]
+        depth = 0  # leading words that start longer commands, e.g. `account` of `account ad`
+        while depth < len(typed) and any(
+                len(p) > depth + 1 and list(p[:depth + 1]) == typed[:depth + 1] for p in paths):
+            depth += 1
+        options = sorted({p[depth] for p in paths
+                          if len(p) > depth and list(p[:depth]) == typed[:depth]})
+        if depth == len(typed):
+            return " ".join(words), None, options
+        close = get_close_matches(typed[depth], options + ["help"] * (depth == 0), n=1,
+                                  cutoff=0.6)
+        return (" ".join(words[:depth + 1]),
+                " ".join([*typed[:depth], close[0]]) if close else None, [])
+
+    def unknown(self, root: str, words: list[str], t: Translator, actor: Actor) -> str:
+        """A short answer to an unknown subcommand: a suggestion, never the whole help."""
+        unknown, close, more = self.suggest(root, words, actor)
+        if more:
+            return t("error.unknown_group", root=root, word=unknown,
+                     choices=t("list.sep").join(more))
+        if close is None:
+            return t("error.unknown_subcommand", root=root, word=unknown)
+        return t("error.unknown_suggest", root=root, word=unknown, suggestion=close)
+
     def _match(self, root: str, words: list[str]) -> tuple[Command | None, list[str]]:
         best: Command | None = None
         for cmd in self.commands:
@@ -217,8 +249,7 @@ class Router:
             return Reply(self.help_text(req.root, t, actor))
         cmd, args = self._match(req.root, words)
         if cmd is None:
-            return Reply(t("error.unknown_command", root=req.root, word=words[0]) + "\n\n"
-                         + self.help_text(req.root, t, actor), refused=True)
+            return Reply(self.unknown(req.root, words, t, actor), refused=True)
         if cmd.role is not None and not actor.at_least(cmd.role):
             await audit_denial(app, actor, " ".join(cmd.path), f"needs role {cmd.role.value}")
             return Reply(t("error.role_required", role=cmd.role.value,

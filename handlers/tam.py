@@ -384,8 +384,10 @@ def register(router: Router) -> None:
                   for a, u, w in st.acked]
         if st.waiting:
             lines.append(t("advisory.waiting_line", accounts=", ".join(st.waiting)))
-        lines += [t("advisory.failed_group", account=a, channel=c, error=e)
-                  for a, c, e in st.failed]
+        if st.failed:
+            lines.append(t("advisory.failed_header", n=len(st.failed)))
+            lines += [t("advisory.failed_group", account=a, channel=c, error=e)
+                      for a, c, e in st.failed]
         return Reply("\n".join(lines))
 
     @router.command("tam", "advisories", help_id="help.tam.advisories", role=Role.ENGINEER)

@@ -153,3 +153,34 @@ async def test_a_group_the_bot_cannot_post_to_is_reported(
         in final
     async with ctx.db.transaction() as s:
         assert await jobs.count(s, status=jobs.PENDING, kind="advisory.post") == 0
+
+
+@pytest.mark.parametrize(("broken", "waiting"), [
+    ({"CZ1", "CZ2"}, "not acknowledged yet: acme"),  # zeta never got it
+    ({"CZ2"}, "not acknowledged yet: acme, zeta"),  # zeta got it in CZ1
+])
+async def test_status_lists_unreachable_groups_as_failed_not_as_waiting(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        broken: set[str], waiting: str) -> None:
+    await drain(worker)
+    original = messenger.post
+
+    async def post(channel: str, text: str, **kw: object) -> object:
+        if channel in broken and "CVE" in text:
+            raise DeliveryError("chat.postMessage: is_archived", permanent=True)
+        return await original(channel, text, **kw)  # type: ignore[arg-type]
+
+    messenger.post = post  # type: ignore[method-assign]
+    await chat(TAM, NOWHERE_CH, SEND + " confirm")
+    await drain(worker)
+    status = (await chat(ENGINEER, NOWHERE_CH, "/tam advisory status AD-1001")).text
+    lines = status.splitlines()
+    assert f"failed {len(broken)}, pending 0" in lines[0]
+    assert f"• {waiting}" in lines
+    assert f"Failed, could not be reached ({len(broken)} group(s)):" in lines
+    for channel in sorted(broken):
+        assert f"• could not post to {channel} (zeta): chat.postMessage: is_archived" in lines
+    # the failed groups come after their heading, and nowhere else
+    head = lines.index(f"Failed, could not be reached ({len(broken)} group(s)):")
+    assert all("could not post" in line for line in lines[head + 1:])
+    assert len(lines) == head + 1 + len(broken)

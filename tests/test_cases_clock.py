@@ -338,3 +338,65 @@ async def test_duplicate_thread_reply_event_is_processed_once(
     async with ctx.db.transaction() as s:
         acts = [a.action for a in await Audit(s).for_case(1)]
     assert acts.count("case.first_response") == 1
+
+
+@pytest.mark.parametrize("down_for", [timedelta(minutes=30, seconds=3), timedelta(days=4)])
+async def test_timers_fired_late_send_only_the_breach_notice(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        clock: Clock, down_for: timedelta) -> None:
+    """The bot was down through the near-breach time and the deadline: both timers fire
+    at once when it comes back; only the breach notice goes out, none claims time left."""
+    await chat(CUSTOMER, ACME_CH, "/support open S2 checkout API returns 500")
+    await drain(worker)
+    clock.advance(seconds=int(down_for.total_seconds()))
+    await drain(worker)
+    await drain(worker)
+    assert sorted(notices(messenger, "SLA breach: CS-1001")) == [("dm", TAM), ("post", "CDUTY")]
+    assert notices(messenger, "Near breach") == []
+    assert not [t for t in messenger.texts() if " left" in t]
+    async with ctx.db.transaction() as s:
+        case = await Cases(s).get(1)
+        assert case is not None and case.breached and case.warned
+        acts = [a.action for a in await Audit(s).for_case(1)]
+    assert "case.near_breach" not in acts and "case.breach" in acts
+
+
+async def test_a_late_warning_timer_alone_is_dropped(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        clock: Clock) -> None:
+    """The breach timer already fired; the warning's job ran only afterwards (a retry, say):
+    it sends nothing."""
+    await chat(CUSTOMER, ACME_CH, "/support open S2 x")
+    await drain(worker)
+    async with ctx.db.transaction() as s:  # hold the warning back past the deadline
+        await jobs.cancel(s, ["sla:1:g1:warn"])
+    clock.advance(minutes=31)
+    await drain(worker)
+    assert len(notices(messenger, "SLA breach: CS-1001")) == 2
+    async with ctx.db.transaction() as s:
+        await jobs.enqueue(s, "sla.warn", clock.now, {"case_id": 1, "generation": 1},
+                           "sla:1:g1:warn-late", clock.now)
+    clock.advance(days=4)
+    await drain(worker)
+    assert notices(messenger, "Near breach") == []
+    assert not [t for t in messenger.texts() if " left" in t]
+
+
+async def test_a_warning_still_queued_at_the_deadline_is_not_posted(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        clock: Clock) -> None:
+    """The warning fired in time but Slack could not take it before the deadline: it is
+    dropped, and the breach notice follows."""
+    await chat(CUSTOMER, ACME_CH, "/support open S2 x")
+    await drain(worker)
+    clock.advance(minutes=24, seconds=1)
+    messenger.failures = [DeliveryError("chat.postMessage: internal_error")] * 2
+    await drain(worker)  # the warning fires; both of its notices fail once
+    assert notices(messenger, "Near breach") == []
+    clock.advance(minutes=6)  # past the deadline before the retries
+    await drain(worker)
+    await drain(worker)
+    assert notices(messenger, "Near breach") == []
+    assert sorted(notices(messenger, "SLA breach: CS-1001")) == [("dm", TAM), ("post", "CDUTY")]
+    async with ctx.db.transaction() as s:
+        assert await jobs.count(s, status=jobs.DEAD) == 0

@@ -53,7 +53,7 @@ async def test_console_session_as_a_newcomer(tmp_path: Path) -> None:
     assert "[#duty] bot: New case CS-1001" in text
     assert "Developer tier, which does not include IM group support" in text
     assert "First response: " in text and "Status: in progress" in text  # card updated
-    assert "who? one of: customer, tam, admin, engineer" in text
+    assert "Who? One of: customer, tam, admin, engineer." in text
     assert "<t:" not in text  # times rendered for a person
     assert text.count("Enterprise plan (annual)") == 1
 

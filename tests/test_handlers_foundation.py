@@ -115,7 +115,7 @@ async def test_engineer_cannot_run_admin_commands(chat: Chat, ctx: AppContext) -
     ("/tam account assign acme <@UNOBODY>", "not a TAM or admin"),
     ("/tam account assign acme somebody", "is not a user"),
     ("/tam staff add <@UXYZ> boss", "“boss” is not a role"),
-    ("/tam frobnicate", "There is no `/tam frobnicate` command"),
+    ("/tam frobnicate", "Unknown command `frobnicate`. Type `/tam help`"),
 ])
 async def test_bad_input_gets_a_specific_answer_and_changes_nothing(
         chat: Chat, ctx: AppContext, line: str, expected: str) -> None:

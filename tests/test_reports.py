@@ -160,3 +160,39 @@ async def test_schedule_queues_each_enterprise_report_once_and_chains(
     # the same month's schedule firing again (a retry) queues nothing new
     job = jobs.Job(0, "report.schedule", utc(2026, 12, 1, 2), {"month": "2026-12"}, "x", 2)
     assert (await reports.run_schedule(ctx, job))["queued"] == 0
+
+
+async def test_a_months_report_counts_the_perks_used_in_that_month(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
+        clock: Clock) -> None:
+    """Perks count in the month they are used, not the month they were approved: escorts
+    approved in November for 30 Nov–1 Dec and 10 Dec are not in October's report."""
+    assert "PR-1001" in (await chat(CUSTOMER, ACME_CH, "/support escort 2026-11-30 2")).text
+    assert "PR-1002" in (await chat(CUSTOMER, ACME_CH, "/support escort 2026-12-10")).text
+    assert "approved" in (await chat(TAM, ACME_CH, "/tam approve PR-1001")).text
+    assert "approved" in (await chat(TAM, ACME_CH, "/tam approve PR-1002")).text
+    clock.now = utc(2027, 1, 4, 2)
+    for month in ("2026-10", "2026-11", "2026-12"):
+        reply = await chat(TAM, NOWHERE_CH, f"/tam report acme {month}")
+        assert "being prepared" in reply.text
+    await worker.run_once()
+    await worker.run_once()
+    figures = {r.month: r.figures for r in await reports.reports_of(ctx, "acme")}
+    perks = {m: f["perks"]["escort"] for m, f in figures.items() if f is not None}
+    # [used in the month, left of the plan year when the month ended]
+    assert perks == {"2026-10": [0, 3], "2026-11": [1, 0], "2026-12": [2, 0]}
+    october = next(s.text for s in messenger.sent if "2026-10* (due" in s.text)
+    assert "Escort days: 0 used, 3 left" in october
+
+
+async def test_a_month_without_cases_gets_the_text_and_no_chart(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger) -> None:
+    # case 6 opened on 30 September in UTC, which is already October in Shanghai
+    await chat(TAM, NOWHERE_CH, "/tam report acme 2026-09")
+    await worker.run_once()
+    post = next(s for s in messenger.sent if "2026-09* (due" in s.text)
+    assert post.target == ACME_CH and "0 case(s) opened" in post.text
+    assert "no cases this month" in post.text
+    assert messenger.uploads == []
+    f = (await reports.reports_of(ctx, "acme"))[0].figures
+    assert f is not None and f["opened"] == 0

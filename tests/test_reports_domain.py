@@ -16,8 +16,10 @@ from bot.domain.reports import (
     SeverityRow,
     case_stats,
     month_bounds,
+    plan_year_of,
     previous_month,
     report_deadline,
+    units_in_month,
 )
 
 S1, S2, S3, S4, S5 = Severity
@@ -232,3 +234,21 @@ def test_unanswered_cases_past_due_count_as_misses() -> None:
     assert stats.unanswered_overdue == 1 and stats.attainment_pct == 33.3
     early = min(f.due_at for f in facts) - M  # nothing is past due yet
     assert case_stats(facts, as_of=early).attainment_pct == 50.0
+
+
+@pytest.mark.parametrize(("start", "amount", "expected"), [
+    (date(2026, 11, 30), 2, 1),   # 30 Nov counts in November, 1 Dec in December
+    (date(2026, 10, 31), 3, 2),   # 1 and 2 Nov
+    (date(2026, 11, 10), 3, 3),
+    (date(2026, 12, 1), 1, 0),    # used in December, whenever it was approved
+    (date(2026, 10, 25), 1, 0),
+])
+def test_perk_units_count_in_the_month_they_are_used(start: date, amount: int,
+                                                    expected: int) -> None:
+    assert units_in_month(start, amount, date(2026, 11, 1), date(2026, 12, 1)) == expected
+
+
+def test_plan_year_of_a_month() -> None:
+    assert plan_year_of(date(2026, 3, 1), date(2026, 10, 1)) == date(2026, 3, 1)
+    assert plan_year_of(date(2026, 3, 1), date(2026, 2, 1)) == date(2025, 3, 1)
+    assert plan_year_of(date(2028, 2, 29), date(2027, 6, 1)) == date(2027, 2, 28)

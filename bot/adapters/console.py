@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
+import contextlib
+import logging
+import os
 import re
 import shlex
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from difflib import get_close_matches
 from itertools import count
 from typing import TextIO
-from zoneinfo import ZoneInfo
 
-from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier, parse_case_ref
+from bot.domain.model import (
+    Account,
+    Lang,
+    Role,
+    Severity,
+    StaffMember,
+    Term,
+    Tier,
+    parse_case_ref,
+)
 from bot.i18n import Translator
 from bot.messages import Button, Message, tokens
 from bot.services import accounts
 from bot.services.base import AppContext
 from bot.services.messenger import Posted
 from bot.worker import worker_running
-from handlers.core import Kind, Reply, Request, Router
+from handlers.core import Form, Kind, Reply, Request, Router
 from storage.repos import Accounts, Bindings, Staff
 
 TEAM = "T-CONSOLE"
@@ -28,6 +42,26 @@ DUTY = "C-DUTY"
 USERS = {"customer": "UCUSTOMER", "tam": "UTAM", "admin": "UADMIN", "engineer": "UENGINEER"}
 NAMES = {v: k for k, v in USERS.items()}
 MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+# `@bob` as typed: not inside a Slack mention `<@U..>` and not the middle of an e-mail address
+TYPED_MENTION = re.compile(r"(?<![<\w])@([A-Za-z][A-Za-z0-9]{0,30})\b")
+CONSOLE_COMMANDS = ("as", "reply", "help", "quit", "exit")
+log = logging.getLogger(__name__)
+
+
+def zone_label(moment: datetime) -> str:
+    """`UTC+8`, `UTC-3:30`, `UTC`: an offset every reader understands (abbreviations such as
+    `CST` are ambiguous: China, Cuba or US Central)."""
+    minutes = int((moment.utcoffset() or timedelta(0)).total_seconds() // 60)
+    if minutes == 0:
+        return "UTC"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{'+' if minutes > 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+def local_time(unix: int, tz: tzinfo | None = None) -> str:
+    """`2026-11-28 15:04 (UTC+8)` in `tz`, by default the machine's zone (`TZ` respected)."""
+    moment = datetime.fromtimestamp(unix, UTC).astimezone(tz)
+    return f"{moment:%Y-%m-%d %H:%M} ({zone_label(moment)})"
 
 
 # the console's glyph for each neutral status mark
@@ -35,26 +69,16 @@ MARK_GLYPH = {"breach": "🚨", "warning": "⚠️", "ok": "✅", "advisory": "�
               "reminder": "🔔", "ticket": "🎫"}
 
 
-def local_time(ts: int, tz: ZoneInfo) -> str:
-    """`2026-11-28 15:04 UTC+8`: local time with an offset that cannot be misread."""
-    at = datetime.fromtimestamp(ts, tz)
-    offset = at.utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds()) // 60
-    sign = "+" if minutes >= 0 else "-"
-    hours, mins = divmod(abs(minutes), 60)
-    zone = f"UTC{sign}{hours}" + (f":{mins:02d}" if mins else "") if minutes else "UTC"
-    return at.strftime("%Y-%m-%d %H:%M ") + zone
-
-
-def render(text: str, tz: ZoneInfo) -> str:
+def render(text: str, tz: tzinfo | None = None, names: dict[str, str] | None = None) -> str:
     """Neutral markup as clean terminal text: emphasis and code as their words, users as
-    `@name`, times in the group's time zone, status marks as glyphs."""
+    `@name`, times in the reader's local time, status marks as glyphs."""
+    known = NAMES if names is None else names
     out: list[str] = []
     for tok in tokens(MENTION.sub(lambda m: f"<user:{m.group(1)}>", text)):
         if tok.kind == "text":
             out.append(tok.value)
         elif tok.kind == "user":
-            out.append("@" + NAMES.get(tok.value, tok.value))
+            out.append("@" + known.get(tok.value, tok.value))
         elif tok.kind == "time":
             out.append(local_time(int(tok.value), tz))
         elif tok.kind == "mark":
@@ -71,27 +95,40 @@ def button_hints(buttons: Sequence[Button]) -> str:
 class ConsoleMessenger:
     """Prints what the bot would post; cards show as text blocks."""
 
-    def __init__(self, write: Callable[[str], None], tz: ZoneInfo) -> None:
+    def __init__(self, write: Callable[[str], None], tz: tzinfo | None = None,
+                 names: dict[str, str] | None = None) -> None:
         self.write = write
         self.tz = tz
+        self.names = NAMES if names is None else names
         self._ts = count(1)
+        # what each message shows now: Slack edits a message in place, so an update that
+        # changes nothing is invisible there and must not print a second copy here
+        self._shown: dict[tuple[str, str], str] = {}
 
     def _next(self) -> str:
         return f"{1_700_000_000 + next(self._ts)}.000100"
 
+    def _where(self, channel: str) -> str:
+        if channel == CHANNEL:
+            return "#support"
+        if channel == DUTY:
+            return "#duty"
+        if channel.startswith("D-"):
+            return f"DM to @{self.names.get(channel[2:], channel[2:])}"
+        return channel
+
     def _show(self, where: str, text: str) -> None:
-        body = render(text, self.tz).replace("\n", "\n    ")
+        body = render(text, self.tz, self.names).replace("\n", "\n    ")
         self.write(f"[{where}] bot: {body}")
 
     async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
-        where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else channel
-        if channel.startswith("D-"):
-            where = f"DM to @{NAMES.get(channel[2:], channel[2:])}"
-        if thread_ts:
-            where += " (thread)"
-        self._show(where, message.text + button_hints(message.buttons))
-        return Posted(channel, self._next())
+        where = self._where(channel) + (" (thread)" if thread_ts else "")
+        shown = message.text + button_hints(message.buttons)
+        posted = Posted(channel, self._next())
+        self._shown[(channel, posted.ts)] = shown
+        self._show(where, shown)
+        return posted
 
     async def find(self, channel: str, key: str, *, thread_ts: str | None = None
                    ) -> Posted | None:
@@ -101,22 +138,22 @@ class ConsoleMessenger:
         return f"D-{user_id}"
 
     async def publish_home(self, user_id: str, home: Message) -> None:
-        who = NAMES.get(user_id, user_id)
+        who = self.names.get(user_id, user_id)
         # a one-line summary: the dashboard's section headings (they carry the counts)
         self.write(f"[home of @{who}] " + " · ".join(
-            render(sec.title, self.tz) for sec in home.sections if sec.title))
+            render(sec.title, self.tz, self.names) for sec in home.sections if sec.title))
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
                      thread_ts: str | None = None) -> None:
-        where = "#support" if channel == CHANNEL else channel
-        self.write(f"[{where} (thread)] bot: [file] {filename} — {title} "
+        self.write(f"[{self._where(channel)} (thread)] bot: [file] {filename} — {title} "
                    f"({len(content):,} bytes)")
 
     async def update(self, channel: str, ts: str, message: Message) -> None:
-        where = "#support" if channel == CHANNEL else "#duty" if channel == DUTY else \
-            f"DM to @{NAMES.get(channel[2:], channel[2:])}" if channel.startswith("D-") \
-            else channel
-        self._show(f"{where} (updated)", message.text)
+        shown = message.text + button_hints(message.buttons)
+        if self._shown.get((channel, ts)) == shown:
+            return
+        self._shown[(channel, ts)] = shown
+        self._show(f"{self._where(channel)} (updated)", shown)
 
     def link(self, channel: str, ts: str) -> str:
         return f"console://{channel}/{ts}"
@@ -146,103 +183,291 @@ async def seed_demo(ctx: AppContext) -> None:
         await Bindings(s).bind(TEAM, CHANNEL, "demo", "seed", now)
 
 
+class Lines:
+    """Input lines without a reading thread: a pipe or terminal is watched by the event loop,
+    so Ctrl-C never waits for Enter; anything else (a file, a StringIO) is read directly."""
+
+    def __init__(self, stdin: TextIO) -> None:
+        self.stdin = stdin
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._fd: int | None = None
+        self._pending = ""
+        self._decoder = codecs.getincrementaldecoder(
+            getattr(stdin, "encoding", None) or "utf-8")(errors="replace")
+        loop = asyncio.get_running_loop()
+        try:
+            fd = stdin.fileno()
+            loop.add_reader(fd, self._ready)
+        except (AttributeError, OSError, ValueError):
+            return  # no descriptor, or a regular file the loop cannot watch: read directly
+        self._fd = fd
+
+    def _ready(self) -> None:
+        assert self._fd is not None
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self._pending += self._decoder.decode(data, final=not data)
+        *complete, self._pending = self._pending.split("\n")
+        for line in complete:
+            self.queue.put_nowait(line + "\n")
+        if not data:
+            if self._pending:
+                self.queue.put_nowait(self._pending)
+            self.queue.put_nowait(None)
+            self.close()
+
+    async def get(self) -> str | None:
+        """The next line, or None at end of input."""
+        if self._fd is None and self.queue.empty():
+            return self.stdin.readline() or None
+        return await self.queue.get()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            asyncio.get_running_loop().remove_reader(self._fd)
+            self._fd = None
+
+
 class Console:
     """Reads lines, dispatches them as the current user, prints the bot's answers."""
 
-    def __init__(self, ctx: AppContext, router: Router, out: TextIO) -> None:
+    def __init__(self, ctx: AppContext, router: Router, out: TextIO, *,
+                 tz: tzinfo | None = None, interactive: bool = False) -> None:
         self.ctx = ctx
         self.router = router
         self.out = out
         self.who = "customer"
-        self.tz = ZoneInfo(ctx.catalog.regions[ctx.catalog.default_region].timezone)
+        self.tz = tz  # None: the reader's local time zone
+        self.interactive = interactive  # a person at a terminal: prompts and questions
+        self.users = dict(USERS)
+        self.names = {v: k for k, v in USERS.items()}
+        self._prompt: str | None = None  # the prompt on screen, waiting for input
+        self._lines: Lines | None = None
+        self._stop = asyncio.Event()
 
     def write(self, line: str) -> None:
-        self.out.write(line + "\n")
+        if self._prompt is not None:
+            # a background post while the prompt waits: clear the prompt's line, print the
+            # post, and draw the prompt again below it
+            self.out.write("\r\x1b[K" + line + "\n" + self._prompt)
+        else:
+            self.out.write(line + "\n")
         self.out.flush()
+
+    def say(self, text: str) -> None:
+        self.write("[console] " + text)
 
     def intro(self) -> None:
         self.write(Translator(Lang.EN)("console.intro", channel="#support", who=self.who))
 
     def show(self, reply: Reply) -> None:
         label = "only you see this" if reply.visibility.value == "ephemeral" else "#support"
-        body = render(reply.text + button_hints(reply.buttons), self.tz)
+        body = render(reply.text + button_hints(reply.buttons), self.tz, self.names)
         body = body.replace("\n", "\n    ")
         self.write(f"[{label}] bot: {body}")
+
+    def stop(self) -> None:
+        """Leave after the current line (Ctrl-C)."""
+        self._stop.set()
+
+    async def read(self, prompt: str) -> str | None:
+        """The next input line (None at the end of input or on Ctrl-C); the prompt is shown
+        only to a person at a terminal."""
+        assert self._lines is not None
+        if self.interactive:
+            self._prompt = prompt
+            self.out.write(prompt)
+            self.out.flush()
+        get = asyncio.ensure_future(self._lines.get())
+        halt = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({get, halt}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.cancel()
+            line = get.result() if get.done() and not get.cancelled() else None
+            get.cancel()
+            if self._prompt is not None and line is None:
+                self.out.write("\n")  # Ctrl-C or Ctrl-D: the cursor is still after the prompt
+            self._prompt = None
+        return line
+
+    async def translator(self) -> Translator:
+        """The current user's language, chosen as the router chooses it."""
+        return Translator(await self.router.reader_lang(
+            Request("", "", TEAM, CHANNEL, self.users[self.who]), self.ctx))
+
+    async def _translator_or_en(self) -> Translator:
+        try:
+            return await self.translator()
+        except Exception:  # the database itself may be what failed
+            return Translator(Lang.EN)
+
+    def _user_for(self, name: str) -> str:
+        """A console user for `@name`: the demo users, or a new one named on first mention."""
+        key = name.lower()
+        if key not in self.users:
+            self.users[key] = "U" + key.upper()
+            self.names[self.users[key]] = key
+        return self.users[key]
+
+    def mentions(self, text: str) -> str:
+        """`@tam` typed in the console means that user, as a Slack mention would."""
+        return TYPED_MENTION.sub(lambda m: f"<@{self._user_for(m.group(1))}>", text)
 
     async def handle(self, line: str) -> bool:
         """Handle one input line; False when the user wants to quit."""
         line = line.strip()
         if not line:
             return True
-        if line in ("/quit", "/exit"):
+        if not line.startswith("/"):
+            self.write(f"[#support] {self.who}: {line}")
+            return True
+        root, _, rest = line[1:].partition(" ")
+        root, rest = root.lower(), rest.strip()
+        if root in ("quit", "exit"):
             return False
-        if line.startswith("/as"):
-            who = line[3:].strip().lower()
-            if who not in USERS:
-                self.write(f"[console] who? one of: {', '.join(USERS)}")
+        t = await self.translator()
+        if root == "as":
+            who = rest.lower().lstrip("@")
+            if who not in self.users:
+                self.say(t("console.who", users=", ".join(self.users)))
             else:
                 self.who = who
-                self.write(f"[console] you are now {who} ({USERS[who]})")
-            return True
-        if line in ("/help", "/?"):
-            self.write(Translator(Lang.EN)("console.help", users=", ".join(
-                f"@{name} = <@{uid}>" for name, uid in USERS.items())))
-            return True
-        if line.startswith("/reply"):
-            await self._thread_reply(line[len("/reply"):].strip())
-            return True
-        if line.startswith("/"):
-            root, _, rest = line[1:].partition(" ")
-            if root not in self.router.roots():
-                self.write(f"[console] unknown command /{root}; try /help")
-                return True
-            # `@tam` typed in the console means the demo user, as a Slack mention would
-            rest = re.sub(r"(?<![<\w])@(\w+)", lambda m: f"<@{USERS[m.group(1)]}>"
-                          if m.group(1) in USERS else m.group(0), rest)
-            req = Request(root=root, text=rest, team_id=TEAM, channel_id=CHANNEL,
-                          user_id=USERS[self.who])
-            self.show(await self.router.dispatch(req, self.ctx))
-            return True
-        self.write(f"[#support] {self.who}: {line}")
+                self.say(t("console.now", who=who, user=self.users[who]))
+        elif root in ("help", "?"):
+            self.write(t("console.help", users=t("console.mention_users")))
+        elif root == "reply":
+            await self._thread_reply(rest, t)
+        elif root in self.router.roots():
+            await self._dispatch(root, self.mentions(rest))
+        else:
+            close = get_close_matches(root, [*self.router.roots(), *CONSOLE_COMMANDS], n=1)
+            self.say(t("console.unknown_root_suggest", root=root, suggestion=close[0])
+                     if close else t("console.unknown_root", root=root))
         return True
 
-    async def _thread_reply(self, rest: str) -> None:
+    async def _dispatch(self, root: str, text: str) -> None:
+        req = Request(root=root, text=text, team_id=TEAM, channel_id=CHANNEL,
+                      user_id=self.users[self.who], can_open_form=True)
+        reply = await self.router.dispatch(req, self.ctx)
+        if reply.form is None:
+            self.show(reply)
+        else:
+            await self._form(req, reply.form)
+
+    async def _form(self, req: Request, form: Form) -> None:
+        """Where Slack opens a form: ask for the fields at a terminal, otherwise say
+        exactly what to type."""
+        t = await self.translator()
+        severities = t("list.sep").join(f"{s.value} {s.alias}" for s in Severity)
+        if form.kind != "open_case":
+            # the command's own usage answer says what to type on one line
+            self.show(await self.router.dispatch(
+                Request(root=req.root, text=req.text, team_id=req.team_id,
+                        channel_id=req.channel_id, user_id=req.user_id), self.ctx))
+            return
+        if not self.interactive:
+            self.say(t("console.open_how", severities=severities))
+            return
+        severity: Severity | None = None
+        while severity is None:
+            answer = await self.read(t("console.ask_severity",
+                                       severities="/".join(s.value for s in Severity)))
+            if not answer or not answer.strip():
+                self.say(t("console.cancelled"))
+                return
+            severity = Severity.parse(answer.strip())
+            if severity is None:
+                self.say(t("error.bad_severity", given=answer.strip(), choices=severities))
+        summary = await self.read(t("console.ask_summary"))
+        if not summary or not summary.strip():
+            self.say(t("console.cancelled"))
+            return
+        await self._dispatch(req.root, shlex.join(["open", severity.value,
+                                                   self.mentions(summary.strip())]))
+
+    async def _thread_reply(self, rest: str, t: Translator) -> None:
         """`/reply CS-1001 text`: a reply in the case thread (staff replies are responses)."""
-        parts = shlex.split(rest) if rest else []
+        try:
+            parts = shlex.split(rest) if rest else []
+        except ValueError:
+            parts = rest.split()
         case_id = parse_case_ref(parts[0]) if parts else None
         if case_id is None or len(parts) < 2:
-            self.write("[console] usage: /reply CS-1001 your message")
+            self.say(t("console.reply_usage"))
             return
         self.write(f"[#support (thread {parts[0].upper()})] {self.who}: {' '.join(parts[1:])}")
         reply = await self.router.dispatch(Request(
             root="", text=" ".join(parts[1:]), team_id=TEAM, channel_id=CHANNEL,
-            user_id=USERS[self.who], kind=Kind.THREAD_REPLY, fields={"case": parts[0]}),
+            user_id=self.users[self.who], kind=Kind.THREAD_REPLY, fields={"case": parts[0]}),
             self.ctx)
         if reply.refused:
-            self.write("[console] " + render(reply.text, self.tz))
+            self.say(render(reply.text, self.tz, self.names))
+
+    async def run(self, stdin: TextIO, after_line: Callable[[], Awaitable[None]]) -> None:
+        """Read and handle lines until the end of input, `/quit` or Ctrl-C."""
+        self._lines = Lines(stdin)
+        try:
+            while not self._stop.is_set():
+                line = await self.read(f"{self.who}> ")
+                if line is None:
+                    break
+                try:
+                    if not await self.handle(line):
+                        break
+                except Exception as exc:
+                    # the detail goes to the log in one line; the person reads that it failed
+                    log.error("console: %r failed: %s: %s", line.strip()[:80],
+                              type(exc).__name__, exc)
+                    self.say((await self._translator_or_en())("error.internal"))
+                await after_line()
+        finally:
+            self._lines.close()
+        if self._stop.is_set():
+            self.say((await self.translator())("console.bye"))
 
 
 async def run_console(ctx: AppContext, router: Router, stdin: TextIO | None = None,
                       out: TextIO | None = None,
-                      idle: Callable[[], Awaitable[None]] | None = None) -> None:
-    """The interactive loop; the worker runs beside it and prints what the bot posts."""
+                      idle: Callable[[], Awaitable[None]] | None = None, *,
+                      tz: tzinfo | None = None, catch_interrupt: bool = False) -> None:
+    """The interactive loop; the worker runs beside it and prints what the bot posts.
+
+    With `catch_interrupt` (the `supportbot console` command) Ctrl-C leaves cleanly after the
+    current line; a second Ctrl-C interrupts at once."""
+
     stdin = stdin or sys.stdin
-    console = Console(ctx, router, out or sys.stdout)
+    out = out or sys.stdout
+    console = Console(ctx, router, out, tz=tz,
+                      interactive=stdin.isatty() and out.isatty())
     await seed_demo(ctx)
     console.intro()
-    messenger = ConsoleMessenger(console.write, console.tz)
+    messenger = ConsoleMessenger(console.write, console.tz, console.names)
     loop = asyncio.get_running_loop()
-    async with worker_running(ctx, messenger) as worker:
-        while True:
-            if stdin.isatty():
-                console.out.write(f"{console.who}> ")
-                console.out.flush()
-            line = await loop.run_in_executor(None, stdin.readline)
-            if not line:
-                break
-            if not await console.handle(line):
-                break
-            # let the worker deliver what this line queued before the next prompt
-            await worker.run_once()
-            if idle is not None:
-                await idle()
+    previous = signal.getsignal(signal.SIGINT) if catch_interrupt else None
+
+    def interrupted() -> None:
+        console.stop()
+        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C is not ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if catch_interrupt:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    try:
+        async with worker_running(ctx, messenger) as worker:
+            async def after_line() -> None:
+                # let the worker deliver what this line queued before the next prompt
+                await worker.run_once()
+                if idle is not None:
+                    await idle()
+
+            await console.run(stdin, after_line)
+    finally:
+        if catch_interrupt:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+                signal.signal(signal.SIGINT, previous)

@@ -35,6 +35,38 @@ def month_bounds(year: int, month: int, tz: ZoneInfo) -> tuple[datetime, datetim
     return start, end
 
 
+def plan_year_of(term_start: date, day: date) -> date:
+    """Start of the plan year holding `day`, counting whole years back from `term_start`
+    (the current plan year's start); a 29 February start falls back to the 28th."""
+    start, years = term_start, 0
+    while start > day:
+        years += 1
+        try:
+            start = term_start.replace(year=term_start.year - years)
+        except ValueError:
+            start = term_start.replace(year=term_start.year - years, day=28)
+    return start
+
+
+def units_in_month(start: date, amount: int, first: date, end: date) -> int:
+    """How many of a perk's days `start` … `start + amount - 1` fall in [first, end): an
+    escort counts on the days it covers, a one-off review on its date."""
+    lo = max(start, first)
+    hi = min(start + timedelta(days=amount), end)
+    return max(0, (hi - lo).days)
+
+
+@dataclass(frozen=True)
+class PerkMonth:
+    """One perk in a month's report: the units used on dates in that month (not when they
+    were approved), and what was left of the plan year's quota when the month ended."""
+
+    perk: str
+    quota: int
+    used: int
+    left: int
+
+
 @dataclass(frozen=True)
 class CaseFact:
     """What the report needs to know about one case opened in the month."""

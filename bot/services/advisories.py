@@ -330,8 +330,8 @@ class AdvisoryStatus:
     total: int
     counts: dict[str, int]
     acked: list[tuple[str, str, datetime]]  # account, user, when
-    waiting: list[str]  # accounts not acknowledged
-    failed: list[tuple[str, str, str]]  # account, channel, error
+    waiting: list[str]  # accounts with a group sent (or still to send) to, not acknowledged
+    failed: list[tuple[str, str, str]]  # account, channel, error: groups it could not reach
 
 
 async def status(app: AppContext, advisory_id: int) -> AdvisoryStatus:
@@ -343,15 +343,19 @@ async def status(app: AppContext, advisory_id: int) -> AdvisoryStatus:
             AdvisoryDeliveryRow.advisory_id == advisory_id))).all()
         counts = await _counts(s, advisory_id)
     acked: dict[str, tuple[str, str, datetime]] = {}
-    accounts: set[str] = set()
+    reachable: set[str] = set()  # accounts with a group the advisory reached or may reach
     for r in rows:
-        accounts.add(r.account_key)
+        if r.status != FAILED:
+            reachable.add(r.account_key)
         if r.acked_at and r.acked_by:
             acked[r.account_key] = (r.account_key, r.acked_by, r.acked_at)
+    # an account none of whose groups could be reached is not "waiting for an ack": it never
+    # got the advisory, and shows under the failed groups instead
     return AdvisoryStatus(
         advisory_ref(advisory_id), advisory.title, advisory.severity, advisory.total, counts,
-        sorted(acked.values()), sorted(accounts - set(acked)),
-        [(r.account_key, r.channel_id, r.error or "") for r in rows if r.status == FAILED])
+        sorted(acked.values()), sorted(reachable - set(acked)),
+        sorted((r.account_key, r.channel_id, r.error or "") for r in rows
+               if r.status == FAILED))
 
 
 async def recent(app: AppContext, limit: int = 10) -> list[tuple[AdvisoryRow, dict[str, int],

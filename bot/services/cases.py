@@ -115,8 +115,10 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
 
 async def _notify_staff(s: AsyncSession, app: AppContext, account: Account, case: Case,
                         msg_id: str, now: datetime, tag: str,
-                        delta: timedelta | None = None) -> None:
-    """Tell the account's TAM (by DM) and the duty channel; never the customer group."""
+                        delta: timedelta | None = None,
+                        expires_at: datetime | None = None) -> None:
+    """Tell the account's TAM (by DM) and the duty channel; never the customer group.
+    A notice with `expires_at` is dropped if it could not be delivered before then."""
     def text(t: Translator) -> str:
         return t(msg_id, ref=case.ref, account=account.name, key=account.key,
                  sev=case.severity.value, summary=case.summary, due=time_token(case.due_at),
@@ -127,14 +129,14 @@ async def _notify_staff(s: AsyncSession, app: AppContext, account: Account, case
         await outbox.post(s, now, channel=app.settings.duty_channel, text=text(en),
                           link_text=en("notice.card_link"),
                           key=f"case:{case.id}:g{case.sla_generation}:{tag}:duty",
-                          link_case_id=case.id)
+                          link_case_id=case.id, expires_at=expires_at)
     if account.tam_user_id:
         member = await Staff(s).get(account.team_id or case.team_id, account.tam_user_id)
         t = Translator(member.lang if member else Lang.EN)
         await outbox.post(s, now, user=account.tam_user_id, text=text(t),
                           link_text=t("notice.card_link"),
                           key=f"case:{case.id}:g{case.sla_generation}:{tag}:tam",
-                          link_case_id=case.id)
+                          link_case_id=case.id, expires_at=expires_at)
 
 
 async def _load(s: AsyncSession, case_id: int, scope_account: str | None) -> Case:
@@ -286,8 +288,12 @@ async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[
         if case.warned:
             return "duplicate"
         await Cases(s).update(case.id, bump=False, warned=True)
+        if now >= case.due_at:
+            # fired late (the bot was down through the deadline): the breach notice says
+            # what is true; a warning now would claim time left on an overdue case
+            return "superseded"
         await _notify_staff(s, app, account, case, "notice.near_breach", now, "warn",
-                            delta=case.due_at - now)
+                            delta=case.due_at - now, expires_at=case.due_at)
         await Audit(s).write(at=now, actor="bot", action="case.near_breach",
                              account_key=account.key, case_id=case.id)
         return "warned"

@@ -12,26 +12,31 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.domain.catalog import PERKS
 from bot.domain.model import Account, Severity
-from bot.domain.perks import PerkBalance
+from bot.domain.perks import granted
 from bot.domain.reports import (
     CaseFact,
     CaseStats,
+    PerkMonth,
     case_stats,
     month_bounds,
+    plan_year_of,
     previous_month,
     report_deadline,
+    units_in_month,
 )
 from bot.i18n import Translator
 from bot.messages import Message
 from bot.services.base import Actor, AppContext, Refusal, require_manager
 from bot.services.messenger import Deliverer, DeliveryError
-from bot.services.quota import perk_balances
 from storage import jobs
 from storage.repos import Accounts, Audit, Bindings
 from storage.tables import (
     AdvisoryDeliveryRow,
     CaseRow,
+    PerkLedgerRow,
+    PerkRequestRow,
     PlanChangeRow,
     ReportRow,
 )
@@ -63,7 +68,7 @@ class Report:
     month: int
     deadline: date
     stats: CaseStats
-    perks: list[PerkBalance]
+    perks: list[PerkMonth]
     advisories_sent: int
     advisories_acked: int
     plan_changes: list[tuple[str, str, str | None, date]]
@@ -87,6 +92,37 @@ class Report:
                 "advisories": [self.advisories_sent, self.advisories_acked],
                 "perks": {b.perk: [b.used, b.left] for b in self.perks},
                 "plan_changes": len(self.plan_changes)}
+
+
+async def perks_of_month(s: AsyncSession, app: AppContext, account: Account, year: int,
+                         month: int) -> list[PerkMonth]:
+    """Perks used in the month, by the date each is used (an escort approved in November
+    for January counts in January), and what was left of that plan year's quota at the
+    month's end (from the ledger as it stood then). Quotas are the account's current ones."""
+    first = date(year, month, 1)
+    end = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    _, end_at = month_bounds(year, month, app.tz(account))
+    plan_start = plan_year_of(account.start, first)
+    requests = (await s.execute(
+        select(PerkRequestRow.perk, PerkRequestRow.start_date, PerkRequestRow.amount)
+        .where(PerkRequestRow.account_key == account.key, PerkRequestRow.status == "approved",
+               PerkRequestRow.start_date < end))).all()
+    used = dict.fromkeys(PERKS, 0)
+    for perk, start, amount in requests:
+        if perk in used:
+            used[perk] += units_in_month(start, amount, first, end)
+    # held + consumed of the plan year as the ledger stood when the month ended
+    taken = dict.fromkeys(PERKS, 0)
+    sign = {"hold": 1, "release": -1, "consume": 1}
+    for perk, entry, amount in (await s.execute(
+            select(PerkLedgerRow.perk, PerkLedgerRow.entry, func.sum(PerkLedgerRow.amount))
+            .where(PerkLedgerRow.account_key == account.key,
+                   PerkLedgerRow.plan_year_start == plan_start, PerkLedgerRow.at < end_at)
+            .group_by(PerkLedgerRow.perk, PerkLedgerRow.entry))).all():
+        if perk in taken and entry in sign:
+            taken[perk] += sign[entry] * int(amount)
+    quotas = granted(app.catalog, account)
+    return [PerkMonth(p, quotas[p], used[p], max(0, quotas[p] - taken[p])) for p in PERKS]
 
 
 def parse_month(text: str) -> tuple[int, int] | None:
@@ -124,7 +160,7 @@ async def build(app: AppContext, s: AsyncSession, account: Account, year: int,
         account=account, year=year, month=month,
         deadline=report_deadline(ry, rm, app.calendar(account)),
         stats=case_stats(facts, as_of=app.clock()),
-        perks=await perk_balances(s, app, account), advisories_sent=int(sent or 0),
+        perks=await perks_of_month(s, app, account, year, month), advisories_sent=int(sent or 0),
         advisories_acked=int(acked or 0),
         plan_changes=[(c.kind, c.old_tier, c.new_tier, c.effective) for c in changes])
 
