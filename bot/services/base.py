@@ -85,7 +85,7 @@ class Refusal(Exception):
         if isinstance(params.get("perk_status"), str):
             params["perk_status"] = t(f"perk.status.{params['perk_status']}")
         if isinstance(params.get("tiers"), str):
-            params["tiers"] = ", ".join(t(f"tier.{x}") for x in str(params["tiers"]).split(", "))
+            params["tiers"] = t.join(t(f"tier.{x}") for x in str(params["tiers"]).split(", "))
         return t(self.msg_id, **params)
 
 
