@@ -339,7 +339,7 @@ def register(router: Router) -> None:
                 for k, val in opts.items()})
         else:
             tags = await advisories.get_tags(call.app, pos[0])
-        shown = call.t("tags.sep").join(
+        shown = call.t("list.sep_major").join(
             call.t("tags.cell", kind=call.t(f"tags.kind.{k}"), values=call.t.join(v) or "—")
             for k, v in tags.items())
         return call.reply("tags.shown", key=pos[0].lower(), tags=shown)

@@ -14,6 +14,7 @@ import pytest
 
 from bot.domain.billing import format_money, parse_money
 from bot.domain.model import Account, Lang, Severity, Term, Tier
+from bot.domain.perks import PerkBalance
 from bot.domain.reports import CaseFact, case_stats
 from bot.i18n import Translator, clean_user_text, messages
 from bot.services import reports
@@ -225,6 +226,16 @@ async def test_rendered_chinese_replies_use_full_width_punctuation(
     bad = {text: ascii_punctuation_in_chinese(text) for text in texts
            if ascii_punctuation_in_chinese(text)}
     assert bad == {}
+
+
+def test_a_chinese_report_separates_its_lists_the_chinese_way() -> None:
+    report = _report(2)
+    report.perks = [PerkBalance("escort", 3, 0, 1), PerkBalance("availability_check", 1, 0, 0)]
+    report.plan_changes = [("upgrade", "business", "enterprise", date(2026, 10, 9)),
+                           ("downgrade", "enterprise", "business", date(2026, 10, 20))]
+    text = reports.render(report, ZH)
+    assert "本月新建案例 2 个" in text and "；可用性检查：" in text and "；降级" in text
+    assert ascii_punctuation_in_chinese(text) == []
 
 
 # --- point 9: control characters

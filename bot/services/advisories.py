@@ -160,7 +160,7 @@ def advisory_text(t: Translator, a: AdvisoryRow) -> str:
     scope = [t.join(sorted(v)) for v in (targeting.regions, targeting.products,
                                          targeting.software) if v]
     if scope:
-        lines.append(t("advisory.affects", what=t("tags.sep").join(scope)))
+        lines.append(t("advisory.affects", what=t("list.sep_major").join(scope)))
     lines.append(t("advisory.footer"))
     return "\n".join(lines)
 

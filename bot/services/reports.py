@@ -168,12 +168,12 @@ def render(report: Report, t: Translator) -> str:
              t("report.overview", tier=t(f"tier.{report.account.tier}"),
                term=t(f"term.{report.account.term}"), cases=_cases_text(s, t))]
     lines.append(_tickets_text(s, t))
-    perks = "; ".join(t("report.perk_cell", perk=t(f"perk.{b.perk}"), used=b.used,
+    perks = t("list.sep_major").join(t("report.perk_cell", perk=t(f"perk.{b.perk}"), used=b.used,
                         left=b.left) for b in report.perks if b.quota)
     lines.append(t("report.perks", perks=perks or t("report.none")))
     lines.append(t("report.advisories", sent=t("count.advisories", n=report.advisories_sent),
                    acked=report.advisories_acked))
-    changes = "; ".join(
+    changes = t("list.sep_major").join(
         t("report.change_cell", kind=t(f"report.kind.{kind}"), old=t(f"tier.{old}"),
           new=t(f"tier.{new}") if new else "—", on=on.isoformat())
         for kind, old, new, on in report.plan_changes)
