@@ -95,7 +95,7 @@ class Translator:
         return self("unit.join").join(parts)
 
     def target(self, target: Target | None) -> str:
-        """A response target in words: `< 30 min`, `< 3 h`, `within 1 business day(s)`."""
+        """A response target in words: `< 30 min`, `< 3 h`, `within 2 business days`."""
         if target is None:
             return self("target.not_offered")
         if target.business_days is not None:
