@@ -10,12 +10,12 @@ import enum
 import logging
 import shlex
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from typing import Any
 
 from bot.domain.model import Account, Lang, Role
-from bot.i18n import Translator
+from bot.i18n import Translator, clean_user_text
 from bot.services import home
 from bot.services.accounts import channel_account
 from bot.services.base import (
@@ -93,6 +93,18 @@ class Command:
     role: Role | None  # minimum staff role; None = anyone in a bound group
 
 
+def reply_lang(actor: Actor, account: Account | None) -> Lang:
+    """The one language rule for every reply, refusals and usage errors included.
+
+    Staff read their own setting wherever they type; anyone else reads the language of
+    the account bound to the channel (English where none is), whatever root they typed:
+    a customer of a `lang=zh` group trying `/tam` is told off in Chinese.
+    """
+    if actor.is_staff:
+        return actor.lang
+    return account.lang if account is not None else Lang.EN
+
+
 class Router:
     """Maps `root` + subcommand words to handlers; generates help; authorizes staff roots."""
 
@@ -166,12 +178,11 @@ class Router:
         return best, words[len(best.path):]
 
     async def dispatch(self, req: Request, app: AppContext) -> Reply:
+        # bidi overrides and other invisible characters never reach a handler or an echo
+        req = replace(req, text=clean_user_text(req.text))
         actor = await resolve_actor(app, req.team_id, req.user_id)
         account = await channel_account(app, req.channel_id)
-        # customers read their account's language; staff read their own setting
-        lang = actor.lang if (req.root in self.staff_roots or actor.is_staff) else (
-            account.lang if account else Lang.EN)
-        t = Translator(lang)
+        t = Translator(reply_lang(actor, account))
         try:
             words = shlex.split(req.text)
         except ValueError:

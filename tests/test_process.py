@@ -203,7 +203,7 @@ async def test_three_processes_share_events_timers_and_a_broadcast(
                              remotes[1].event(event, "EvShared"))
         resp = await remotes[2].command("tam", 'advisory virus high "Worm" "Patch" confirm',
                                         user="UADMIN", channel="CX")
-        assert "on its way to 21 group(s)" in await resp.text()
+        assert "on its way to 21 groups" in await resp.text()
         refs = [f"CS-{1001 + i}" for i in range(6)]
         await fake.wait_for(lambda: set(breach_notices(fake)) >= set(refs), limit=40)
         await fake.wait_for(lambda: len({b["channel"] for b in fake.of("chat.postMessage")

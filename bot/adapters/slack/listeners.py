@@ -27,17 +27,16 @@ from bot.services.base import (
     resolve_actor,
 )
 from bot.services.messenger import Button
-from handlers.core import Reply, Request, Router, Visibility
+from handlers.core import Reply, Request, Router, Visibility, reply_lang
 
 log = logging.getLogger(__name__)
 
 
 async def _lang_for(ctx: AppContext, team_id: str, user_id: str, channel_id: str) -> Lang:
+    """The reader's language, by the router's one rule (forms, buttons and errors too)."""
     actor = await resolve_actor(ctx, team_id, user_id)
-    if actor.is_staff:
-        return actor.lang
-    account = await channel_account(ctx, channel_id)
-    return account.lang if account else Lang.EN
+    account = None if actor.is_staff else await channel_account(ctx, channel_id)
+    return reply_lang(actor, account)
 
 
 ACK_BUDGET = 2.0  # seconds of work before acking empty; Slack's limit is 3 s

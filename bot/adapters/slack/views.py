@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 from bot.domain.advisories import KINDS, SEVERITIES
 from bot.domain.model import Lang, Severity
 from bot.domain.sla import ClockState
-from bot.i18n import TIME_TOKEN, Translator
+from bot.i18n import TIME_TOKEN, Translator, clean_user_text
 from bot.services.cards import CaseCard
 from bot.services.home import CaseLine, CustomerHome, StaffHome
 from bot.services.messenger import Button
@@ -184,7 +184,8 @@ def modal_values(view: dict[str, Any]) -> dict[str, str]:
             out[block_id] = ",".join(str(o.get("value", "")) for o in
                                      v.get("selected_options") or [])
         else:
-            out[block_id] = str(v.get("value") or "")
+            # typed text: no bidi overrides or other invisible characters reach a reply
+            out[block_id] = clean_user_text(str(v.get("value") or ""))
     return out
 
 
