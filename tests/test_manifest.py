@@ -107,7 +107,10 @@ def test_bot_scopes_are_exactly_what_the_bot_uses() -> None:
     """The manifest asks for the scopes of every Web API method the code calls (per Slack's
     method reference, `METHOD_SCOPES`), of every event it subscribes to, and `commands`;
     nothing more. The methods come from scanning the code (`slack_methods`), so a new call
-    fails here until its scope is in the table and in the manifest."""
+    fails here until its scope is in the table and in the manifest. At run time the fake
+    Slack holds the same line: its token has exactly the manifest's scopes and it refuses a
+    method missing from the table, so every test that reaches it checks the calls it makes,
+    including those no scan can see (Bolt's own)."""
     scopes = _manifest()["oauth_config"]["scopes"]
     assert set(scopes) == {"bot"}, "no user or optional scopes"
     assert len(scopes["bot"]) == len(set(scopes["bot"])), scopes["bot"]

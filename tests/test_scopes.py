@@ -85,6 +85,10 @@ async def test_fake_slack_answers_missing_scope_like_slack(fake: FakeSlack) -> N
     with pytest.raises(SlackApiError) as caught:
         await client.conversations_history(channel="G1")
     assert caught.value.response["needed"] == "groups:history"
+    # a method the scope table does not list is refused, so it cannot go unchecked
+    with pytest.raises(SlackApiError) as caught:
+        await client.users_info(user="U1")
+    assert caught.value.response["error"] == "unknown_method"
 
 
 async def test_chart_upload_without_files_write(
@@ -109,7 +113,8 @@ async def test_chart_upload_without_files_write(
         assert await jobs.count(s, status=jobs.DONE, kind=reports.POST) == 1
     # one log line that names the scope
     (logged,) = lines(caplog, "could not be uploaded")
-    assert "missing_scope" in logged and "files:write" in logged and "\n" not in logged
+    assert "files.getUploadURLExternal: missing_scope (needs files:write)" in logged
+    assert "\n" not in logged
     assert not any(r.exc_info for r in caplog.records if "could not be uploaded" in
                    r.getMessage())
     # staff hear of it in the duty channel, with what to do
