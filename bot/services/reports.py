@@ -27,6 +27,7 @@ from bot.domain.reports import (
     units_in_month,
 )
 from bot.i18n import Translator
+from bot.services import failures
 from bot.services.base import Actor, AppContext, Refusal, require_manager
 from bot.services.messenger import Deliverer, DeliveryError
 from storage import jobs
@@ -284,11 +285,16 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
             await worker.messenger.upload(channel, f"service-report-{key}-{label}.png", png,
                                           title=t("report.chart_title", month=label),
                                           thread_ts=posted.ts)
-        except DeliveryError:
-            # the text report stands alone; retrying the job would post the text again
-            log.warning("chart of the %s report of %s could not be uploaded", label, key,
-                        exc_info=True)
-            return {"ts": posted.ts, "chart": "failed"}
+        except DeliveryError as exc:
+            # the text report stands alone; retrying the job would post the text again, so
+            # the job ends here and staff learn the chart is missing (and which scope, if any)
+            log.warning("chart of the %s report of %s could not be uploaded: %s", label, key,
+                        exc.reason)
+            async with app.db.transaction() as s:
+                await failures.tell_staff(s, app, app.clock(), once=f"chart:{job.key}",
+                                          msg_id="notice.chart_failed", needed=exc.needed,
+                                          month=label, key=key, error=exc.reason)
+            return {"ts": posted.ts, "chart": "failed", "error": exc.reason}
     return {"ts": posted.ts}
 
 
