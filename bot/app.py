@@ -42,7 +42,7 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """`supportbot run`: HTTP mode (or Socket Mode with SLACK_APP_TOKEN) plus the worker."""
-    from bot.adapters.slack.app import build_bolt, build_web, make_client
+    from bot.adapters.slack.app import Workspace, build_bolt, build_web, make_client
     from bot.adapters.slack.messenger import SlackMessenger
 
     settings.require_slack()
@@ -52,7 +52,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     async with core(settings) as c:
         client = make_client(settings)
-        bolt = build_bolt(c.ctx, c.router, client)
+        workspace = Workspace(settings.slack_bot_token)
+        bolt = build_bolt(c.ctx, c.router, client, workspace)
         socket_mode = settings.slack_app_token is not None
         webapp = build_web(c.ctx, None if socket_mode else bolt)
         runner = web.AppRunner(webapp, access_log=None)
@@ -71,11 +72,17 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        # requests never wait for Slack: the bot's own ids arrive whenever Slack answers
+        learning = asyncio.create_task(workspace.learn(make_client(settings, retries=False)),
+                                       name="auth.test")
         try:
             async with worker_running(c.ctx, SlackMessenger(make_client(settings,
                                                                         retries=False))):
                 await stop.wait()
         finally:
+            learning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await learning
             if handler is not None:
                 await handler.close_async()  # type: ignore[no-untyped-call]
             await runner.cleanup()

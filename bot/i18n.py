@@ -9,6 +9,8 @@ time in the console).
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import lru_cache
 from importlib import resources
@@ -31,39 +33,69 @@ def messages(lang: Lang) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+def _half_up(x: float) -> int:
+    return int(x + 0.5)
+
+
 class Translator:
-    """Looks up message ids for one language; falls back to English, then to the id."""
+    """Looks up message ids for one language; falls back to English, then to the id.
+
+    Plurals: a message whose text depends on a count is stored as `<id>.one` and
+    `<id>.other` (Chinese needs only `.other`); `t("<id>", n=3)` picks the form by `n`.
+    """
 
     def __init__(self, lang: Lang) -> None:
         self.lang = lang
 
+    def _template(self, msg_id: str, params: dict[str, Any]) -> str | None:
+        for lang in (self.lang, Lang.EN):
+            catalog = messages(lang)
+            template = catalog.get(msg_id)
+            if template is None and f"{msg_id}.other" in catalog:
+                n = params.get("n")
+                one = n == 1 and f"{msg_id}.one" in catalog
+                template = catalog[f"{msg_id}.one" if one else f"{msg_id}.other"]
+            if template is not None:
+                return template
+        return None
+
     def __call__(self, msg_id: str, **params: Any) -> str:
-        template = messages(self.lang).get(msg_id)
-        if template is None:
-            template = messages(Lang.EN).get(msg_id)
+        template = self._template(msg_id, params)
         if template is None:
             return msg_id
         return template.format(**params) if params else template
 
+    def join(self, items: Iterable[str]) -> str:
+        """A list in this language: `a, b, c` / `a、b、c`."""
+        return self("list.sep").join(items)
+
     def duration(self, delta: timedelta) -> str:
-        """`2h 5m` / `2小时5分钟`, rounded to the minute (seconds under a minute shown)."""
-        secs = int(abs(delta.total_seconds()))
-        days, rem = divmod(secs, 86400)
-        hours, rem = divmod(rem, 3600)
-        minutes, seconds = divmod(rem, 60)
+        """`2h 5m` / `2小时5分钟`: the one rounding rule for every countdown ("left", "late").
+
+        Under a minute the seconds are shown (never "0m"; at least 1s). From a minute up the
+        figure is rounded half up to the minute, and from a day up to the hour, so that two
+        units at most are shown and 1m59s reads as 2m, not 1m.
+        """
+        total = abs(delta.total_seconds())
+        if _half_up(total) < 60:
+            return self("unit.seconds", n=max(1, _half_up(total)))
+        minutes = _half_up(total / 60)
         parts: list[str] = []
-        if days:
+        if minutes >= 24 * 60:
+            days, hours = divmod(_half_up(minutes / 60), 24)
             parts.append(self("unit.days", n=days))
-        if hours:
-            parts.append(self("unit.hours", n=hours))
-        if minutes or (not parts and not seconds):
-            parts.append(self("unit.minutes", n=minutes))
-        if not parts:
-            parts.append(self("unit.seconds", n=seconds))
-        return self("unit.join").join(parts[:2])
+            if hours:
+                parts.append(self("unit.hours", n=hours))
+        else:
+            hours, minutes = divmod(minutes, 60)
+            if hours:
+                parts.append(self("unit.hours", n=hours))
+            if minutes:
+                parts.append(self("unit.minutes", n=minutes))
+        return self("unit.join").join(parts)
 
     def target(self, target: Target | None) -> str:
-        """A response target in words: `< 30 min`, `< 3 h`, `within 1 business day(s)`."""
+        """A response target in words: `< 30 min`, `< 3 h`, `within 2 business days`."""
         if target is None:
             return self("target.not_offered")
         if target.business_days is not None:
@@ -77,7 +109,9 @@ class Translator:
 
     def time_left(self, due_at: datetime, now: datetime) -> str:
         delta = due_at - now
-        if delta.total_seconds() >= 0:
+        if abs(delta.total_seconds()) < 1:
+            return self("sla.due_now")
+        if delta.total_seconds() > 0:
             return self("sla.left", d=self.duration(delta))
         return self("sla.overdue", d=self.duration(delta))
 
@@ -85,3 +119,17 @@ class Translator:
 def time_token(at: datetime) -> str:
     """A transport-neutral time marker, rendered per reader by the adapter."""
     return f"<t:{int(at.timestamp())}>"
+
+
+# Control and format characters a user could type to disguise an echoed text: bidirectional
+# overrides and isolates (U+202A-U+202E, U+2066-U+2069), marks (U+200E/F), zero-width and
+# other format characters (category Cf), and C0/C1 controls except line breaks and tabs.
+_KEEP = frozenset("\n\t")
+
+
+def clean_user_text(text: str) -> str:
+    """User text with invisible control/format characters removed, safe to echo or store."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(ch for ch in text if ch in _KEEP or
+                   unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))

@@ -8,6 +8,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter("supportbot_requests_total", "Inbound Slack requests", ["kind"],
                    registry=REGISTRY)
+HTTP_REQUESTS = Counter("supportbot_http_requests_total",
+                        "HTTP requests answered, by route and status", ["route", "status"],
+                        registry=REGISTRY)
 COMMANDS = Counter("supportbot_commands_total", "Commands dispatched", ["root"],
                    registry=REGISTRY)
 JOBS_DONE = Counter("supportbot_jobs_done_total", "Jobs completed", ["kind"], registry=REGISTRY)

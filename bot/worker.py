@@ -22,7 +22,7 @@ from typing import Any
 
 from bot import metrics
 from bot.messages import Button, Message
-from bot.services import advisories, cases, home, maintenance, outbox, reports
+from bot.services import advisories, cases, failures, home, maintenance, outbox, reports
 from bot.services.base import AppContext
 from bot.services.cards import card_message
 from bot.services.messenger import DeliveryError, Messenger, Posted
@@ -183,8 +183,9 @@ class Worker:
             metrics.DELIVERY_FAILURES.labels(kind=job.kind,
                                              permanent=str(exc.permanent).lower()).inc()
             if exc.permanent:
+                # one line; a missing scope's reason names the scope Slack says is needed
                 log.warning("job %s (%s) failed permanently: %s", job.id, job.kind, exc.reason)
-                await self._retry(job, started, exc.reason, dead=True)
+                await self._retry(job, started, exc.reason, dead=True, needed=exc.needed)
                 return
             backoff = max(exc.retry_after or 0.0, self._backoff(job.attempts))
             log.info("job %s (%s) will retry in %.1fs: %s", job.id, job.kind, backoff,
@@ -252,10 +253,19 @@ class Worker:
         self.fired([job], started)
 
     async def _retry(self, job: jobs.Job, due: datetime, error: str, *,
-                     dead: bool = False, counted: bool = True) -> None:
+                     dead: bool = False, counted: bool = True,
+                     needed: str | None = None) -> None:
+        """Put the job back for `due`, or give up on it (dead): staff are told in the same
+        transaction, so a job never dies silently."""
         dead = dead or (counted and job.attempts >= MAX_ATTEMPTS)
         async with self.app.db.transaction() as s:
             await jobs.retry(s, job.id, self.name, due, error, dead=dead, uncount=not counted)
+            if dead and not failures.is_notice(job.key):
+                await failures.tell_staff(s, self.app, self.app.clock(),
+                                          once=f"job:{job.id}", msg_id="notice.job_failed",
+                                          needed=needed, kind=job.kind, id=job.id,
+                                          attempts=job.attempts,
+                                          error=(error.splitlines() or [''])[0][:300])
 
     @staticmethod
     def _backoff(attempts: int) -> float:

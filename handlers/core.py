@@ -10,12 +10,12 @@ import enum
 import logging
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from typing import Any
 
 from bot.domain.model import Account, Lang, Role
-from bot.i18n import Translator
+from bot.i18n import Translator, clean_user_text
 from bot.messages import Button, Message, code
 from bot.services import home
 from bot.services.accounts import channel_account
@@ -130,6 +130,18 @@ class Command:
     form_fields: Mapping[str, str] = field(default_factory=dict)
 
 
+def reply_lang(actor: Actor, account: Account | None) -> Lang:
+    """The one language rule for every reply, refusals and usage errors included.
+
+    Staff read their own setting wherever they type; anyone else reads the language of
+    the account bound to the channel (English where none is), whatever root they typed:
+    a customer of a `lang=zh` group trying `/tam` is told off in Chinese.
+    """
+    if actor.is_staff:
+        return actor.lang
+    return account.lang if account is not None else Lang.EN
+
+
 class Router:
     """The one way in: maps every request to its handler. It alone resolves the actor, the
     reader's language and the channel's account, authorizes, audits denials and turns
@@ -215,25 +227,20 @@ class Router:
             return None, words
         return best, words[len(best.path):]
 
-    @staticmethod
-    def language(actor: Actor, account: Account | None) -> Lang:
-        """Staff read their own setting; everyone else the language of the account bound to
-        the channel (English where none is bound). Every reply follows this one rule."""
-        if actor.is_staff:
-            return actor.lang
-        return account.lang if account else Lang.EN
-
     async def resolve(self, req: Request, app: AppContext) -> tuple[Actor, Account | None]:
         return (await resolve_actor(app, req.team_id, req.user_id),
                 await channel_account(app, req.channel_id) if req.channel_id else None)
 
     async def reader_lang(self, req: Request, app: AppContext) -> Lang:
         """The language a reply to this request is written in (for adapters' own errors)."""
-        return self.language(*await self.resolve(req, app))
+        return reply_lang(*await self.resolve(req, app))
 
     async def dispatch(self, req: Request, app: AppContext) -> Reply:
+        # bidi overrides and other invisible characters never reach a handler or an echo
+        req = replace(req, text=clean_user_text(req.text),
+                      fields={k: clean_user_text(v) for k, v in req.fields.items()})
         actor, account = await self.resolve(req, app)
-        t = Translator(self.language(actor, account))
+        t = Translator(reply_lang(actor, account))
         if req.kind in self.events:
             call = Call(req=req, args=[], actor=actor, app=app, t=t, account=account)
             return await self._run(call, self.events[req.kind], None)

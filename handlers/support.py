@@ -30,16 +30,20 @@ from handlers.core import (
 )
 
 
-def case_line(t: Translator, case: Case, now_ts: datetime) -> str:
-    """One line per case: reference, severity, summary, status and the clock."""
+def case_line(t: Translator, case: Case, now_ts: datetime, *, flag: bool = True) -> str:
+    """One line per case: reference, severity, summary, status and the clock.
+
+    `flag=False` leaves out the trailing breach emoji, for lists that lead with their own.
+    """
     if case.awaiting_first_response:
         clock = t("case.clock_waiting", left=t.time_left(case.due_at, now_ts),
                   due=time_token(case.due_at))
     else:
         clock = t("case.clock_answered", at=time_token(case.first_response_at or case.opened_at))
-    flag = " :rotating_light:" if case.breached and case.awaiting_first_response else ""
-    return (f"*{case.ref}* [{case.severity.value}] {case.summary} — "
-            f"{t('status.' + case.status.value)}; {clock}{flag}")
+    breached = flag and case.breached and case.awaiting_first_response
+    return t("case.line", ref=case.ref, sev=case.severity.value, summary=case.summary,
+             status=t("status." + case.status.value), clock=clock,
+             flag=" :rotating_light:" if breached else "")
 
 
 def parse_ref(word: str) -> int:
@@ -61,7 +65,7 @@ def register(router: Router) -> None:
                    end=account.last_day.isoformat(), region=account.region)]
         if account.cancelled_on is not None:
             lines.append(t("plan.cancelled_line", on=account.cancelled_on.isoformat()))
-        chans = ", ".join(t(f"channel.{c}") for c in p.channels)
+        chans = t.join(t(f"channel.{c}") for c in p.channels)
         if p.tam:
             chans += " — " + (t("plan.tam_is", user=account.tam_user_id)
                               if account.tam_user_id else t("plan.tam_unassigned"))
@@ -71,7 +75,7 @@ def register(router: Router) -> None:
             f"{sev.value} {t('severity.' + sev.value)} {t.target(p.response[sev])}"
             for sev in Severity)
         lines.append(t("plan.targets", targets=targets))
-        lines.append(t("plan.items", items=", ".join(t(f"item.{i}") for i in p.items)))
+        lines.append(t("plan.items", items=t.join(t(f"item.{i}") for i in p.items)))
         if any(p.perks.values()):
             lines.append(t("plan.perks_header", start=account.start.isoformat(),
                            end=account.last_day.isoformat()))
@@ -85,7 +89,7 @@ def register(router: Router) -> None:
             nxt = list(Tier)[account.tier.rank + 1]
             added = [i for i in catalog.plan(nxt).items if i not in p.items]
             lines.append(t("plan.next_tier", tier=t(f"tier.{nxt}"),
-                           items=", ".join(t(f"item.{i}") for i in added) or "—"))
+                           items=t.join(t(f"item.{i}") for i in added) or "—"))
         return Reply("\n".join(lines))
 
     @router.command("support", "open", "<severity> <summary...>", help_id="help.support.open")
@@ -99,7 +103,7 @@ def register(router: Router) -> None:
         severity = Severity.parse(call.args[0])
         if severity is None:
             raise UsageError("error.bad_severity", given=call.args[0],
-                             choices=", ".join(f"{s.value}/{s.alias}" for s in Severity))
+                             choices=call.t.join(f"{s.value}/{s.alias}" for s in Severity))
         opened = await cases.open_case(call.app, call.actor, call.req.channel_id, severity,
                                        " ".join(call.args[1:]))
         t = call.t
@@ -166,7 +170,7 @@ def register(router: Router) -> None:
         t = call.t
         catalog = call.app.catalog
         lang = t.lang.value
-        names = ", ".join(sw.name for sw in catalog.third_party)
+        names = t.join(sw.name for sw in catalog.third_party)
         if not call.args:
             raise UsageError("scope.need_software", names=names)
         sw = catalog.software(" ".join(call.args))

@@ -61,14 +61,14 @@ def _advisory_spec(call: Call) -> tuple[advisories.AdvisorySpec, bool]:
     if confirm:
         pos = pos[:-1]
     if len(pos) != 4:
-        raise UsageError("advisory.need_fields", kinds=", ".join(KINDS),
-                         severities=", ".join(ADVISORY_SEVERITIES))
+        raise UsageError("advisory.need_fields", kinds=call.t.join(KINDS),
+                         severities=call.t.join(ADVISORY_SEVERITIES))
     kind, severity, title, body = pos[0].lower(), pos[1].lower(), pos[2].strip(), pos[3]
     if kind not in KINDS:
-        raise UsageError("advisory.bad_kind", given=pos[0], choices=", ".join(KINDS))
+        raise UsageError("advisory.bad_kind", given=pos[0], choices=call.t.join(KINDS))
     if severity not in ADVISORY_SEVERITIES:
         raise UsageError("advisory.bad_severity", given=pos[1],
-                         choices=", ".join(ADVISORY_SEVERITIES))
+                         choices=call.t.join(ADVISORY_SEVERITIES))
     if not title or len(title) > 150:
         raise UsageError("advisory.bad_title", max=150)
     if not body.strip() or len(body) > 2500:
@@ -76,7 +76,7 @@ def _advisory_spec(call: Call) -> tuple[advisories.AdvisorySpec, bool]:
     names = {"regions", "products", "software", "accounts"}
     if set(opts) - names:
         raise UsageError("error.bad_option", given=sorted(set(opts) - names)[0],
-                         choices=", ".join(sorted(names)))
+                         choices=call.t.join(sorted(names)))
 
     def values(name: str) -> frozenset[str]:
         return frozenset(v.strip().lower() for v in opts.get(name, "").split(",") if v.strip())
@@ -85,7 +85,7 @@ def _advisory_spec(call: Call) -> tuple[advisories.AdvisorySpec, bool]:
     bad = sorted(regions - set(call.app.catalog.regions))
     if bad:
         raise Refusal("account.bad_region", region=bad[0],
-                      choices=", ".join(sorted(call.app.catalog.regions)))
+                      choices=call.t.join(sorted(call.app.catalog.regions)))
     return advisories.AdvisorySpec(title, kind, severity, body, Targeting(
         regions, values("products"), values("software"), values("accounts"))), confirm
 
@@ -111,8 +111,9 @@ def render_quote(call: Call, q: Quote, *, applied: bool) -> str:
         lines.append(t("plan.incremental_unsubscribe", amount=format_money(inc.old_amount, cur)))
     else:
         lines.append(t("plan.incremental_split", old=t(f"tier.{inc.old_tier}"),
-                       days_old=inc.days_old, old_amount=format_money(inc.old_amount, cur),
-                       new=t(f"tier.{inc.new_tier}"), days_new=inc.days_new,
+                       days_old=t("count.days", n=inc.days_old),
+                       old_amount=format_money(inc.old_amount, cur),
+                       new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
                        new_amount=format_money(inc.new_amount, cur)))
     if q.kind == ChangeKind.UPGRADE:
         lines.append(t("plan.upgrade_perks_note"))
@@ -227,7 +228,7 @@ def register(router: Router) -> None:
         sev = Severity.parse(call.args[1])
         if sev is None:
             raise UsageError("error.bad_severity", given=call.args[1],
-                             choices=", ".join(f"{s.value}/{s.alias}" for s in Severity))
+                             choices=call.t.join(f"{s.value}/{s.alias}" for s in Severity))
         updated = await cases.regrade(call.app, call.actor, case_id, sev)
         return call.reply("case.regraded", ref=updated.ref, sev=updated.severity.value,
                           target=call.t.target(Target.parse_label(updated.target_label)),
@@ -332,15 +333,16 @@ def register(router: Router) -> None:
         unknown = set(opts) - set(TAG_KINDS)
         if unknown:
             raise UsageError("error.bad_option", given=sorted(unknown)[0],
-                             choices=", ".join(TAG_KINDS))
+                             choices=call.t.join(TAG_KINDS))
         if opts:
             tags = await advisories.set_tags(call.app, call.actor, pos[0], {
                 k: [v.strip().lower() for v in val.split(",") if v.strip()]
                 for k, val in opts.items()})
         else:
             tags = await advisories.get_tags(call.app, pos[0])
-        shown = "; ".join(f"{call.t(f'tags.kind.{k}')}: {', '.join(v) or '—'}"
-                          for k, v in tags.items())
+        shown = call.t("list.sep_major").join(
+            call.t("tags.cell", kind=call.t(f"tags.kind.{k}"), values=call.t.join(v) or "—")
+            for k, v in tags.items())
         return call.reply("tags.shown", key=pos[0].lower(), tags=shown)
 
     @router.command("tam", "advisory", '<kind> <severity> "<title>" "<body>" [regions=..] '
@@ -356,18 +358,20 @@ def register(router: Router) -> None:
         if not call.args:
             if call.req.can_open_form:
                 return Reply(call.t("advisory.form_opened"), form=Form("advisory"))
-            raise UsageError("advisory.need_fields", kinds=", ".join(KINDS),
-                             severities=", ".join(ADVISORY_SEVERITIES))
+            raise UsageError("advisory.need_fields", kinds=call.t.join(KINDS),
+                             severities=call.t.join(ADVISORY_SEVERITIES))
         spec, confirm = _advisory_spec(call)
         if confirm:
             ref, total = await advisories.send(call.app, call.actor, spec)
-            return call.reply("advisory.sending", ref=ref, total=total)
+            return call.reply("advisory.sending", ref=ref,
+                              groups=call.t("count.groups", n=total))
         groups, accounts_n = await advisories.preview(call.app, spec)
         if groups == 0:
             return call.reply("advisory.no_targets")
         command = "/tam " + shlex.join(["advisory", *call.args, "confirm"])
-        return Reply(call.t("advisory.preview", title=spec.title, groups=groups,
-                            accounts=accounts_n) + "\n" +
+        return Reply(call.t("advisory.preview", title=spec.title,
+                            groups=call.t("count.groups", n=groups),
+                            accounts=call.t("count.accounts", n=accounts_n)) + "\n" +
                      call.t("advisory.confirm_hint", command=command),
                      buttons=(Button(call.t("advisory.button_send"), command, "primary"),))
 
@@ -383,9 +387,10 @@ def register(router: Router) -> None:
         lines += [t("advisory.acked_line", account=a, user=u, at=time_token(w))
                   for a, u, w in st.acked]
         if st.waiting:
-            lines.append(t("advisory.waiting_line", accounts=", ".join(st.waiting)))
+            lines.append(t("advisory.waiting_line", accounts=t.join(st.waiting)))
         if st.failed:
-            lines.append(t("advisory.failed_header", n=len(st.failed)))
+            lines.append(t("advisory.failed_header",
+                           groups=t("count.groups", n=len(st.failed))))
             lines += [t("advisory.failed_group", account=a, channel=c, error=e)
                       for a, c, e in st.failed]
         return Reply("\n".join(lines))
@@ -399,7 +404,8 @@ def register(router: Router) -> None:
         return Reply("\n".join(
             t("advisory.list_line", ref=advisory_ref(a.id), title=a.title,
               severity=t(f"advisory.severity.{a.severity}"), sent=c["sent"], total=a.total,
-              failed=c["failed"], acked=acked) for a, c, acked in rows))
+              failed=c["failed"], acked=t("count.accounts", n=acked))
+        for a, c, acked in rows))
 
     @router.command("tam", "report", "<account> [YYYY-MM]", help_id="help.tam.report",
                     role=Role.TAM)
@@ -425,7 +431,9 @@ def register(router: Router) -> None:
             state = clock_state(case, now, ratio)
             if state in marks:
                 order, mark = marks[state]
-                rows.append((order, f"{mark} {account.key}: " + case_line(call.t, case, now)))
+                # the mark leads the line; the case line adds no second breach emoji
+                rows.append((order, call.t("breaches.line", mark=mark, key=account.key,
+                                           line=case_line(call.t, case, now, flag=False))))
         if not rows:
             return call.reply("breaches.none")
         rows.sort(key=lambda r: r[0])

@@ -3,6 +3,11 @@
 It records every call with its body, answers like Slack for the methods the bot uses, and can
 inject 429 with Retry-After, 5xx and slow answers. Tests await conditions on the recording
 instead of sleeping.
+
+Like Slack, it checks the token's scopes: by default the token holds exactly the bot scopes
+`manifest.yaml` asks for, so every test that talks to it also proves the manifest is enough.
+A method the token's scopes do not cover gets Slack's `missing_scope` answer; a method absent
+from `METHOD_SCOPES` is refused outright, so a new Web API call cannot slip in unlisted.
 """
 
 from __future__ import annotations
@@ -14,11 +19,54 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+MANIFEST = Path(__file__).resolve().parent.parent / "manifest.yaml"
+
+# The bot-token scope each Web API method the bot calls needs, from Slack's method reference
+# (docs.slack.dev/reference/methods/<method>). None: no scope needed. A mapping: the scope
+# depends on the kind of conversation, as Slack's reference lists one per kind.
+HISTORY = {"public": "channels:history", "private": "groups:history", "im": "im:history",
+           "mpim": "mpim:history"}
+METHOD_SCOPES: dict[str, str | dict[str, str] | None] = {
+    "auth.test": None,  # Bolt checks its token with it
+    "chat.postMessage": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "chat.update": "chat:write",
+    # the bot opens 1:1 DMs only (one user); several users would need mpim:write
+    "conversations.open": "im:write",
+    "conversations.history": HISTORY,
+    "conversations.replies": HISTORY,
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "views.open": None,
+    "views.publish": None,
+}
+
+
+def manifest_bot_scopes() -> frozenset[str]:
+    """The bot scopes manifest.yaml asks for: what an installation's token holds."""
+    data = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    return frozenset(data["oauth_config"]["scopes"]["bot"])
+
+
+def conversation_kind(channel: str) -> str:
+    """Slack's id prefixes: D a DM, G a private channel (older ones), C a channel."""
+    return {"D": "im", "G": "private"}.get(channel[:1], "public")
+
+
+def scope_needed(method: str, channel: str = "") -> str | None:
+    """The scope `method` needs for `channel` (None: none). KeyError: not in the table."""
+    need = METHOD_SCOPES[method]
+    if isinstance(need, dict):
+        return need[conversation_kind(channel)]
+    return need
 
 
 @dataclass
@@ -52,6 +100,8 @@ class FakeSlack:
         self.history: list[dict[str, Any]] = []  # every posted message, oldest first
         self.uploads: dict[str, bytes] = {}  # file id -> uploaded bytes
         self.permanent_errors: dict[str, str] = {}  # channel -> Slack error code
+        # the installed token's scopes (what the manifest asks for); a test may narrow them
+        self.scopes: frozenset[str] = manifest_bot_scopes()
         self._ts = count(1)
         self._changed = asyncio.Condition()
         self.server: TestServer | None = None
@@ -144,6 +194,10 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         body = await self._body(request)
+        refusal = self._scope_check(method, body)
+        if refusal is not None:
+            await self._record(Call(method, body, 200))
+            return web.json_response(refusal)
         faults = self.faults.get(method) or []
         fault = next((f for f in faults if f.channel in (None, body.get("channel"))), None)
         if fault is not None:
@@ -176,6 +230,20 @@ class FakeSlack:
         result = self._answer(method, body)
         await self._record(Call(method, body, 200))
         return web.json_response(result)
+
+    def _scope_check(self, method: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Slack's answer when the token may not call `method` here, else None."""
+        if method not in METHOD_SCOPES:
+            # a real Slack would know the method; here it means the table (and so the
+            # manifest check in tests/test_manifest.py) has not heard of it
+            return {"ok": False, "error": "unknown_method",
+                    "warning": f"{method} is not in tests/fake_slack.py METHOD_SCOPES"}
+        channel = str(body.get("channel") or body.get("channel_id") or "")
+        needed = scope_needed(method, channel)
+        if needed is None or needed in self.scopes:
+            return None
+        return {"ok": False, "error": "missing_scope", "needed": needed,
+                "provided": ",".join(sorted(self.scopes))}
 
     def _over_limit(self, channel: str) -> bool:
         now = time.monotonic()

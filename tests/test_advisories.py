@@ -47,14 +47,14 @@ async def test_tags_target_and_preview_counts_groups(chat: Chat) -> None:
     assert "regions: —" in (await chat(TAM, NOWHERE_CH, "/tam account tag acme")).text
     # all enterprise accounts: acme (1 group) + zeta (2); business bizco is not included
     preview = await chat(TAM, NOWHERE_CH, SEND)
-    assert "will reach 3 group(s) of 2 account(s)" in preview.text
+    assert "will reach 3 groups of 2 accounts" in preview.text
     assert preview.buttons and preview.buttons[0].command.endswith(" confirm")
-    assert "2 group(s) of 1" in (await chat(TAM, NOWHERE_CH, SEND + " software=nginx")).text
-    assert "1 group(s) of 1" in (await chat(TAM, NOWHERE_CH,
+    assert "2 groups of 1 account" in (await chat(TAM, NOWHERE_CH, SEND + " software=nginx")).text
+    assert "1 group of 1 account" in (await chat(TAM, NOWHERE_CH,
                                             SEND + " regions=cn-north-4")).text
-    assert "2 group(s) of 1" in (await chat(TAM, NOWHERE_CH, SEND + " accounts=zeta")).text
+    assert "2 groups of 1 account" in (await chat(TAM, NOWHERE_CH, SEND + " accounts=zeta")).text
     # chosen accounts may include non-enterprise ones
-    assert "1 group(s) of 1" in (await chat(TAM, NOWHERE_CH, SEND + " accounts=bizco")).text
+    assert "1 group of 1 account" in (await chat(TAM, NOWHERE_CH, SEND + " accounts=bizco")).text
     assert "No group matches" in (await chat(TAM, NOWHERE_CH, SEND + " software=iis")).text
 
 
@@ -86,7 +86,7 @@ async def test_broadcast_progress_ack_status_and_one_reminder(
     messenger.sent.clear()
     messenger.failures = []
     reply = await chat(TAM, NOWHERE_CH, SEND + " confirm")
-    assert "AD-1001 is on its way to 3 group(s)" in reply.text
+    assert "AD-1001 is on its way to 3 groups" in reply.text
     await drain(worker)
     posts = {s.target: s for s in messenger.sent if s.kind == "post"}
     assert set(posts) == {ACME_CH, "CZ1", "CZ2"}
@@ -108,7 +108,7 @@ async def test_broadcast_progress_ack_status_and_one_reminder(
     assert "sent 3 / 3, failed 0" in status
     assert f"acme: acknowledged by <@{CUSTOMER}>" in status
     assert "not acknowledged yet: zeta" in status
-    assert "acknowledged by 1 account(s)" in (await chat(TAM, NOWHERE_CH,
+    assert "acknowledged by 1 account" in (await chat(TAM, NOWHERE_CH,
                                                           "/tam advisories")).text
 
     clock.advance(hours=23)
@@ -177,10 +177,11 @@ async def test_status_lists_unreachable_groups_as_failed_not_as_waiting(
     lines = status.splitlines()
     assert f"failed {len(broken)}, pending 0" in lines[0]
     assert f"• {waiting}" in lines
-    assert f"Failed, could not be reached ({len(broken)} group(s)):" in lines
+    plural = "1 group" if len(broken) == 1 else f"{len(broken)} groups"
+    assert f"Failed, could not be reached ({plural}):" in lines
     for channel in sorted(broken):
         assert f"• could not post to {channel} (zeta): chat.postMessage: is_archived" in lines
     # the failed groups come after their heading, and nowhere else
-    head = lines.index(f"Failed, could not be reached ({len(broken)} group(s)):")
+    head = lines.index(f"Failed, could not be reached ({plural}):")
     assert all("could not post" in line for line in lines[head + 1:])
     assert len(lines) == head + 1 + len(broken)

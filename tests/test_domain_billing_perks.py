@@ -222,9 +222,9 @@ def test_request_rules(tier: Tier, term: Term, perk: str, start: date, amount: i
 def test_too_soon_names_the_earliest_date_and_escort_only_warns() -> None:
     d = check_request(CAT, acct(Tier.ENTERPRISE), "resource_monitoring", date(2026, 10, 7), 1,
                       date(2026, 9, 30), CN, bal("resource_monitoring", 1))
-    assert d.refusal == ("perk.too_soon", {"perk": "resource_monitoring", "days": 3,
+    assert d.refusal == ("perk.too_soon", {"perk": "resource_monitoring", "n": 3,
                                            "earliest": "2026-10-10"})
     d = check_request(CAT, acct(Tier.ENTERPRISE), "escort", date(2026, 10, 9), 2,
                       date(2026, 9, 30), CN, bal())
     assert d.allowed
-    assert d.warnings == [("perk.short_notice", {"days": 10, "earliest": "2026-10-20"})]
+    assert d.warnings == [("perk.short_notice", {"n": 10, "earliest": "2026-10-20"})]

@@ -41,7 +41,7 @@ async def test_escort_request_approval_and_window_shortens_s2(
         chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
         clock: Clock) -> None:
     reply = await chat(CUSTOMER, ACME_CH, "/support escort 2026-12-10 2")
-    assert "Request *PR-1001*" in reply.text and "2026-12-10 → 2026-12-11 (2 day(s))" in reply.text
+    assert "Request *PR-1001*" in reply.text and "(2026-12-10 → 2026-12-11, 2 days)" in reply.text
     assert "warning" not in reply.text  # 12 business days ahead
     await worker.run_once()
     dm = [s for s in messenger.sent if s.kind == "dm" and s.target == TAM][-1]
@@ -86,7 +86,7 @@ async def test_short_notice_escort_warns_and_review_too_soon_is_refused(
 @pytest.mark.parametrize(("line", "expected"), [
     ("/support escort 2026-02-30", "“2026-02-30” is not a date"),
     ("/support escort 2026-12-10 two", "“two” is not a number of days"),
-    ("/support escort 2026-12-10 4", "at most 3 day(s)"),
+    ("/support escort 2026-12-10 4", "at most 3 days"),
     ("/support escort 2026-11-20", "is not in the future"),
     ("/support escort 2026-12-31 2", "within this plan year"),
     ("/support escort", "takes 1 to 2 arguments"),

@@ -180,7 +180,7 @@ async def test_sigkill_during_a_broadcast_and_a_report_then_restart(
         await remote.command("tam", "staff add <@UTAM> tam", user="UADMIN", channel="CX")
         resp = await remote.command("tam", 'advisory attack critical "DDoS wave" "Enable '
                                     'scrubbing" confirm', user="UADMIN", channel="CX")
-        assert "on its way to 31 group(s)" in await resp.text()
+        assert "on its way to 31 groups" in await resp.text()
         await remote.command("tam", "report acme 2026-10", user="UADMIN", channel="CX")
         await fake.wait_for(lambda: len([b for b in fake.of("chat.postMessage")
                                          if "DDoS wave" in str(b.get("text"))]) >= 5)

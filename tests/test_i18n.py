@@ -33,17 +33,44 @@ def fields(template: str) -> set[str]:
     return set(re.findall(r"\{(\w*)\}", template))
 
 
+PLURAL = re.compile(r"\.(one|other)$")
+
+
+def known(lang: Lang) -> set[str]:
+    """Ids a caller may use: plain ids, and plural ids by their base (`x` for `x.other`)."""
+    return {PLURAL.sub("", k) for k in messages(lang)}
+
+
+def merged(lang: Lang) -> dict[str, set[str]]:
+    """Fields per id; a plural id's fields are those of its forms together (`{n}` chooses)."""
+    out: dict[str, set[str]] = {}
+    for k, v in messages(lang).items():
+        out.setdefault(PLURAL.sub("", k), set()).update(fields(v))
+    for base in {PLURAL.sub("", k) for k in messages(lang) if PLURAL.search(k)}:
+        out[base].add("n")
+    return out
+
+
 def test_every_literal_message_id_in_the_code_has_both_translations() -> None:
     ids = used_ids()
     assert len(ids) > 100  # the scan itself works
-    missing = {lang.value: sorted(ids - set(messages(lang))) for lang in Lang}
+    missing = {lang.value: sorted(ids - known(lang)) for lang in Lang}
     assert missing == {"en": [], "zh": []}
 
 
 def test_languages_have_the_same_ids_and_fields() -> None:
-    en, zh = messages(Lang.EN), messages(Lang.ZH)
-    assert set(en) == set(zh)
-    assert {k: fields(v) for k, v in en.items()} == {k: fields(v) for k, v in zh.items()}
+    assert known(Lang.EN) == known(Lang.ZH)
+    assert merged(Lang.EN) == merged(Lang.ZH)
+
+
+def test_plural_forms_are_complete_and_chinese_has_one_form() -> None:
+    for lang in Lang:
+        catalog = messages(lang)
+        ones = {k[:-4] for k in catalog if k.endswith(".one")}
+        others = {k[:-6] for k in catalog if k.endswith(".other")}
+        assert ones <= others, lang  # every `.one` has its general form
+        assert not others & set(catalog), lang  # an id is plural or plain, not both
+    assert not [k for k in messages(Lang.ZH) if k.endswith(".one")]
 
 
 @pytest.mark.parametrize("family", [

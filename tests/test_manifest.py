@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
@@ -14,22 +15,13 @@ from jsonschema.validators import validator_for
 
 from bot.adapters.slack.views import OPEN_FROM_MESSAGE_SHORTCUT
 from handlers import build_router
+from tests.fake_slack import METHOD_SCOPES
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / "manifest.yaml"
-# CI checks out shared/ next to the repository: <repo>/../shared
-SCHEMA = (REPO / ".." / "shared" / "slack" / "manifest-schema" / "schemas"
-          / "manifest.schema.1.0.0.json").resolve()
+# Slack's own schema, vendored (MIT) so a fresh clone validates offline
+SCHEMA = REPO / "tests" / "data" / "slack-manifest-schema" / "manifest.schema.1.0.0.json"
 
-EXPECTED_BOT_SCOPES = {
-    "commands",          # /support, /tam
-    "chat:write",        # chat.postMessage, chat.update, chat.postEphemeral
-    "im:write",          # conversations.open for DMs
-    "channels:history",  # message.channels (thread replies), conversations.history
-    "groups:history",    # message.groups, conversations.history in private channels
-    "reactions:read",    # reaction_added
-    "im:history",        # a retried DM finds the message it may already have posted
-}
 EXPECTED_BOT_EVENTS = {"message.channels", "message.groups", "reaction_added",
                        "app_home_opened"}
 EVENTS_PATH = "/slack/events"
@@ -43,9 +35,8 @@ def _manifest() -> dict[str, Any]:
 
 def _validator() -> Any:
     if not SCHEMA.is_file():
-        pytest.fail(f"Slack manifest schema not found at {SCHEMA}; check out the shared "
-                    "repository next to this one (<repo>/../shared) so the manifest can be "
-                    "validated", pytrace=False)
+        pytest.fail(f"Slack manifest schema not found at {SCHEMA}; it is part of the "
+                    "repository (tests/data/slack-manifest-schema/)", pytrace=False)
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     cls = validator_for(schema)
     cls.check_schema(schema)
@@ -113,10 +104,150 @@ def test_message_shortcut_matches_listener() -> None:
 
 
 def test_bot_scopes_are_exactly_what_the_bot_uses() -> None:
+    """The manifest asks for the scopes of every Web API method the code calls (per Slack's
+    method reference, `METHOD_SCOPES`), of every event it subscribes to, and `commands`;
+    nothing more. The methods come from scanning the code (`slack_methods`), so a new call
+    fails here until its scope is in the table and in the manifest. At run time the fake
+    Slack holds the same line: its token has exactly the manifest's scopes and it refuses a
+    method missing from the table, so every test that reaches it checks the calls it makes,
+    including those no scan can see (Bolt's own)."""
     scopes = _manifest()["oauth_config"]["scopes"]
     assert set(scopes) == {"bot"}, "no user or optional scopes"
     assert len(scopes["bot"]) == len(set(scopes["bot"])), scopes["bot"]
-    assert set(scopes["bot"]) == EXPECTED_BOT_SCOPES
+    called = slack_methods()
+    unlisted = sorted(called - set(METHOD_SCOPES))
+    assert not unlisted, (f"{unlisted} not in tests/fake_slack.py METHOD_SCOPES: add each "
+                          "with the scope Slack's method reference lists")
+    needed = {"commands"}  # slash commands and the message shortcut
+    for method in called:
+        need = METHOD_SCOPES[method]
+        if isinstance(need, dict):
+            needed |= {need[kind] for kind in BOT_CONVERSATIONS}
+        elif need is not None:
+            needed.add(need)
+    for event in _manifest()["settings"]["event_subscriptions"]["bot_events"]:
+        assert event in EVENT_SCOPES, f"{event}: add the scope Slack's event reference lists"
+        needed |= {EVENT_SCOPES[event]} - {None}
+    have = set(scopes["bot"])
+    assert not needed - have, f"manifest.yaml lacks bot scopes {sorted(needed - have)}"
+    assert not have - needed, f"manifest.yaml asks for unused scopes {sorted(have - needed)}"
+
+
+def test_every_scope_says_what_it_is_for() -> None:
+    lines = [line for line in MANIFEST.read_text(encoding="utf-8").splitlines()
+             if re.fullmatch(r"\s+- [a-z]+:?[a-z.]*(\s+#.*)?", line)
+             and line.strip()[2:].split()[0] in _manifest()["oauth_config"]["scopes"]["bot"]]
+    assert len(lines) == len(_manifest()["oauth_config"]["scopes"]["bot"])
+    assert all("#" in line for line in lines), [ln for ln in lines if "#" not in ln]
+
+
+def test_code_scan_finds_calls_and_refuses_hidden_ones() -> None:
+    """Negative control: the scanner sees each way the bot calls Slack, expands
+    files_upload_v2 into its steps, and will not accept a method it cannot read."""
+    found = _methods_in(ast.parse(
+        "async def f(client, m):\n"
+        "    await client.chat_postMessage(channel='C1', text='x')\n"
+        "    await client.files_upload_v2(channel='C1', content=b'', filename='a')\n"
+        "    await client.api_call('users.info', params={})\n"), "x.py", _sdk_methods())
+    assert found == {"chat.postMessage", "files.getUploadURLExternal",
+                     "files.completeUploadExternal", "users.info"}
+    with pytest.raises(AssertionError, match="cannot tell"):
+        _methods_in(ast.parse("async def f(client, m):\n    await client.api_call(m)\n"),
+                    "x.py", _sdk_methods())
+    assert {"chat.postMessage", "chat.update", "conversations.open", "views.publish",
+            "files.getUploadURLExternal", "auth.test"} <= slack_methods()
+
+
+# -- which Web API methods the bot calls, read from the code ---------------------------------
+
+# Slack's event reference: the scope each subscribed bot event needs (None: none)
+EVENT_SCOPES: dict[str, str | None] = {
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+    "message.im": "im:history",
+    "reaction_added": "reactions:read",
+    "app_home_opened": None,
+}
+# the kinds of conversation the bot reads history in: customer groups (public or private
+# channels) and its own DMs (a retried DM looks for what it may have posted); no group DMs
+BOT_CONVERSATIONS = ("public", "private", "im")
+# calls Bolt makes itself: AsyncApp checks its token with auth.test before the first request
+FRAMEWORK_METHODS = {"auth.test"}
+# the one place allowed to pass a method name in a variable: its callers pass literals
+VARIABLE_METHOD_OK = {("bot/adapters/slack/messenger.py", "_call")}
+SOURCES = ("bot", "handlers", "storage")
+
+
+def _sdk_methods() -> dict[str, set[str]]:
+    """AsyncWebClient's Python methods -> the Web API methods each calls, read from the SDK's
+    source: `chat_postMessage` -> chat.postMessage, `files_upload_v2` -> its upload steps."""
+    from slack_sdk.web import async_client
+
+    tree = ast.parse(Path(async_client.__file__).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body
+               if isinstance(n, ast.ClassDef) and n.name == "AsyncWebClient")
+    direct: dict[str, set[str]] = {}
+    calls: dict[str, set[str]] = {}
+    for fn in cls.body:
+        if not isinstance(fn, ast.AsyncFunctionDef) or fn.name.startswith("_"):
+            continue
+        direct[fn.name], calls[fn.name] = set(), set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    isinstance(node.func.value, ast.Name) and node.func.value.id == "self":
+                if node.func.attr == "api_call" and node.args and \
+                        isinstance(node.args[0], ast.Constant):
+                    direct[fn.name].add(str(node.args[0].value))
+                else:
+                    calls[fn.name].add(node.func.attr)
+
+    def resolve(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        out = set(direct.get(name, set()))
+        for other in calls.get(name, set()) - seen - {name}:
+            if other in direct:
+                out |= resolve(other, seen | {name})
+        return out
+
+    return {name: resolve(name) for name in direct if name != "api_call"}
+
+
+def _methods_in(tree: ast.AST, where: str, sdk: dict[str, set[str]]) -> set[str]:
+    found: set[str] = set()
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def enclosing(node: ast.AST) -> str:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                return node.name
+        return ""
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        name = node.func.attr
+        if name == "api_call" or (name == "_call" and where.startswith("bot/adapters/slack/")):
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.add(arg.value)
+            else:
+                assert (where, enclosing(node)) in VARIABLE_METHOD_OK, \
+                    f"{where}:{node.lineno}: cannot tell which Slack method {name}() calls"
+        elif name in sdk:
+            found |= sdk[name]
+    return found
+
+
+def slack_methods() -> set[str]:
+    """Every Web API method the bot can call: the SDK client's methods and literal
+    api_call()/_call() method names anywhere in the code, plus Bolt's own."""
+    sdk = _sdk_methods()
+    found = set(FRAMEWORK_METHODS)
+    for source in SOURCES:
+        for path in sorted((REPO / source).rglob("*.py")):
+            where = path.relative_to(REPO).as_posix()
+            found |= _methods_in(ast.parse(path.read_text(encoding="utf-8")), where, sdk)
+    return found
 
 
 def test_bot_events_are_exactly_what_the_bot_handles() -> None:

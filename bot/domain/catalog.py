@@ -13,6 +13,9 @@ import yaml
 
 from bot.domain.model import Severity, Tier
 
+# README quotes this text: keep the two alike
+TARGET_FORMS = "{minutes: N}, {seconds: N}, {business_days: N} or null"
+
 
 class CatalogError(ValueError):
     """A catalog file that does not match the expected format."""
@@ -296,7 +299,8 @@ def _parse_tier(r: _Reader, tier: Tier, t: dict[str, Any]) -> TierPlan:
         if v is None:
             response[sev] = None
             continue
-        m = r.mapping(v, k)
+        # a bare `4h` or `30` gets the same answer as a wrong key: the forms that work
+        m = v if isinstance(v, dict) else {}
         if set(m) == {"minutes"}:
             response[sev] = Target.minutes(r.int_(m, "minutes", k, 1))
         elif set(m) == {"seconds"}:
@@ -304,7 +308,7 @@ def _parse_tier(r: _Reader, tier: Tier, t: dict[str, Any]) -> TierPlan:
         elif set(m) == {"business_days"}:
             response[sev] = Target(business_days=r.int_(m, "business_days", k, 1))
         else:
-            raise r.fail(k, "{minutes: N}, {seconds: N}, {business_days: N} or null")
+            raise r.fail(k, TARGET_FORMS)
     file_as: dict[Severity, Severity] = {}
     for src, dst in r.mapping(t.get("file_as", {}), f"{key}.file_as").items():
         s, d = Severity.parse(str(src)), Severity.parse(str(dst))

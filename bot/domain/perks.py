@@ -79,7 +79,7 @@ def check_request(catalog: Catalog, account: Account, perk: str, start: date, am
     if amount < 1:
         return refuse("perk.whole_days", perk=perk)
     if perk == "escort" and amount > plan.escort_max_days_per_request:
-        return refuse("perk.days_per_request", max=plan.escort_max_days_per_request)
+        return refuse("perk.days_per_request", n=plan.escort_max_days_per_request)
     if perk != "escort" and amount != 1:
         return refuse("perk.one_occurrence", perk=perk)
     if start <= today:
@@ -96,8 +96,8 @@ def check_request(catalog: Catalog, account: Account, perk: str, start: date, am
     warnings: list[tuple[str, dict[str, object]]] = []
     if start < earliest:
         if rule.lead_rule == "refuse":
-            return refuse("perk.too_soon", perk=perk, days=rule.lead_business_days,
+            return refuse("perk.too_soon", perk=perk, n=rule.lead_business_days,
                           earliest=earliest.isoformat())
-        warnings.append(("perk.short_notice", {"days": rule.lead_business_days,
+        warnings.append(("perk.short_notice", {"n": rule.lead_business_days,
                                                "earliest": earliest.isoformat()}))
     return PerkDecision(warnings=warnings)

@@ -158,10 +158,10 @@ def advisory_text(t: Translator, a: AdvisoryRow) -> str:
     targeting = Targeting.from_dict(a.targeting)
     lines = [t("advisory.header", ref=advisory_ref(a.id), kind=t(f"advisory.kind.{a.kind}"),
                severity=t(f"advisory.severity.{a.severity}"), title=a.title), a.body]
-    scope = [", ".join(sorted(v)) for v in (targeting.regions, targeting.products,
-                                            targeting.software) if v]
+    scope = [t.join(sorted(v)) for v in (targeting.regions, targeting.products,
+                                         targeting.software) if v]
     if scope:
-        lines.append(t("advisory.affects", what="; ".join(scope)))
+        lines.append(t("advisory.affects", what=t("list.sep_major").join(scope)))
     lines.append(t("advisory.footer"))
     return "\n".join(lines)
 
@@ -286,7 +286,7 @@ async def run_remind(app: AppContext, job: jobs.Job) -> dict[str, Any]:
                           key=f"adv:{advisory_id}:{key}:reminder",
                           text=t("advisory.reminder", ref=advisory_ref(advisory_id),
                                  title=advisory.title, account=account.name, key=key,
-                                 hours=app.settings.advisory_ack_hours))
+                                 n=app.settings.advisory_ack_hours))
     return {"outcome": "reminded"}
 
 

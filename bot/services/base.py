@@ -84,8 +84,11 @@ class Refusal(Exception):
                 params[name] = t(f"{name}.{params[name]}")
         if isinstance(params.get("perk_status"), str):
             params["perk_status"] = t(f"perk.status.{params['perk_status']}")
+        if isinstance(params.get("choices"), str):
+            # services name choices as "a, b"; the reader's language separates its own lists
+            params["choices"] = t.join(str(params["choices"]).split(", "))
         if isinstance(params.get("tiers"), str):
-            params["tiers"] = ", ".join(t(f"tier.{x}") for x in str(params["tiers"]).split(", "))
+            params["tiers"] = t.join(t(f"tier.{x}") for x in str(params["tiers"]).split(", "))
         return t(self.msg_id, **params)
 
 

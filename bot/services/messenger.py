@@ -9,14 +9,16 @@ from bot.messages import Message
 
 
 class DeliveryError(Exception):
-    """A platform call failed. `permanent` ones are not retried (e.g. channel archived)."""
+    """A platform call failed. `permanent` ones are not retried (e.g. channel archived).
+    `needed` names the permission the bot lacks, when the platform said so."""
 
     def __init__(self, reason: str, *, permanent: bool = False,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, needed: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
+        self.needed = needed
 
 
 @dataclass(frozen=True)

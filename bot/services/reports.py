@@ -28,6 +28,7 @@ from bot.domain.reports import (
 )
 from bot.i18n import Translator
 from bot.messages import Message
+from bot.services import failures
 from bot.services.base import Actor, AppContext, Refusal, require_manager
 from bot.services.messenger import Deliverer, DeliveryError
 from storage import jobs
@@ -169,29 +170,48 @@ def _fmt(value: float | None, unit: str, t: Translator) -> str:
     return t("report.none") if value is None else t(f"report.unit.{unit}", n=f"{value:g}")
 
 
+def _cases_text(s: CaseStats, t: Translator) -> str:
+    """The month's cases in words; a figure is shown only where one can exist."""
+    if not s.total_opened:
+        return t("report.no_cases_overview")
+    if s.attainment_pct is None:
+        return t("report.cases_unanswered", n=s.total_opened)
+    return t("report.cases", n=s.total_opened, responded=s.responded,
+             attainment=_fmt(s.attainment_pct, "pct", t))
+
+
+def _tickets_text(s: CaseStats, t: Translator) -> str:
+    """Per-severity counts and percentiles; "no cases" rather than "p50 none"."""
+    if (not s.total_opened and s.first_response_p50_min is None and not s.resolved
+            and not s.breaches):
+        return t("report.tickets_none")
+    by_sev = " · ".join(t("report.sev_cell", sev=r.severity.value, opened=r.opened,
+                          within=r.within_target, responded=r.responded)
+                        for r in s.rows if r.opened)
+    response = t("report.no_response") if s.first_response_p50_min is None else t(
+        "report.response", p50=_fmt(s.first_response_p50_min, "min", t),
+        p90=_fmt(s.first_response_p90_min, "min", t))
+    resolution = t("report.no_resolution") if not s.resolved or s.resolution_p50_h is None \
+        else t("report.resolution", n=s.resolved, p50=_fmt(s.resolution_p50_h, "h", t),
+               p90=_fmt(s.resolution_p90_h, "h", t))
+    return t("report.tickets", by_severity=by_sev or t("report.no_cases"), response=response,
+             breaches=s.breaches, resolution=resolution)
+
+
 def render(report: Report, t: Translator) -> str:
     """The report as text: it stands alone when charts are off."""
     s = report.stats
     lines = [t("report.title", name=report.account.name, month=report.label,
                deadline=report.deadline.isoformat()),
              t("report.overview", tier=t(f"tier.{report.account.tier}"),
-               term=t(f"term.{report.account.term}"), opened=s.total_opened,
-               responded=s.responded,
-               attainment=_fmt(s.attainment_pct, "pct", t))]
-    by_sev = " · ".join(t("report.sev_cell", sev=r.severity.value, opened=r.opened,
-                          within=r.within_target, responded=r.responded)
-                        for r in s.rows if r.opened)
-    lines.append(t("report.tickets", by_severity=by_sev or t("report.no_cases"),
-                   p50=_fmt(s.first_response_p50_min, "min", t),
-                   p90=_fmt(s.first_response_p90_min, "min", t), breaches=s.breaches,
-                   resolved=s.resolved, rp50=_fmt(s.resolution_p50_h, "h", t),
-                   rp90=_fmt(s.resolution_p90_h, "h", t)))
-    perks = "; ".join(t("report.perk_cell", perk=t(f"perk.{b.perk}"), used=b.used,
+               term=t(f"term.{report.account.term}"), cases=_cases_text(s, t))]
+    lines.append(_tickets_text(s, t))
+    perks = t("list.sep_major").join(t("report.perk_cell", perk=t(f"perk.{b.perk}"), used=b.used,
                         left=b.left) for b in report.perks if b.quota)
     lines.append(t("report.perks", perks=perks or t("report.none")))
-    lines.append(t("report.advisories", sent=report.advisories_sent,
+    lines.append(t("report.advisories", sent=t("count.advisories", n=report.advisories_sent),
                    acked=report.advisories_acked))
-    changes = "; ".join(
+    changes = t("list.sep_major").join(
         t("report.change_cell", kind=t(f"report.kind.{kind}"), old=t(f"tier.{old}"),
           new=t(f"tier.{new}") if new else "—", on=on.isoformat())
         for kind, old, new, on in report.plan_changes)
@@ -266,11 +286,16 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
             await worker.messenger.upload(channel, f"service-report-{key}-{label}.png", png,
                                           title=t("report.chart_title", month=label),
                                           thread_ts=posted.ts)
-        except DeliveryError:
-            # the text report stands alone; retrying the job would post the text again
-            log.warning("chart of the %s report of %s could not be uploaded", label, key,
-                        exc_info=True)
-            return {"ts": posted.ts, "chart": "failed"}
+        except DeliveryError as exc:
+            # the text report stands alone; retrying the job would post the text again, so
+            # the job ends here and staff learn the chart is missing (and which scope, if any)
+            log.warning("chart of the %s report of %s could not be uploaded: %s", label, key,
+                        exc.reason)
+            async with app.db.transaction() as s:
+                await failures.tell_staff(s, app, app.clock(), once=f"chart:{job.key}",
+                                          msg_id="notice.chart_failed", needed=exc.needed,
+                                          month=label, key=key, error=exc.reason)
+            return {"ts": posted.ts, "chart": "failed", "error": exc.reason}
     return {"ts": posted.ts}
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger import messages as bolt_messages
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -16,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
@@ -26,6 +34,98 @@ from bot.services.base import AppContext, record_event
 from handlers.core import Router
 
 log = logging.getLogger(__name__)
+
+# failures of a Web API call (or a response_url post) that come from Slack or the network,
+# not from our code: one log line each, never a traceback
+SLACK_FAILURES: tuple[type[BaseException], ...] = (SlackApiError, aiohttp.ClientError,
+                                                   TimeoutError)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failed Slack call: Slack's error code, or the network error."""
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+    detail = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+class LoggingWebClient(AsyncWebClient):
+    """The listeners' Web API client: a failed call is logged in one line with its method,
+    then raised as before (listeners that handle SlackApiError still see it)."""
+
+    async def api_call(self, api_method: str, **kwargs: Any
+                       ) -> AsyncSlackResponse:
+        try:
+            return await super().api_call(api_method, **kwargs)
+        except SLACK_FAILURES as exc:
+            log.warning("Slack Web API call %s failed: %s", api_method, describe_failure(exc))
+            exc.supportbot_logged = True  # type: ignore[attr-defined]
+            raise
+
+
+class _QuietTokenWarnings(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment on its own and then warns that it will
+    not use it: true and intended here (the token reaches Bolt through `authorize`)."""
+
+    HIDDEN = frozenset({bolt_messages.warning_client_prioritized_and_token_skipped(),
+                        bolt_messages.warning_token_skipped()})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.HIDDEN
+
+
+_BOLT_LOG = logging.getLogger("slack_bolt.AsyncApp")
+if not any(isinstance(f, _QuietTokenWarnings) for f in _BOLT_LOG.filters):
+    _BOLT_LOG.addFilter(_QuietTokenWarnings())
+
+
+class Workspace:
+    """The single workspace's bot credentials, for Bolt's `authorize`.
+
+    Bolt's default single-workspace authorization calls auth.test on the first request, so a
+    request could wait on (or fail with) an unreachable Slack. The token is all a request
+    needs; the bot's own ids only help Bolt skip the bot's own events, and are learned in the
+    background (`learn`) when Slack answers."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+        self.bot_user_id: str | None = None
+        self.bot_id: str | None = None
+
+    def result(self, enterprise_id: str | None, team_id: str | None,
+               user_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id,
+                               bot_token=self.token, bot_user_id=self.bot_user_id,
+                               bot_id=self.bot_id, user_id=user_id)
+
+    async def learn(self, client: AsyncWebClient, *, first_delay: float = 5.0,
+                    max_delay: float = 300.0) -> bool:
+        """auth.test until Slack answers: True once the ids are known, False when Slack
+        rejects the token (retrying cannot fix that). Each failure is one log line."""
+        delay = first_delay
+        while True:
+            try:
+                resp = await client.auth_test()
+            except SlackApiError as exc:
+                error = describe_failure(exc)
+                if error in ("invalid_auth", "not_authed", "account_inactive",
+                             "token_revoked", "token_expired"):
+                    log.error("Slack Web API call auth.test failed: %s (check SLACK_BOT_TOKEN)",
+                              error)
+                    return False
+                log.warning("Slack Web API call auth.test failed: %s; retrying in %.0f s",
+                            error, delay)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                log.warning("Slack Web API call auth.test failed: %s; retrying in %.0f s",
+                            describe_failure(exc), delay)
+            else:
+                self.bot_user_id = str(resp.get("user_id") or "") or None
+                self.bot_id = str(resp.get("bot_id") or "") or None
+                log.info("connected to Slack as %s (team %s)", self.bot_user_id,
+                         resp.get("team_id"))
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
 
 def make_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
@@ -46,10 +146,33 @@ def make_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
     return client
 
 
-def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient) -> AsyncApp:
+def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient,
+               workspace: Workspace | None = None) -> AsyncApp:
+    """The Bolt app. It never needs the network to accept a request: `workspace` (made from
+    the configured token unless given) authorizes every request locally."""
+    known = workspace or Workspace(ctx.settings.slack_bot_token)
+
+    # a plain function: Bolt passes arguments by the parameter names it finds
+    async def authorize(enterprise_id: str | None, team_id: str | None,
+                        user_id: str | None) -> AuthorizeResult:
+        return known.result(enterprise_id, team_id, user_id)
+
     bolt = AsyncApp(client=client, signing_secret=ctx.settings.slack_signing_secret or "unused",
+                    authorize=authorize,
                     request_verification_enabled=ctx.settings.slack_app_token is None,
                     raise_error_for_unhandled_request=False)
+
+    @bolt.middleware
+    async def logging_client(context: AsyncBoltContext,
+                             next: Callable[[], Awaitable[Any]]) -> Any:
+        # the same client Bolt made for this request, but one that logs its failures
+        given = context.client
+        context["client"] = LoggingWebClient(
+            token=given.token, base_url=given.base_url, timeout=given.timeout,
+            session=given.session, headers=given.headers, team_id=context.team_id,
+            logger=given.logger, retry_handlers=list(given.retry_handlers))
+        return await next()
+
     listeners.register_middleware(bolt, ctx)
     listeners.register_commands(bolt, ctx, router)
     listeners.register_interactions(bolt, ctx, router)
@@ -60,16 +183,28 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient) -> Async
     @bolt.error
     async def on_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
         # one place for unexpected failures: log the detail, tell the user only that it failed
-        log.exception("unhandled error in a Slack listener", exc_info=error)
+        if isinstance(error, SLACK_FAILURES):
+            # Slack or the network failed, not our code: the call was logged with its method
+            if not getattr(error, "supportbot_logged", False):
+                log.warning("a Slack listener stopped: %s", describe_failure(error))
+        else:
+            log.exception("unhandled error in a Slack listener", exc_info=error)
         if respond is not None and isinstance(body, dict) and body.get("response_url"):
             try:
                 lang = await listeners.body_lang(router, ctx, body)
                 await respond(text=Translator(lang)("error.internal"),
                               response_type="ephemeral", replace_original=False)
+            except SLACK_FAILURES as exc:
+                log.warning("could not tell the user about the error: response_url post "
+                            "failed: %s", describe_failure(exc))
             except Exception:
                 log.warning("could not tell the user about the error", exc_info=True)
 
     return bolt
+
+
+SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
@@ -77,21 +212,30 @@ def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
 
     async def events(request: web.Request) -> web.Response:
         assert bolt is not None
-        try:
-            return await dispatch(request)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-            # Bolt reads payload fields before our listeners run; a body of the wrong shape
-            # is the sender's fault (4xx), not ours, and must not show a traceback
-            log.warning("malformed Slack payload rejected", exc_info=True)
-            return web.json_response({"error": "malformed payload"}, status=400)
-
-    async def dispatch(request: web.Request) -> web.Response:
-        assert bolt is not None
-        bolt_req = await to_bolt_request(request)
+        # checked before anything reads the body: a missing or malformed header would make
+        # the signature check itself fail (int(''), non-ASCII compare) with a traceback
         signature = request.headers.get("X-Slack-Signature", "")
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not TIMESTAMP.fullmatch(timestamp) or not SIGNATURE.fullmatch(signature):
+            missing = [name for name, value, form in (
+                ("X-Slack-Request-Timestamp", timestamp, TIMESTAMP),
+                ("X-Slack-Signature", signature, SIGNATURE)) if not form.fullmatch(value)]
+            log.warning("unsigned Slack request refused: missing or malformed %s",
+                        " and ".join(missing))
+            return web.json_response({"error": "invalid request signature"}, status=401)
+        try:
+            return await dispatch(request, signature, timestamp)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # Bolt reads payload fields before our listeners run; a body of the wrong shape
+            # is the sender's fault (4xx), not ours: one line, no traceback
+            log.warning("malformed Slack payload rejected (%s)", type(exc).__name__)
+            return web.json_response({"error": "malformed payload"}, status=400)
+
+    async def dispatch(request: web.Request, signature: str, timestamp: str) -> web.Response:
+        assert bolt is not None
+        bolt_req = await to_bolt_request(request)
         if not verifier.is_valid(bolt_req.raw_body, timestamp, signature):
-            # unsigned or stale: Bolt's own verification answers 401
+            # wrong or stale signature: Bolt's own verification answers 401
             return await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
         if bolt_req.body.get("type") == "app_rate_limited":
             # Slack dropped events for a minute: nothing to do but say so in the log
@@ -128,7 +272,25 @@ def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
         return web.Response(body=generate_latest(metrics.REGISTRY),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    webapp = web.Application(client_max_size=1024 * 1024)
+    @web.middleware
+    async def count(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        # by route, not path: an unknown path must not mint a new time series
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            metrics.HTTP_REQUESTS.labels(route=route, status=str(exc.status)).inc()
+            raise
+        except Exception:
+            metrics.HTTP_REQUESTS.labels(route=route, status="500").inc()
+            raise
+        metrics.HTTP_REQUESTS.labels(route=route, status=str(response.status)).inc()
+        return response
+
+    webapp = web.Application(client_max_size=1024 * 1024, middlewares=[count])
     if bolt is not None:
         webapp.router.add_post("/slack/events", events)
     webapp.router.add_get("/healthz", healthz)

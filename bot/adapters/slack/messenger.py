@@ -24,6 +24,16 @@ PERMANENT = frozenset({
 METADATA_TYPE = "supportbot_outbox"
 
 
+def _refused(method: str, exc: SlackApiError) -> DeliveryError:
+    """Slack answered ok=false. A missing scope names the one it needs (Slack's `needed`),
+    so the one-line log and the staff notice say what to add to the app."""
+    error = str(exc.response.get("error", "unknown_error"))
+    needed = exc.response.get("needed") if error == "missing_scope" else None
+    needed = str(needed) if needed else None
+    reason = f"{method}: {error}" + (f" (needs {needed})" if needed else "")
+    return DeliveryError(reason, permanent=error in PERMANENT, needed=needed)
+
+
 class SlackMessenger:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
@@ -38,7 +48,7 @@ class SlackMessenger:
             if exc.response.status_code == 429 or error == "ratelimited":
                 retry_after = float(exc.response.headers.get("Retry-After", "1") or 1)
                 raise DeliveryError(f"{method}: rate limited", retry_after=retry_after) from exc
-            raise DeliveryError(f"{method}: {error}", permanent=error in PERMANENT) from exc
+            raise _refused(method, exc) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DeliveryError(f"{method}: {type(exc).__name__}") from exc
 
@@ -87,8 +97,9 @@ class SlackMessenger:
                                               content=content, title=title,
                                               thread_ts=thread_ts)
         except SlackApiError as exc:
-            error = str(exc.response.get("error", "unknown_error"))
-            raise DeliveryError(f"files.upload: {error}", permanent=error in PERMANENT) from exc
+            # name the step that failed (files_upload_v2 makes several calls)
+            method = str(getattr(exc.response, "api_url", "")).rsplit("/", 1)[-1]
+            raise _refused(method or "files.upload", exc) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DeliveryError(f"files.upload: {type(exc).__name__}") from exc
 

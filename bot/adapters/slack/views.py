@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import (
 
 from bot.domain.advisories import KINDS, SEVERITIES
 from bot.domain.model import Lang, Severity
-from bot.i18n import Translator
+from bot.i18n import Translator, clean_user_text
 from bot.messages import Button, Message, tokens
 
 SECTION_LIMIT = 3000
@@ -174,7 +174,8 @@ def modal_values(view: dict[str, Any]) -> dict[str, str]:
             out[block_id] = ",".join(str(o.get("value", "")) for o in
                                      v.get("selected_options") or [])
         else:
-            out[block_id] = str(v.get("value") or "")
+            # typed text: no bidi overrides or other invisible characters reach a reply
+            out[block_id] = clean_user_text(str(v.get("value") or ""))
     return out
 
 
