@@ -264,7 +264,7 @@ class Worker:
                 await failures.tell_staff(s, self.app, self.app.clock(),
                                           once=f"job:{job.id}", msg_id="notice.job_failed",
                                           needed=needed, kind=job.kind, id=job.id,
-                                          attempts=job.attempts,
+                                          n=job.attempts,
                                           error=(error.splitlines() or [''])[0][:300])
 
     @staticmethod
