@@ -165,10 +165,10 @@ async def test_status_lists_unreachable_groups_as_failed_not_as_waiting(
     await drain(worker)
     original = messenger.post
 
-    async def post(channel: str, text: str, **kw: object) -> object:
-        if channel in broken and "CVE" in text:
+    async def post(channel: str, message: Message, **kw: object) -> object:
+        if channel in broken and "CVE" in message.text:
             raise DeliveryError("chat.postMessage: is_archived", permanent=True)
-        return await original(channel, text, **kw)  # type: ignore[arg-type]
+        return await original(channel, message, **kw)  # type: ignore[arg-type]
 
     messenger.post = post  # type: ignore[method-assign]
     await chat(TAM, NOWHERE_CH, SEND + " confirm")

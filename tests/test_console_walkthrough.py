@@ -18,6 +18,7 @@ import pytest
 
 from bot.adapters.console import Console, ConsoleMessenger, Lines, local_time, run_console
 from bot.config import Settings, load_catalog
+from bot.messages import Message
 from bot.services import advisories
 from bot.services.base import AppContext
 from handlers import build_router
@@ -175,7 +176,7 @@ async def test_a_background_post_redraws_the_prompt(tmp_path: Path) -> None:
         waiting = asyncio.create_task(console.read("customer> "))
         await asyncio.sleep(0)
         assert out.getvalue() == "customer> "
-        await ConsoleMessenger(console.write).post("C-DUTY", "Breach: CS-1001")
+        await ConsoleMessenger(console.write).post("C-DUTY", Message("Breach: CS-1001"))
         os.write(write, b"/support plan\n")
         assert await waiting == "/support plan\n"
         console.write("[only you see this] bot: the plan")
@@ -214,10 +215,12 @@ async def test_the_advisory_done_dm_is_printed_once(tmp_path: Path) -> None:
 async def test_an_update_that_changes_nothing_prints_nothing() -> None:
     lines: list[str] = []
     messenger = ConsoleMessenger(lines.append)
-    posted = await messenger.post("D-UTAM", "AD-1001 done: sent 1 / 1, failed 0.")
-    await messenger.update(posted.channel, posted.ts, "AD-1001 done: sent 1 / 1, failed 0.")
+    posted = await messenger.post("D-UTAM", Message("AD-1001 done: sent 1 / 1, failed 0."))
+    await messenger.update(posted.channel, posted.ts,
+                           Message("AD-1001 done: sent 1 / 1, failed 0."))
     assert lines == ["[DM to @tam] bot: AD-1001 done: sent 1 / 1, failed 0."]
-    await messenger.update(posted.channel, posted.ts, "AD-1001 done: sent 2 / 2, failed 0.")
+    await messenger.update(posted.channel, posted.ts,
+                           Message("AD-1001 done: sent 2 / 2, failed 0."))
     assert lines[-1] == "[DM to @tam (updated)] bot: AD-1001 done: sent 2 / 2, failed 0."
 
 
