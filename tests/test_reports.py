@@ -191,8 +191,8 @@ async def test_a_month_without_cases_gets_the_text_and_no_chart(
     await chat(TAM, NOWHERE_CH, "/tam report acme 2026-09")
     await worker.run_once()
     post = next(s for s in messenger.sent if "2026-09* (due" in s.text)
-    assert post.target == ACME_CH and "0 case(s) opened" in post.text
-    assert "no cases this month" in post.text
+    assert post.target == ACME_CH and "No cases this month." in post.text  # the overview
+    assert "Service tickets* — no cases this month" in post.text
     assert messenger.uploads == []
     f = (await reports.reports_of(ctx, "acme"))[0].figures
     assert f is not None and f["opened"] == 0
