@@ -28,7 +28,8 @@ from datetime import datetime
 from typing import Any
 
 # status marks a message may carry; each adapter picks its own glyph for each
-MARKS = frozenset({"breach", "warning", "ok", "advisory", "report", "reminder", "ticket"})
+MARKS = frozenset({"breach", "warning", "ok", "error", "advisory", "report", "reminder",
+                   "ticket"})
 
 TOKEN = re.compile(
     r"<b>|</b>|<code>|</code>|<user:([A-Za-z0-9_.:@-]{1,64})>|<t:(-?\d{1,12})>"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -318,14 +319,19 @@ def split_options(args: list[str]) -> tuple[list[str], dict[str, str]]:
 
 
 def parse_mention(text: str) -> str | None:
-    """`<@U123>` or `<@U123|name>` or a bare `U123` -> `U123`."""
+    """A user named in a command: a neutral mention `<user:ID>` (adapters turn their
+    platform's mentions into it), `@ID` or a bare id -> `ID`."""
     t = text.strip()
-    if t.startswith("<@") and t.endswith(">"):
-        t = t[2:-1].split("|", 1)[0]
+    m = MENTION.fullmatch(t)
+    if m:
+        return m.group(1)
     t = t.lstrip("@")
     if t and t[0] in "UW" and t.isalnum() and t.isupper() and 2 < len(t) <= 32:
         return t
     return None
+
+
+MENTION = re.compile(r"<user:([A-Za-z0-9_.:@-]{1,64})>")
 
 
 def parse_arg(word: str, parse: Callable[[str], int | None], bad_msg: str) -> int:

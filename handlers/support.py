@@ -16,6 +16,7 @@ from bot.domain.model import (
     request_ref,
 )
 from bot.i18n import Translator, time_token
+from bot.messages import mark
 from bot.services import advisories, cases, perks, quota
 from bot.services.base import Refusal
 from handlers.core import (
@@ -33,7 +34,7 @@ from handlers.core import (
 def case_line(t: Translator, case: Case, now_ts: datetime, *, flag: bool = True) -> str:
     """One line per case: reference, severity, summary, status and the clock.
 
-    `flag=False` leaves out the trailing breach emoji, for lists that lead with their own.
+    `flag=False` leaves out the trailing breach mark, for lists that lead with their own.
     """
     if case.awaiting_first_response:
         clock = t("case.clock_waiting", left=t.time_left(case.due_at, now_ts),
@@ -43,7 +44,7 @@ def case_line(t: Translator, case: Case, now_ts: datetime, *, flag: bool = True)
     breached = flag and case.breached and case.awaiting_first_response
     return t("case.line", ref=case.ref, sev=case.severity.value, summary=case.summary,
              status=t("status." + case.status.value), clock=clock,
-             flag=" :rotating_light:" if breached else "")
+             flag=" " + mark("breach") if breached else "")
 
 
 def parse_ref(word: str) -> int:

@@ -22,7 +22,7 @@ from bot.domain.model import (
 )
 from bot.domain.sla import ClockState, clock_state
 from bot.i18n import Translator, time_token
-from bot.messages import Button
+from bot.messages import Button, mark
 from bot.services import accounts, advisories, cases, perks, plans, reports
 from bot.services.base import Refusal
 from handlers.core import (
@@ -132,7 +132,7 @@ def _lang(word: str) -> Lang:
 
 
 def register(router: Router) -> None:
-    @router.command("tam", "staff add", "<@user> <admin|tam|engineer> [lang=en|zh]",
+    @router.command("tam", "staff add", "@user <admin|tam|engineer> [lang=en|zh]",
                     help_id="help.tam.staff_add", role=Role.ADMIN)
     async def staff_add(call: Call) -> Reply:
         pos, opts = split_options(call.args)
@@ -187,7 +187,7 @@ def register(router: Router) -> None:
                           start=account.start.isoformat(), end=account.last_day.isoformat(),
                           region=account.region, lang=account.lang.value)
 
-    @router.command("tam", "account assign", "<account> <@user>",
+    @router.command("tam", "account assign", "<account> @user",
                     help_id="help.tam.account_assign", role=Role.ADMIN)
     async def account_assign(call: Call) -> Reply:
         if len(call.args) != 2:
@@ -425,14 +425,14 @@ def register(router: Router) -> None:
     async def breaches(call: Call) -> Reply:
         now = call.app.clock()
         ratio = call.app.catalog.near_breach_ratio
-        marks = {ClockState.BREACHED: (0, ":rotating_light:"), ClockState.NEAR: (1, ":warning:")}
+        marks = {ClockState.BREACHED: (0, mark("breach")), ClockState.NEAR: (1, mark("warning"))}
         rows = []
         for account, case in await cases.staff_cases(call.app, call.actor):
             state = clock_state(case, now, ratio)
             if state in marks:
-                order, mark = marks[state]
-                # the mark leads the line; the case line adds no second breach emoji
-                rows.append((order, call.t("breaches.line", mark=mark, key=account.key,
+                order, lead = marks[state]
+                # the mark leads the line; the case line adds no second breach mark
+                rows.append((order, call.t("breaches.line", mark=lead, key=account.key,
                                            line=case_line(call.t, case, now, flag=False))))
         if not rows:
             return call.reply("breaches.none")

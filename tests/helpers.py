@@ -29,13 +29,13 @@ class Chat:
 async def seed(chat: Chat) -> None:
     """Staff, four accounts (one per tier) and two linked groups, all through commands."""
     for line in (
-        f"/tam staff add <@{TAM}> tam",
-        f"/tam staff add <@{ENGINEER}> engineer",
+        f"/tam staff add <user:{TAM}> tam",
+        f"/tam staff add <user:{ENGINEER}> engineer",
         '/tam account add acme enterprise annual start=2026-01-01 name="Acme Corp"',
         "/tam account add bizco business annual start=2026-01-01 lang=zh",
         "/tam account add devco developer monthly start=2026-11-01",
         "/tam account add basico basic monthly start=2026-11-01",
-        f"/tam account assign acme <@{TAM}>",
+        f"/tam account assign acme <user:{TAM}>",
     ):
         reply = await chat(ADMIN, NOWHERE_CH, line)
         assert "is not" not in reply.text and "Usage" not in reply.text, (line, reply.text)

@@ -106,7 +106,7 @@ async def test_broadcast_progress_ack_status_and_one_reminder(
                                         "/support acknowledge AD-1001")).text
     status = (await chat(ENGINEER, NOWHERE_CH, "/tam advisory status AD-1001")).text
     assert "sent 3 / 3, failed 0" in status
-    assert f"acme: acknowledged by <@{CUSTOMER}>" in status
+    assert f"acme: acknowledged by <user:{CUSTOMER}>" in status
     assert "not acknowledged yet: zeta" in status
     assert "acknowledged by 1 account" in (await chat(TAM, NOWHERE_CH,
                                                           "/tam advisories")).text
@@ -120,7 +120,7 @@ async def test_broadcast_progress_ack_status_and_one_reminder(
     await drain(worker)
     # zeta has no TAM: nobody to remind; acme acknowledged: no reminder either
     assert not [s for s in messenger.sent if "has not acknowledged" in s.text]
-    await chat(ADMIN, NOWHERE_CH, "/tam account assign zeta <@UTAM>")
+    await chat(ADMIN, NOWHERE_CH, "/tam account assign zeta <user:UTAM>")
 
 
 async def test_reminder_goes_once_to_the_tam_of_an_unacknowledged_account(

@@ -47,7 +47,7 @@ async def test_open_posts_card_and_tells_staff_then_warns_and_breaches_once(
         clock: Clock) -> None:
     opened_at = clock.now
     reply = await chat(CUSTOMER, ACME_CH, "/support open S2 checkout API returns 500")
-    assert "Case *CS-1001* opened as S2" in reply.text and "< 30 min" in reply.text
+    assert "Case <b>CS-1001</b> opened as S2" in reply.text and "< 30 min" in reply.text
     await drain(worker)
     cards = [s for s in messenger.sent if s.card is not None]
     assert len(cards) == 1 and cards[0].target == ACME_CH
@@ -206,8 +206,8 @@ async def test_cases_and_sla_views(chat: Chat, clock: Clock) -> None:
     clock.advance(minutes=40)
     listing = (await chat(CUSTOMER, ACME_CH, "/support cases")).text
     assert "Open cases of Acme Corp (2)" in listing
-    assert "*CS-1001* [S2] api down" in listing and "overdue by 10m" in listing
-    assert "*CS-1002* [S5]" in listing and "15h 20m left" in listing
+    assert "<b>CS-1001</b> [S2] api down" in listing and "overdue by 10m" in listing
+    assert "<b>CS-1002</b> [S5]" in listing and "15h 20m left" in listing
     sla = (await chat(CUSTOMER, ACME_CH, "/support sla")).text
     assert "CS-1001" in sla and "<t:" in sla
     breaches = (await chat(TAM, ACME_CH, "/tam breaches")).text
@@ -317,7 +317,7 @@ async def test_breaches_view_is_scoped_to_the_tams_accounts(
 
     await chat(CUSTOMER, ACME_CH, "/support open S1 acme down")
     await chat(CUSTOMER, BIZ_CH, "/support open S1 biz down")
-    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UTAM2> tam")
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UTAM2> tam")
     clock.advance(minutes=11)
     mine = (await chat(TAM, ACME_CH, "/tam breaches")).text
     assert "CS-1001" in mine and "CS-1002" not in mine

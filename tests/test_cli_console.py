@@ -47,8 +47,8 @@ async def test_console_session_as_a_newcomer(tmp_path: Path) -> None:
     assert "Enterprise plan (annual)" in text
     assert "Escort days: 0 used, 0 pending, 3 left of 3" in text
     assert "[#support] customer: hello, anyone there?" in text
-    assert "Case *CS-1001* opened as S2" in text
-    assert "[#support] bot: *CS-1001* [S2 · prod-down] checkout API returns 500" in text
+    assert "Case CS-1001 opened as S2" in text
+    assert "[#support] bot: CS-1001 [S2 · prod-down] checkout API returns 500" in text
     assert "[DM to @tam] bot: New case CS-1001" in text
     assert "[#duty] bot: New case CS-1001" in text
     assert "Developer tier, which does not include IM group support" in text

@@ -7,6 +7,7 @@ import asyncio
 import io
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -107,30 +108,33 @@ def test_walkthrough_piped_then_ctrl_c(tmp_path: Path) -> None:
 
     # the README's first session
     assert "Enterprise plan (annual)" in text
-    assert "Case *CS-1001* opened as S2" in text
+    assert "Case CS-1001 opened as S2" in text
     assert "Waiting for a first response (1)" in text
     assert "First response to CS-1001 recorded" in text
     assert "Developer tier, which does not include IM group support" in text
     # times in the reader's zone with an offset anyone can read
     assert "(UTC+8)" in text and "CST" not in text and "<t:" not in text
+    # clean terminal text: no Slack markup and no neutral tokens left unrendered
+    leftovers = re.findall(r"\*\w[^*\n]*\*|`|:[a-z_]+:|<@|</?b>|</?code>|<user:|<mark:", text)
+    assert leftovers == [], leftovers
     # the advisory's progress DM ends with one "done", not two
     assert text.count("AD-1001 done: sent 1 / 1") == 1, text
     # typos get a suggestion, not the whole help
-    assert ("Unknown command `pln`. Did you mean `plan`? "
-            "Type `/support help` for all commands.") in text
-    assert "Did you mean `/support`?" in text
+    assert ("Unknown command pln. Did you mean plan? "
+            "Type /support help for all commands.") in text
+    assert "Did you mean /support?" in text
     assert "— your support group. Commands:" not in text
     # no form in a pipe: exactly what to type
-    assert "Type `/support open <S1-S5> <summary>`" in text
+    assert "Type /support open <S1-S5> <summary>" in text
     assert "S1 core-down, S2 prod-down, S3 prod-impaired, S4 impaired, S5 guidance" in text
     # `@bob` as the help suggests: a new user the admin can make staff and become
-    assert "`/tam staff add @bob engineer`, then `/as bob`" in text  # /help says so
+    assert "/tam staff add @bob engineer, then /as bob" in text  # /help says so
     assert "@bob is now engineer." in text
     assert "You are now bob (UBOB)." in text
     assert "for support staff" not in text and "is not a user" not in text
     # a Chinese-speaking account reads Chinese, punctuation included
     assert "未知命令“pln”。您是想输入“plan”吗？输入 /support help 查看全部命令。" in text
-    assert "控制台没有表单。请输入 `/support open <S1-S5> <问题描述>`" in text
+    assert "控制台没有表单。请输入 /support open <S1-S5> <问题描述>" in text
 
 
 def test_at_a_terminal_the_form_is_asked_and_ctrl_c_leaves(tmp_path: Path) -> None:
@@ -150,7 +154,7 @@ def test_at_a_terminal_the_form_is_asked_and_ctrl_c_leaves(tmp_path: Path) -> No
         assert "What is wrong" in read_until(fd, "cancel): ")
         os.write(fd, b"database down\n")
         opened = read_until(fd, "customer> ")
-        assert "Case *CS-1001* opened as S2" in opened and "(UTC+8)" in opened
+        assert "Case CS-1001 opened as S2" in opened and "(UTC+8)" in opened
         os.write(fd, b"\x03")  # Ctrl-C typed at the prompt
         left = read_until(fd, "Bye.")
         _, status = os.waitpid(pid, 0)
@@ -249,12 +253,12 @@ async def test_typos_in_process(tmp_path: Path) -> None:
     ]) + "\n"), out=out)
     await db.close()
     text = out.getvalue()
-    assert "Unknown command `frobnicate`. Type `/support help` for all commands." in text
-    assert "Unknown command `hlep`. Did you mean `help`?" in text
-    assert "Did you mean `account assign`?" in text
-    assert "Unknown command `acount`. Did you mean `account`?" in text
-    assert "`/tam account` needs one more word: add, assign, renew, tag, usage." in text
-    assert "Unknown command `/asdf`. Did you mean `/as`?" in text
+    assert "Unknown command frobnicate. Type /support help for all commands." in text
+    assert "Unknown command hlep. Did you mean help?" in text
+    assert "Did you mean account assign?" in text
+    assert "Unknown command acount. Did you mean account?" in text
+    assert "/tam account needs one more word: add, assign, renew, tag, usage." in text
+    assert "Unknown command /asdf. Did you mean /as?" in text
 
 
 async def test_a_failing_command_is_one_log_line_and_a_plain_answer(

@@ -41,11 +41,12 @@ async def test_escort_request_approval_and_window_shortens_s2(
         chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
         clock: Clock) -> None:
     reply = await chat(CUSTOMER, ACME_CH, "/support escort 2026-12-10 2")
-    assert "Request *PR-1001*" in reply.text and "(2026-12-10 → 2026-12-11, 2 days)" in reply.text
+    assert "Request <b>PR-1001</b>" in reply.text
+    assert "(2026-12-10 → 2026-12-11, 2 days)" in reply.text
     assert "warning" not in reply.text  # 12 business days ahead
     await worker.run_once()
     dm = [s for s in messenger.sent if s.kind == "dm" and s.target == TAM][-1]
-    assert "Perk request *PR-1001* from Acme Corp" in dm.text
+    assert "Perk request <b>PR-1001</b> from Acme Corp" in dm.text
     assert [b.command for b in dm.buttons] == ["/tam approve PR-1001", "/tam reject PR-1001"]
     assert dm.buttons[1].ask
     assert any("waiting for approval" in t for t in messenger.texts("post", ACME_CH))
@@ -56,7 +57,7 @@ async def test_escort_request_approval_and_window_shortens_s2(
     assert "approved" in (await chat(TAM, ACME_CH, "/tam approve PR-1001")).text
     assert "already approved" in (await chat(TAM, ACME_CH, "/tam approve PR-1001")).text
     await worker.run_once()
-    assert any(":white_check_mark: *PR-1001* approved" in t
+    assert any("<mark:ok> <b>PR-1001</b> approved" in t
                for t in messenger.texts("post", ACME_CH))
     plan = (await chat(CUSTOMER, ACME_CH, "/support plan")).text
     assert "Escort days: 2 used, 0 pending, 1 left of 3" in plan
@@ -121,7 +122,7 @@ async def test_reject_needs_reason_releases_quota_and_tells_group(
     plan = (await chat(CUSTOMER, ACME_CH, "/support plan")).text
     assert "Availability check: 0 used, 0 pending, 1 left of 1" in plan
     listing = (await chat(CUSTOMER, ACME_CH, "/support requests")).text
-    assert "*PR-1001*" in listing and "rejected — the date falls in a change freeze" in listing
+    assert "<b>PR-1001</b>" in listing and "rejected — the date falls in a change freeze" in listing
 
 
 async def test_cancel_releases_and_other_tenants_cannot_touch_requests(
@@ -130,9 +131,9 @@ async def test_cancel_releases_and_other_tenants_cannot_touch_requests(
     assert "没有该增值服务申请" in (await chat(OTHER_CUSTOMER, BIZ_CH,  # bizco reads Chinese
                                            "/support cancel PR-1001")).text
     # a TAM of another account may not decide; the denial is audited
-    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UTAM2> tam")
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UTAM2> tam")
     await chat(ADMIN, NOWHERE_CH, "/tam account add zeta enterprise annual start=2026-01-01")
-    await chat(ADMIN, NOWHERE_CH, "/tam account assign zeta <@UTAM2>")
+    await chat(ADMIN, NOWHERE_CH, "/tam account assign zeta <user:UTAM2>")
     assert "account you do not manage" in (await chat("UTAM2", ACME_CH,
                                                       "/tam approve PR-1001")).text
     async with ctx.db.transaction() as s:
@@ -223,7 +224,7 @@ async def test_unsubscribe_ends_intake(chat: Chat, ctx: AppContext) -> None:
 
 async def test_scope_answers_from_the_table(chat: Chat) -> None:
     text = (await chat(CUSTOMER, ACME_CH, "/support scope Nginx")).text
-    assert "*Nginx* (web servers)" in text and "community >= 1.8" in text
+    assert "<b>Nginx</b> (web servers)" in text and "community >= 1.8" in text
     assert "includes this" in text and "writing code" in text
     text = (await chat(CUSTOMER, ACME_CH, "/support scope redis")).text
     assert "“redis” is not in the third-party software support list" in text

@@ -177,7 +177,7 @@ async def test_sigkill_during_a_broadcast_and_a_report_then_restart(
     remote = RemoteBot(bot.url, fake)
     await remote.start()
     try:
-        await remote.command("tam", "staff add <@UTAM> tam", user="UADMIN", channel="CX")
+        await remote.command("tam", "staff add <user:UTAM> tam", user="UADMIN", channel="CX")
         resp = await remote.command("tam", 'advisory attack critical "DDoS wave" "Enable '
                                     'scrubbing" confirm', user="UADMIN", channel="CX")
         assert "on its way to 31 groups" in await resp.text()

@@ -34,7 +34,7 @@ ROUTER = build_router()
 WORDS = sorted({w for c in ROUTER.commands for w in c.path})
 TOKENS = [
     "CS-1001", "CS-999999999999", "cs-0", "PR-1001", "PR-1", "AD-1001", "AD-99", "#CS-1001",
-    "<@UNOBODY>", "<@U0ABC|x>", "@tam", "<#C123|general>", "S1", "s9", "core-down",
+    "<user:UNOBODY>", "<user:U0ABC|x>", "@tam", "<#C123|general>", "S1", "s9", "core-down",
     "enterprise", "basic", "annual", "monthly", "2026-12-10", "9999-12-31", "0001-01-01",
     "2026-02-30", "2026-13", "1e309", "-1", "0", "99999999999999999999", "confirm", "force",
     "lang=zh", "lang=xx", "start=2026-01-01", "region=eu-paris", "consumption=12.5",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.adapters.slack.views import neutral_text
 from bot.domain.model import Lang
 from bot.i18n import Translator
 from bot.services.base import AppContext
@@ -35,8 +36,8 @@ async def test_support_plan_shows_enterprise_entitlements_and_quotas(chat: Chat)
     reply = await chat(CUSTOMER, ACME_CH, "/support plan")
     assert reply.visibility is Visibility.EPHEMERAL
     text = reply.text
-    assert "*Acme Corp* — Enterprise plan (annual), 2026-01-01 → 2026-12-31" in text
-    assert "dedicated TAM" in text and f"<@{TAM}>" in text
+    assert "<b>Acme Corp</b> — Enterprise plan (annual), 2026-01-01 → 2026-12-31" in text
+    assert "dedicated TAM" in text and f"<user:{TAM}>" in text
     assert "S1 core-down < 10 min" in text and "S5 guidance < 16 h" in text
     assert "• Escort days: 0 used, 0 pending, 3 left of 3" in text
     assert "• Availability check: 0 used, 0 pending, 1 left of 1" in text
@@ -92,7 +93,7 @@ async def test_customer_cannot_run_tam_commands_and_denial_is_audited(
 
 
 async def test_engineer_cannot_run_admin_commands(chat: Chat, ctx: AppContext) -> None:
-    reply = await chat(ENGINEER, ACME_CH, f"/tam staff add <@{ENGINEER}> admin")
+    reply = await chat(ENGINEER, ACME_CH, f"/tam staff add <user:{ENGINEER}> admin")
     assert "needs the admin role" in reply.text
     async with ctx.db.transaction() as s:
         member = await Staff(s).get(TEAM, ENGINEER)
@@ -110,12 +111,12 @@ async def test_engineer_cannot_run_admin_commands(chat: Chat, ctx: AppContext) -
     ("/tam account add acme enterprise annual", "already exists"),
     ("/tam account add x1 enterprise", "takes 3 argument"),
     ('/tam account add x1 enterprise annual name="unclosed', "a quote is not closed"),
-    ("/tam account assign nope <@UTAM>", "no account “nope”"),
-    ("/tam account assign bizco <@UTAM>", "Enterprise only"),
-    ("/tam account assign acme <@UNOBODY>", "not a TAM or admin"),
+    ("/tam account assign nope <user:UTAM>", "no account “nope”"),
+    ("/tam account assign bizco <user:UTAM>", "Enterprise only"),
+    ("/tam account assign acme <user:UNOBODY>", "not a TAM or admin"),
     ("/tam account assign acme somebody", "is not a user"),
-    ("/tam staff add <@UXYZ> boss", "“boss” is not a role"),
-    ("/tam frobnicate", "Unknown command `frobnicate`. Type `/tam help`"),
+    ("/tam staff add <user:UXYZ> boss", "“boss” is not a role"),
+    ("/tam frobnicate", "Unknown command <code>frobnicate</code>. Type <code>/tam help</code>"),
 ])
 async def test_bad_input_gets_a_specific_answer_and_changes_nothing(
         chat: Chat, ctx: AppContext, line: str, expected: str) -> None:
@@ -146,7 +147,7 @@ async def test_staff_language_setting_chooses_staff_reply_language(chat: Chat) -
     # customers of an English account still read English in the same group
     assert "Enterprise plan" in (await chat(CUSTOMER, ACME_CH, "/support plan")).text
     assert "“fr” is not a language" in (await chat(ENGINEER, ACME_CH, "/tam language fr")).text
-    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UZHENG> engineer lang=zh")
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UZHENG> engineer lang=zh")
     assert zh("help.tam.title") in (await chat("UZHENG", ACME_CH, "/tam help")).text
 
 
@@ -163,7 +164,7 @@ async def test_relinking_a_bound_group_to_another_account_is_refused(
 
 
 async def test_a_tam_links_only_their_own_or_unassigned_accounts(chat: Chat) -> None:
-    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UTAM2> tam")
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UTAM2> tam")
     assert "has another TAM" in (await chat("UTAM2", "CNEW", "/tam link acme")).text
 
 
@@ -182,5 +183,8 @@ async def test_env_admin_language_is_a_preference_not_a_staff_row(
 
 
 async def test_mentions_in_slack_escaped_form(chat: Chat, ctx: AppContext) -> None:
-    reply = await chat(ADMIN, NOWHERE_CH, "/tam staff add <@U0ABCDEF12|alice> engineer")
-    assert "<@U0ABCDEF12> is now engineer" in reply.text
+    # Slack sends mentions escaped; its adapter hands the router a neutral mention
+    typed = neutral_text("/tam staff add <@U0ABCDEF12|alice> engineer")
+    assert typed == "/tam staff add <user:U0ABCDEF12> engineer"
+    reply = await chat(ADMIN, NOWHERE_CH, typed)
+    assert "<user:U0ABCDEF12> is now engineer" in reply.text

@@ -87,9 +87,9 @@ async def test_report_figures_from_a_seeded_month(chat: Chat, ctx: AppContext,
     assert f["by_severity"] == {"S1": [2, 2, 1, 1], "S2": [1, 1, 1, 0], "S3": [1, 1, 1, 0],
                                 "S4": [1, 1, 1, 0], "S5": [1, 0, 0, 1]}
     post = next(s for s in messenger.sent if s.target == ACME_CH and "Monthly" in s.text)
-    assert "Monthly service report — Acme Corp, 2026-10* (due by 2026-11-10)" in post.text
+    assert "Monthly service report — Acme Corp, 2026-10</b> (due by 2026-11-10)" in post.text
     assert "attainment 66.7 %" in post.text
-    assert "*Resource overview* — no data for this month" in post.text
+    assert "<b>Resource overview</b> — no data for this month" in post.text
     assert "Escort days: 0 used, 3 left" in post.text
     channel, name, png, thread = messenger.uploads[0]
     assert channel == ACME_CH and name == "service-report-acme-2026-10.png"
@@ -109,8 +109,8 @@ async def test_report_for_a_chinese_account_and_provider_sections(
     await chat(TAM, NOWHERE_CH, "/tam report bizco 2026-10")
     await worker.run_once()
     post = next(s for s in messenger.sent if s.target == BIZ_CH and "月报" in s.text)
-    assert "*消费趋势* — USD 12,400 (+8 %)" in post.text and "ignored" not in post.text
-    assert "*资源概况* — 本月暂无数据" in post.text
+    assert "<b>消费趋势</b> — USD 12,400 (+8 %)" in post.text and "ignored" not in post.text
+    assert "<b>资源概况</b> — 本月暂无数据" in post.text
     f = (await reports.reports_of(ctx, "bizco"))[0].figures
     assert f is not None and f["opened"] == 1 and f["by_severity"]["S1"] == [1, 1, 1, 1]
 
@@ -181,7 +181,7 @@ async def test_a_months_report_counts_the_perks_used_in_that_month(
     perks = {m: f["perks"]["escort"] for m, f in figures.items() if f is not None}
     # [used in the month, left of the plan year when the month ended]
     assert perks == {"2026-10": [0, 3], "2026-11": [1, 0], "2026-12": [2, 0]}
-    october = next(s.text for s in messenger.sent if "2026-10* (due" in s.text)
+    october = next(s.text for s in messenger.sent if "2026-10</b> (due" in s.text)
     assert "Escort days: 0 used, 3 left" in october
 
 
@@ -190,9 +190,9 @@ async def test_a_month_without_cases_gets_the_text_and_no_chart(
     # case 6 opened on 30 September in UTC, which is already October in Shanghai
     await chat(TAM, NOWHERE_CH, "/tam report acme 2026-09")
     await worker.run_once()
-    post = next(s for s in messenger.sent if "2026-09* (due" in s.text)
+    post = next(s for s in messenger.sent if "2026-09</b> (due" in s.text)
     assert post.target == ACME_CH and "No cases this month." in post.text  # the overview
-    assert "Service tickets* — no cases this month" in post.text
+    assert "Service tickets</b> — no cases this month" in post.text
     assert messenger.uploads == []
     f = (await reports.reports_of(ctx, "acme"))[0].figures
     assert f is not None and f["opened"] == 0

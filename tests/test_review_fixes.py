@@ -100,7 +100,7 @@ async def test_staff_cannot_acknowledge_for_the_customer(chat: Chat) -> None:
 async def test_a_tam_acts_only_on_their_accounts(chat: Chat, ctx: AppContext,
                                                  line: str) -> None:
     await chat(CUSTOMER, ACME_CH, "/support escort 2026-12-10 1")
-    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UTAM2> tam")
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UTAM2> tam")
     reply = await chat("UTAM2", NOWHERE_CH, line)
     assert reply.refused and ("managed by its TAM" in reply.text or
                               "account you do not manage" in reply.text)

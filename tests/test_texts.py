@@ -111,11 +111,11 @@ async def test_breaches_line_has_the_mark_once_at_its_start(
     await worker.run_once()
     text = (await chat(TAM, ACME_CH, "/tam breaches")).text
     line = next(ln for ln in text.splitlines() if "CS-1001" in ln)
-    assert line.startswith(":rotating_light: acme: *CS-1001*")
-    assert line.count(":rotating_light:") == 1
+    assert line.startswith("<mark:breach> acme: <b>CS-1001</b>")
+    assert line.count("<mark:breach>") == 1
     # the customer's own list still flags the breach at the end of the line
     cases = (await chat(CUSTOMER, ACME_CH, "/support cases")).text
-    assert cases.rstrip().endswith(":rotating_light:")
+    assert cases.rstrip().endswith("<mark:breach>")
 
 
 # --- point 7: English reads like a finished product
@@ -188,12 +188,12 @@ def test_every_chinese_catalog_entry_uses_full_width_punctuation() -> None:
 
 def test_the_punctuation_check_can_fail() -> None:
     assert ascii_punctuation_in_chinese("状态: 处理中, 剩余 (2分钟)")
-    assert not ascii_punctuation_in_chinese(":warning: 即将超时：<@U1> 剩余 2分钟")
+    assert not ascii_punctuation_in_chinese("<mark:warning> 即将超时：<user:U1> 剩余 2分钟")
 
 
 async def test_rendered_chinese_replies_use_full_width_punctuation(
         chat: Chat, clock: Clock) -> None:
-    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UZH> admin lang=zh")
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UZH> admin lang=zh")
     replies: list[Reply] = []
     for user, line in [
         (CUSTOMER, "/support help"), (CUSTOMER, "/support plan"),
@@ -222,7 +222,7 @@ async def test_rendered_chinese_replies_use_full_width_punctuation(
     assert all(re.search(r"[\u4e00-\u9fff]", text) for text in texts), texts
     assert "、" in texts[1]  # the plan lists its channels the Chinese way
     breaches = next(text for text in texts if text.startswith("已超时及即将超时"))
-    assert ":rotating_light: bizco：*CS-1002*" in breaches
+    assert "<mark:breach> bizco：<b>CS-1002</b>" in breaches
     bad = {text: ascii_punctuation_in_chinese(text) for text in texts
            if ascii_punctuation_in_chinese(text)}
     assert bad == {}
@@ -303,6 +303,6 @@ async def test_elsewhere_the_same_rule_gives_english(chat: Chat) -> None:
     assert (await chat(CUSTOMER, NOWHERE_CH, "/tam ack CS-1001")).text == \
         EN("error.staff_only", root="tam")
     # staff read their own setting wherever they type, refusals included
-    await chat(ADMIN, NOWHERE_CH, "/tam staff add <@UZH> engineer lang=zh")
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UZH> engineer lang=zh")
     denied = await chat("UZH", ACME_CH, "/tam account add x basic monthly")
     assert denied.refused and "需要" in denied.text

@@ -28,7 +28,7 @@ from bot.domain.model import (
     parse_case_ref,
 )
 from bot.i18n import Translator
-from bot.messages import Button, Message, tokens
+from bot.messages import Button, Message, mention, tokens
 from bot.services import accounts
 from bot.services.base import AppContext
 from bot.services.messenger import Posted
@@ -41,7 +41,6 @@ CHANNEL = "C-CONSOLE"
 DUTY = "C-DUTY"
 USERS = {"customer": "UCUSTOMER", "tam": "UTAM", "admin": "UADMIN", "engineer": "UENGINEER"}
 NAMES = {v: k for k, v in USERS.items()}
-MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 # `@bob` as typed: not inside a Slack mention `<@U..>` and not the middle of an e-mail address
 TYPED_MENTION = re.compile(r"(?<![<\w])@([A-Za-z][A-Za-z0-9]{0,30})\b")
 CONSOLE_COMMANDS = ("as", "reply", "help", "quit", "exit")
@@ -65,7 +64,8 @@ def local_time(unix: int, tz: tzinfo | None = None) -> str:
 
 
 # the console's glyph for each neutral status mark
-MARK_GLYPH = {"breach": "🚨", "warning": "⚠️", "ok": "✅", "advisory": "📣", "report": "📊",
+MARK_GLYPH = {"breach": "🚨", "warning": "⚠️", "ok": "✅", "error": "❌", "advisory": "📣",
+              "report": "📊",
               "reminder": "🔔", "ticket": "🎫"}
 
 
@@ -74,7 +74,7 @@ def render(text: str, tz: tzinfo | None = None, names: dict[str, str] | None = N
     `@name`, times in the reader's local time, status marks as glyphs."""
     known = NAMES if names is None else names
     out: list[str] = []
-    for tok in tokens(MENTION.sub(lambda m: f"<user:{m.group(1)}>", text)):
+    for tok in tokens(text):
         if tok.kind == "text":
             out.append(tok.value)
         elif tok.kind == "user":
@@ -259,10 +259,12 @@ class Console:
         self.out.flush()
 
     def say(self, text: str) -> None:
-        self.write("[console] " + text)
+        """A line of the console's own, in neutral markup like the bot's."""
+        self.write("[console] " + render(text, self.tz, self.names))
 
     def intro(self) -> None:
-        self.write(Translator(Lang.EN)("console.intro", channel="#support", who=self.who))
+        self.write(render(Translator(Lang.EN)("console.intro", channel="#support",
+                                              who=self.who), self.tz, self.names))
 
     def show(self, reply: Reply) -> None:
         label = "only you see this" if reply.visibility.value == "ephemeral" else "#support"
@@ -316,7 +318,7 @@ class Console:
 
     def mentions(self, text: str) -> str:
         """`@tam` typed in the console means that user, as a Slack mention would."""
-        return TYPED_MENTION.sub(lambda m: f"<@{self._user_for(m.group(1))}>", text)
+        return TYPED_MENTION.sub(lambda m: mention(self._user_for(m.group(1))), text)
 
     async def handle(self, line: str) -> bool:
         """Handle one input line; False when the user wants to quit."""
@@ -339,7 +341,8 @@ class Console:
                 self.who = who
                 self.say(t("console.now", who=who, user=self.users[who]))
         elif root in ("help", "?"):
-            self.write(t("console.help", users=t("console.mention_users")))
+            self.write(render(t("console.help", users=t("console.mention_users")), self.tz,
+                              self.names))
         elif root == "reply":
             await self._thread_reply(rest, t)
         elif root in self.router.roots():
@@ -406,7 +409,7 @@ class Console:
             user_id=self.users[self.who], kind=Kind.THREAD_REPLY, fields={"case": parts[0]}),
             self.ctx)
         if reply.refused:
-            self.say(render(reply.text, self.tz, self.names))
+            self.say(reply.text)
 
     async def run(self, stdin: TextIO, after_line: Callable[[], Awaitable[None]]) -> None:
         """Read and handle lines until the end of input, `/quit` or Ctrl-C."""

@@ -67,7 +67,8 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
                          client: AsyncWebClient) -> None:
         root = str(body.get("command", "")).lstrip("/")
         metrics.COMMANDS.labels(root=root).inc()
-        req = Request(root=root, text=str(body.get("text", "")), team_id=str(body["team_id"]),
+        req = Request(root=root, text=views.neutral_text(str(body.get("text", ""))),
+                      team_id=str(body["team_id"]),
                       channel_id=str(body["channel_id"]), user_id=str(body["user_id"]),
                       can_open_form="trigger_id" in body)
         # The work runs before the ack, so an acked command is a done command: a crash
@@ -228,14 +229,15 @@ def register_interactions(bolt: AsyncApp, ctx: AppContext, router: Router) -> No
                                   client: AsyncWebClient) -> None:
         await ack()
         await intake(body, client, _channel(body),
-                     str((body.get("message") or {}).get("text", "")))
+                     views.neutral_text(str((body.get("message") or {}).get("text", ""))))
 
     @bolt.action(views.OPEN_FROM_REACTION_ACTION)
     async def on_reaction_button(ack: AsyncAck, body: dict[str, Any],
                                  client: AsyncWebClient) -> None:
         await ack()
         channel, _, ts = str(body["actions"][0].get("value", "")).partition("|")
-        await intake(body, client, channel, await _message_text(client, channel, ts))
+        await intake(body, client, channel,
+                     views.neutral_text(await _message_text(client, channel, ts)))
 
 
 async def _message_text(client: AsyncWebClient, channel: str, ts: str) -> str:

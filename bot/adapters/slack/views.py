@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +40,17 @@ ADVISORY_CALLBACK = "advisory_form"
 
 # Slack's own glyph for each neutral status mark
 MARK_EMOJI = {"breach": ":rotating_light:", "warning": ":warning:", "ok": ":white_check_mark:",
-              "advisory": ":mega:", "report": ":bar_chart:", "reminder": ":bell:",
+              "error": ":x:", "advisory": ":mega:", "report": ":bar_chart:", "reminder": ":bell:",
               "ticket": ":ticket:"}
+
+
+SLACK_MENTION = re.compile(r"<@([UW][A-Z0-9]{1,30})(?:\|[^>]*)?>")
+
+
+def neutral_text(text: str) -> str:
+    """Text typed in Slack as neutral text: a user mention (`<@U1|bob>`) becomes `<user:U1>`,
+    so handlers and stored summaries never carry Slack's syntax."""
+    return SLACK_MENTION.sub(lambda m: f"<user:{m.group(1)}>", text)
 
 
 def slack_text(text: str) -> str:
