@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -106,6 +106,16 @@ class Translator:
         if target.seconds % 60 == 0:
             return self("target.minutes", n=target.seconds // 60)
         return self("target.seconds", n=target.seconds)
+
+    def perk_window(self, perk: str, start: date, amount: int) -> str:
+        """When a perk is used: an escort's day or days, a review's date."""
+        if perk == "escort" and amount == 1:
+            return self("perk.window_day", start=start.isoformat())
+        if perk == "escort":
+            end = start + timedelta(days=amount - 1)
+            return self("perk.window_days", start=start.isoformat(), end=end.isoformat(),
+                        n=amount)
+        return start.isoformat()
 
     def time_left(self, due_at: datetime, now: datetime) -> str:
         delta = due_at - now

@@ -135,6 +135,8 @@ def test_walkthrough_piped_then_ctrl_c(tmp_path: Path) -> None:
     # a Chinese-speaking account reads Chinese, punctuation included
     assert "未知命令“pln”。您是想输入“plan”吗？输入 /support help 查看全部命令。" in text
     assert "控制台没有表单。请输入 /support open <S1-S5> <问题描述>" in text
+    # the console's own labels follow the reader's language too
+    assert "[仅你可见] bot:" in text and "[only you see this] bot:" in text
 
 
 def test_at_a_terminal_the_form_is_asked_and_ctrl_c_leaves(tmp_path: Path) -> None:

@@ -96,10 +96,13 @@ class ConsoleMessenger:
     """Prints what the bot would post; cards show as text blocks."""
 
     def __init__(self, write: Callable[[str], None], tz: tzinfo | None = None,
-                 names: dict[str, str] | None = None) -> None:
+                 names: dict[str, str] | None = None,
+                 labels: Callable[[], Translator] | None = None) -> None:
         self.write = write
         self.tz = tz
         self.names = NAMES if names is None else names
+        # the console's own words (DM to…, thread, updated) in the current reader's language
+        self.labels = labels or (lambda: Translator(Lang.EN))
         self._ts = count(1)
         # what each message shows now: Slack edits a message in place, so an update that
         # changes nothing is invisible there and must not print a second copy here
@@ -114,7 +117,8 @@ class ConsoleMessenger:
         if channel == DUTY:
             return "#duty"
         if channel.startswith("D-"):
-            return f"DM to @{self.names.get(channel[2:], channel[2:])}"
+            return self.labels()("console.label.dm",
+                                 who=self.names.get(channel[2:], channel[2:]))
         return channel
 
     def _show(self, where: str, text: str) -> None:
@@ -123,7 +127,9 @@ class ConsoleMessenger:
 
     async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
-        where = self._where(channel) + (" (thread)" if thread_ts else "")
+        where = self._where(channel)
+        if thread_ts:
+            where = self.labels()("console.label.thread", where=where)
         shown = message.text + button_hints(message.buttons)
         posted = Posted(channel, self._next())
         self._shown[(channel, posted.ts)] = shown
@@ -140,20 +146,22 @@ class ConsoleMessenger:
     async def publish_home(self, user_id: str, home: Message) -> None:
         who = self.names.get(user_id, user_id)
         # a one-line summary: the dashboard's section headings (they carry the counts)
-        self.write(f"[home of @{who}] " + " · ".join(
+        self.write(f"[{self.labels()('console.label.home', who=who)}] " + " · ".join(
             render(sec.title, self.tz, self.names) for sec in home.sections if sec.title))
 
     async def upload(self, channel: str, filename: str, content: bytes, *, title: str,
                      thread_ts: str | None = None) -> None:
-        self.write(f"[{self._where(channel)} (thread)] bot: [file] {filename} — {title} "
-                   f"({len(content):,} bytes)")
+        t = self.labels()
+        self.write(f"[{t('console.label.thread', where=self._where(channel))}] bot: "
+                   + t("console.label.file", filename=filename, title=title,
+                       size=f"{len(content):,}"))
 
     async def update(self, channel: str, ts: str, message: Message) -> None:
         shown = message.text + button_hints(message.buttons)
         if self._shown.get((channel, ts)) == shown:
             return
         self._shown[(channel, ts)] = shown
-        self._show(f"{self._where(channel)} (updated)", shown)
+        self._show(self.labels()("console.label.updated", where=self._where(channel)), shown)
 
     def link(self, channel: str, ts: str) -> str:
         return f"console://{channel}/{ts}"
@@ -244,6 +252,7 @@ class Console:
         self.tz = tz  # None: the reader's local time zone
         self.interactive = interactive  # a person at a terminal: prompts and questions
         self.users = dict(USERS)
+        self.labels = Translator(Lang.EN)  # the current user's language, after each line
         self.names = {v: k for k, v in USERS.items()}
         self._prompt: str | None = None  # the prompt on screen, waiting for input
         self._lines: Lines | None = None
@@ -263,11 +272,12 @@ class Console:
         self.write("[console] " + render(text, self.tz, self.names))
 
     def intro(self) -> None:
-        self.write(render(Translator(Lang.EN)("console.intro", channel="#support",
-                                              who=self.who), self.tz, self.names))
+        self.write(render(self.labels("console.intro", channel="#support", who=self.who),
+                          self.tz, self.names))
 
     def show(self, reply: Reply) -> None:
-        label = "only you see this" if reply.visibility.value == "ephemeral" else "#support"
+        label = self.labels("console.label.ephemeral") \
+            if reply.visibility.value == "ephemeral" else "#support"
         body = render(reply.text + button_hints(reply.buttons), self.tz, self.names)
         body = body.replace("\n", "\n    ")
         self.write(f"[{label}] bot: {body}")
@@ -448,8 +458,10 @@ async def run_console(ctx: AppContext, router: Router, stdin: TextIO | None = No
     console = Console(ctx, router, out, tz=tz,
                       interactive=stdin.isatty() and out.isatty())
     await seed_demo(ctx)
+    console.labels = await console._translator_or_en()
     console.intro()
-    messenger = ConsoleMessenger(console.write, console.tz, console.names)
+    messenger = ConsoleMessenger(console.write, console.tz, console.names,
+                                 lambda: console.labels)
     loop = asyncio.get_running_loop()
     previous = signal.getsignal(signal.SIGINT) if catch_interrupt else None
 
@@ -463,6 +475,8 @@ async def run_console(ctx: AppContext, router: Router, stdin: TextIO | None = No
     try:
         async with worker_running(ctx, messenger) as worker:
             async def after_line() -> None:
+                # the reader may have changed (/as) or their language (staff lang=, link)
+                console.labels = await console._translator_or_en()
                 # let the worker deliver what this line queued before the next prompt
                 await worker.run_once()
                 if idle is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -253,7 +253,8 @@ def home_message(home: StaffHome | CustomerHome) -> Message:
                             ask=t("perk.reject_reason"))
             sections.append(Section(
                 t("home.request_line", ref=r.ref, account=r.account_key,
-                  perk=t(f"perk.{r.perk}"), start=r.start, n=r.amount),
+                  perk=t(f"perk.{r.perk}"),
+                  when=t.perk_window(r.perk, date.fromisoformat(r.start), r.amount)),
                 title=t("home.staff.requests") if i == 0 else None, buttons=(approve, reject)))
         part(t("home.staff.advisories"),
              [t("home.advisory_line", ref=a.ref, title=a.title[:80],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,12 +36,7 @@ class Requested:
 
 
 def window_text(t: Translator, perk: str, start: date, amount: int) -> str:
-    if perk == "escort" and amount == 1:
-        return t("perk.window_day", start=start.isoformat())
-    if perk == "escort":
-        end = start + timedelta(days=amount - 1)
-        return t("perk.window_days", start=start.isoformat(), end=end.isoformat(), n=amount)
-    return start.isoformat()
+    return t.perk_window(perk, start, amount)
 
 
 async def request_perk(app: AppContext, actor: Actor, channel_id: str, perk: str,
