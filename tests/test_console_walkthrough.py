@@ -55,6 +55,12 @@ SESSION = [
     "/as customer",
     "/support pln",
     "/support open",
+    "/support plan",
+    "/support open S2 结算接口返回 500",
+    "/support cases",
+    "/support sla",
+    "/support escort 2020-01-01",
+    "/tam ack CS-1002",
     END,
 ]
 
@@ -137,6 +143,17 @@ def test_walkthrough_piped_then_ctrl_c(tmp_path: Path) -> None:
     assert "控制台没有表单。请输入 /support open <S1-S5> <问题描述>" in text
     # the console's own labels follow the reader's language too
     assert "[仅你可见] bot:" in text and "[only you see this] bot:" in text
+    # every Chinese reply uses full-width punctuation: no ASCII , : ; ( ) next to a CJK
+    # character (the console's "[where] who: " prefix is not the reply, and the rendered
+    # local time's "(UTC+8)" stands after digits, not prose)
+    replies = [re.sub(r"^\[[^\]]*\] (?:[\w@ ]+: )?", "", line) for line in text.splitlines()]
+    # replies written in Chinese (an English notice quoting a customer's Chinese words is not)
+    chinese = [r for r in replies
+               if len(re.findall(r"[\u4e00-\u9fff]", r)) > len(re.findall(r"[A-Za-z]", r))]
+    assert len(chinese) >= 5
+    for line in chinese:
+        assert not re.search(r"[\u4e00-\u9fff]\s*[,:;()]|[,:;()]\s*[\u4e00-\u9fff]",
+                             line), line
 
 
 def test_at_a_terminal_the_form_is_asked_and_ctrl_c_leaves(tmp_path: Path) -> None:

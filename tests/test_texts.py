@@ -37,9 +37,9 @@ from tests.helpers import (
 EN, ZH = Translator(Lang.EN), Translator(Lang.ZH)
 
 # ASCII punctuation touching a CJK character (spaces between allowed for), and the
-# tokens that are not prose: emoji shortcodes, Slack mentions and time tokens
+# tokens that are not prose: emoji shortcodes, Slack mentions and neutral markup tokens
 ASCII_NEAR_CJK = re.compile(r"[\u4e00-\u9fff]\s*[,:;()]|[,:;()]\s*[\u4e00-\u9fff]")
-NOT_PROSE = re.compile(r":[a-z_]+:|<[@#!t][^>]*>")
+NOT_PROSE = re.compile(r":[a-z_]+:|</?[a-z@#!][^>]*>")
 
 
 def ascii_punctuation_in_chinese(text: str) -> list[str]:
