@@ -91,6 +91,8 @@ async def test_audience_is_every_account_with_tags_and_groups_in_one_query(
     assert by_key["bizco"].profile.tags["product"] == frozenset()
     assert by_key["lone"].channels == ()  # no group: still known, reaches nobody
     assert by_key["lone"].profile.account == account("lone")
+    async with db.transaction() as s:
+        assert await Bindings(s).bound_accounts() == {"acme", "bizco"}
 
 
 async def test_tags_replace_one_kind_only(db: Database) -> None:

@@ -29,8 +29,8 @@ from storage import jobs
 from storage.repos import Accounts, Advisories, Audit, Bindings, Staff, Tags
 
 POST, PROGRESS, REMIND = "advisory.post", "advisory.progress", "advisory.remind"
-PENDING, SENT, FAILED = DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED
 PROGRESS_EVERY = 2  # seconds between progress message updates
+
 
 @dataclass(frozen=True)
 class AdvisorySpec:
@@ -160,7 +160,7 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
         account = await Accounts(s).get(delivery.account_key) if delivery else None
     if advisory is None or delivery is None or account is None:
         raise DeliveryError("advisory vanished", permanent=True)
-    if delivery.status != PENDING:
+    if delivery.status != DeliveryStatus.PENDING:
         return {"outcome": delivery.status}
     t = Translator(account.lang)
     ref = advisory_ref(advisory_id)
@@ -172,10 +172,10 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     except DeliveryError as exc:
         if not exc.permanent:
             raise
-        await _settle(app, advisory_id, channel, FAILED, error=exc.reason)
-        return {"outcome": FAILED, "error": exc.reason}
-    await _settle(app, advisory_id, channel, SENT, ts=posted.ts)
-    return {"outcome": SENT, "ts": posted.ts}
+        await _settle(app, advisory_id, channel, DeliveryStatus.FAILED, error=exc.reason)
+        return {"outcome": DeliveryStatus.FAILED, "error": exc.reason}
+    await _settle(app, advisory_id, channel, DeliveryStatus.SENT, ts=posted.ts)
+    return {"outcome": DeliveryStatus.SENT, "ts": posted.ts}
 
 
 async def _settle(app: AppContext, advisory_id: int, channel: str, status: DeliveryStatus,
@@ -187,7 +187,8 @@ async def _settle(app: AppContext, advisory_id: int, channel: str, status: Deliv
         if key:
             await home.touch(s, key, now)
         # progress updates are coalesced: one job per few seconds, and a final one
-        done = counts[SENT] + counts[FAILED] >= sum(counts.values())
+        settled = counts[DeliveryStatus.SENT] + counts[DeliveryStatus.FAILED]
+        done = settled >= sum(counts.values())
         bucket = "final" if done else str(int(now.timestamp()) // PROGRESS_EVERY)
         await jobs.enqueue(s, PROGRESS, now, {"advisory_id": advisory_id},
                            f"adv:{advisory_id}:progress:{bucket}", now)
@@ -201,10 +202,11 @@ async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dic
         if advisory is None:
             raise DeliveryError("advisory vanished", permanent=True)
         counts = await Advisories(s).counts(advisory_id)
-        failed = await Advisories(s).deliveries(advisory_id, status=FAILED, limit=20)
+        failed = await Advisories(s).deliveries(advisory_id, status=DeliveryStatus.FAILED,
+                                                limit=20)
         member = await Staff(s).get(advisory.team_id, advisory.created_by)
     t = Translator(member.lang if member else Lang.EN)
-    done = counts[SENT] + counts[FAILED] >= advisory.total
+    done = counts[DeliveryStatus.SENT] + counts[DeliveryStatus.FAILED] >= advisory.total
     if not done:
         # deliveries settling concurrently may each miss that they were the last: look
         # again shortly, until the final count is shown
@@ -215,8 +217,8 @@ async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dic
                                f"adv:{advisory_id}:progress:"
                                f"{int(later.timestamp()) // PROGRESS_EVERY}", now)
     lines = [t("advisory.progress_done" if done else "advisory.progress",
-               ref=advisory_ref(advisory.id), sent=counts[SENT], total=advisory.total,
-               failed=counts[FAILED])]
+               ref=advisory_ref(advisory.id), sent=counts[DeliveryStatus.SENT],
+               total=advisory.total, failed=counts[DeliveryStatus.FAILED])]
     lines += [t("advisory.failed_group", account=f.account_key, channel=f.channel_id,
                 error=f.error or "") for f in failed]
     text = "\n".join(lines)
@@ -301,7 +303,7 @@ async def status(app: AppContext, advisory_id: int) -> AdvisoryStatus:
     acked: dict[str, tuple[str, str, datetime]] = {}
     reachable: set[str] = set()  # accounts with a group the advisory reached or may reach
     for r in rows:
-        if r.status != FAILED:
+        if r.status != DeliveryStatus.FAILED:
             reachable.add(r.account_key)
         if r.acked_at and r.acked_by:
             acked[r.account_key] = (r.account_key, r.acked_by, r.acked_at)
@@ -311,7 +313,7 @@ async def status(app: AppContext, advisory_id: int) -> AdvisoryStatus:
         advisory_ref(advisory_id), advisory.title, advisory.severity, advisory.total, counts,
         sorted(acked.values()), sorted(reachable - set(acked)),
         sorted((r.account_key, r.channel_id, r.error or "") for r in rows
-               if r.status == FAILED))
+               if r.status == DeliveryStatus.FAILED))
 
 
 async def recent(app: AppContext, limit: int = 10) -> list[AdvisorySummary]:

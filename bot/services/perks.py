@@ -25,9 +25,6 @@ from bot.services.base import Actor, AppContext, Denied, Refusal, audit_denial
 from bot.services.quota import perk_balances
 from storage.repos import Accounts, Audit, PerkLedger, Staff
 
-PENDING, APPROVED = RequestStatus.PENDING, RequestStatus.APPROVED
-REJECTED, CANCELLED = RequestStatus.REJECTED, RequestStatus.CANCELLED
-
 
 @dataclass(frozen=True)
 class Requested:
@@ -134,7 +131,7 @@ async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
             denied = True
         else:
             denied = False
-            if row.status != PENDING:
+            if row.status != RequestStatus.PENDING:
                 raise Refusal("perk.already_decided", ref=ref, perk_status=row.status)
             if approve:
                 # the plan may have changed since the request (downgrade, unsubscribe)
@@ -150,11 +147,12 @@ async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
             if approve:
                 await ledger.entry(account.key, row.perk, row.plan_year_start,
                                    LedgerEntry.CONSUME, row.amount, row.id, now)
-            row = await ledger.settle(row.id, APPROVED if approve else REJECTED,
-                                      actor.user_id, now, reason.strip() or None)
+            decision = RequestStatus.APPROVED if approve else RequestStatus.REJECTED
+            row = await ledger.settle(row.id, decision, actor.user_id, now,
+                                      reason.strip() or None)
             await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                                  action=f"perk.{row.status}", account_key=account.key,
-                                 before={"request": ref, "status": PENDING},
+                                 before={"request": ref, "status": RequestStatus.PENDING},
                                  after={"request": ref, "status": row.status,
                                         "reason": row.reason})
             t = Translator(account.lang)
@@ -184,15 +182,15 @@ async def cancel(app: AppContext, actor: Actor, channel_id: str, request_id: int
             raise Denied("perk.unknown_request", action="perk.cancel", account_key=account.key,
                          reason=f"{request_ref(row.id)} belongs to another account")
         ref = request_ref(row.id)
-        if row.status != PENDING:
+        if row.status != RequestStatus.PENDING:
             raise Refusal("perk.already_decided", ref=ref, perk_status=row.status)
         await PerkLedger(s).entry(account.key, row.perk, row.plan_year_start,
                                   LedgerEntry.RELEASE, row.amount, row.id, now)
-        await PerkLedger(s).settle(row.id, CANCELLED, actor.user_id, now)
+        await PerkLedger(s).settle(row.id, RequestStatus.CANCELLED, actor.user_id, now)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="perk.cancelled", account_key=account.key,
-                             before={"request": ref, "status": PENDING},
-                             after={"request": ref, "status": CANCELLED})
+                             before={"request": ref, "status": RequestStatus.PENDING},
+                             after={"request": ref, "status": RequestStatus.CANCELLED})
         await home.touch(s, account.key, now)
     return ref
 

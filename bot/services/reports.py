@@ -309,10 +309,11 @@ async def run_schedule(app: AppContext, job: jobs.Job) -> dict[str, Any]:
     now = app.clock()
     queued = 0
     async with app.db.transaction() as s:
+        bound = await Bindings(s).bound_accounts()
         for account in await Accounts(s).list():
             if "monthly_report" not in app.catalog.plan(account.tier).items or \
                     not account.in_force(now.astimezone(app.tz(account)).date()) or \
-                    not await Bindings(s).channels_of(account.key):
+                    account.key not in bound:
                 continue
             queued += await jobs.enqueue(s, POST, now, {"account": account.key,
                                                          "month": report_month,

@@ -106,6 +106,11 @@ class Bindings:
             row.account_key, row.bound_by, row.bound_at = account_key, by, now
         await self.s.flush()
 
+    async def bound_accounts(self) -> set[str]:
+        """Keys of the accounts that have at least one group."""
+        rows = await self.s.scalars(select(ChannelBindingRow.account_key).distinct())
+        return set(rows.all())
+
     async def channels_of(self, account_key: str) -> list[str]:
         rows = await self.s.scalars(select(ChannelBindingRow.channel_id)
                                     .where(ChannelBindingRow.account_key == account_key)

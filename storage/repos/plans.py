@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.domain.billing import ChangeKind
 from bot.domain.model import PlanChange
 from storage.tables import PlanChangeRow, UsageRow
 
@@ -57,7 +58,7 @@ class PlanChanges:
         return int(await self.s.scalar(
             select(func.count()).select_from(PlanChangeRow)
             .where(PlanChangeRow.account_key == account_key, PlanChangeRow.at >= since,
-                   PlanChangeRow.kind != "unsubscribe")) or 0)
+                   PlanChangeRow.kind != ChangeKind.UNSUBSCRIBE)) or 0)
 
     async def for_account(self, account_key: str, since: datetime | None = None,
                           until: datetime | None = None) -> list[PlanChange]:
