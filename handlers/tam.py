@@ -11,7 +11,6 @@ from bot.domain.billing import ChangeKind, Quote, format_money, parse_money
 from bot.domain.catalog import Target
 from bot.domain.model import (
     CaseStatus,
-    DeliveryStatus,
     Lang,
     Role,
     Severity,
@@ -383,8 +382,8 @@ def register(router: Router) -> None:
         st = await advisories.status(call.app, advisory_id)
         t = call.t
         lines = [t("advisory.status_header", ref=st.ref, title=st.title, total=st.total,
-                   sent=st.counts[DeliveryStatus.SENT], failed=st.counts[DeliveryStatus.FAILED],
-                   pending=st.counts[DeliveryStatus.PENDING])]
+                   sent=st.counts["sent"], failed=st.counts["failed"],
+                   pending=st.counts["pending"])]
         lines += [t("advisory.acked_line", account=a, user=u, at=time_token(w))
                   for a, u, w in st.acked]
         if st.waiting:
@@ -403,11 +402,10 @@ def register(router: Router) -> None:
             return call.reply("advisory.none")
         t = call.t
         return Reply("\n".join(
-            t("advisory.list_line", ref=advisory_ref(r.advisory.id), title=r.advisory.title,
-              severity=t(f"advisory.severity.{r.advisory.severity}"),
-              sent=r.counts[DeliveryStatus.SENT], total=r.advisory.total,
-              failed=r.counts[DeliveryStatus.FAILED], acked=t("count.accounts", n=r.acked))
-        for r in rows))
+            t("advisory.list_line", ref=advisory_ref(a.id), title=a.title,
+              severity=t(f"advisory.severity.{a.severity}"), sent=c["sent"], total=a.total,
+              failed=c["failed"], acked=t("count.accounts", n=acked))
+        for a, c, acked in rows))
 
     @router.command("tam", "report", "<account> [YYYY-MM]", help_id="help.tam.report",
                     role=Role.TAM)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import NamedTuple
 
 from bot.domain.catalog import Catalog
 from bot.domain.model import Account, DeliveryStatus
@@ -116,8 +117,8 @@ class Delivery:
     acked_at: datetime | None = None
 
 
-def no_counts() -> dict[DeliveryStatus, int]:
-    """Deliveries per status, every status present."""
+def no_counts() -> dict[str, int]:
+    """Deliveries per status (keyed by `DeliveryStatus`, a str), every status present."""
     return dict.fromkeys(DeliveryStatus, 0)
 
 
@@ -131,8 +132,9 @@ class Unacknowledged:
     waiting: int  # accounts
 
 
-@dataclass(frozen=True)
-class AdvisorySummary:
+class AdvisorySummary(NamedTuple):
+    """An advisory with its deliveries per status and how many accounts acknowledged it."""
+
     advisory: Advisory
-    counts: dict[DeliveryStatus, int]
-    acked: int  # accounts that acknowledged
+    counts: dict[str, int]  # keyed by DeliveryStatus
+    acked: int

@@ -287,7 +287,7 @@ class AdvisoryStatus:
     title: str
     severity: str
     total: int
-    counts: dict[DeliveryStatus, int]
+    counts: dict[str, int]  # keyed by DeliveryStatus
     acked: list[tuple[str, str, datetime]]  # account, user, when
     waiting: list[str]  # accounts with a group sent (or still to send) to, not acknowledged
     failed: list[tuple[str, str, str]]  # account, channel, error: groups it could not reach

@@ -138,8 +138,8 @@ class Advisories:
         await self.s.flush()
         return row.account_key
 
-    async def counts(self, advisory_id: int) -> dict[DeliveryStatus, int]:
-        """Deliveries per status (every status present)."""
+    async def counts(self, advisory_id: int) -> dict[str, int]:
+        """Deliveries per status, keyed by `DeliveryStatus` (every status present)."""
         rows = (await self.s.execute(select(D.status, func.count())
                                      .where(D.advisory_id == advisory_id)
                                      .group_by(D.status))).all()
