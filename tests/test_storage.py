@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
+from bot.domain.model import Account, Lang, LedgerEntry, Role, StaffMember, Term, Tier
 from storage import jobs
 from storage.db import Database
 from storage.repos import ANY_TEAM, Accounts, Bindings, Inbox, PerkLedger, Staff, Usage
@@ -122,11 +122,11 @@ async def test_perk_ledger_totals_per_plan_year(db: Database) -> None:
         await Accounts(s).add(acme(), T0)
         ledger = PerkLedger(s)
         year, older = date(2026, 1, 1), date(2025, 1, 1)
-        await ledger.entry("acme", "escort", year, "hold", 2, 1, T0)
-        await ledger.entry("acme", "escort", year, "release", 2, 1, T0)
-        await ledger.entry("acme", "escort", year, "consume", 2, 1, T0)
-        await ledger.entry("acme", "escort", year, "hold", 1, 2, T0)
-        await ledger.entry("acme", "escort", older, "consume", 3, 3, T0)
+        await ledger.entry("acme", "escort", year, LedgerEntry.HOLD, 2, 1, T0)
+        await ledger.entry("acme", "escort", year, LedgerEntry.RELEASE, 2, 1, T0)
+        await ledger.entry("acme", "escort", year, LedgerEntry.CONSUME, 2, 1, T0)
+        await ledger.entry("acme", "escort", year, LedgerEntry.HOLD, 1, 2, T0)
+        await ledger.entry("acme", "escort", older, LedgerEntry.CONSUME, 3, 3, T0)
         assert await ledger.totals("acme", year) == ({"escort": 1}, {"escort": 2})
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from typing import NamedTuple
 
 from bot.domain.catalog import Catalog
-from bot.domain.model import Account
+from bot.domain.model import Account, DeliveryStatus
 
 KINDS = ("vulnerability", "virus", "attack", "backbone_failure", "platform_change",
          "new_feature")
@@ -59,3 +60,81 @@ def reaches(catalog: Catalog, profile: AccountProfile, targeting: Targeting,
         return False
     return not (targeting.software and
                 not targeting.software & profile.tags.get("software", frozenset()))
+
+
+@dataclass(frozen=True)
+class Audience:
+    """An account as advisory targeting sees it, with the groups bound to it (oldest first)."""
+
+    profile: AccountProfile
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NewAdvisory:
+    team_id: str
+    title: str
+    kind: str
+    severity: str
+    body: str
+    targeting: Targeting
+    created_by: str
+    created_at: datetime
+    total: int  # groups it goes to
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Advisory:
+    """A proactive-care advisory and where its sender's progress message lives."""
+
+    id: int
+    team_id: str
+    title: str
+    kind: str
+    severity: str
+    body: str
+    targeting: Targeting
+    created_by: str
+    created_at: datetime
+    total: int
+    progress_channel: str | None = None
+    progress_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One advisory message to one group, and the account's acknowledgement."""
+
+    advisory_id: int
+    account_key: str
+    channel_id: str
+    status: DeliveryStatus
+    ts: str | None = None
+    error: str | None = None
+    sent_at: datetime | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+
+
+def no_counts() -> dict[str, int]:
+    """Deliveries per status (keyed by `DeliveryStatus`, a str), every status present."""
+    return dict.fromkeys(DeliveryStatus, 0)
+
+
+@dataclass(frozen=True)
+class Unacknowledged:
+    """A sent advisory some accounts have not acknowledged yet."""
+
+    advisory_id: int
+    title: str
+    severity: str
+    waiting: int  # accounts
+
+
+class AdvisorySummary(NamedTuple):
+    """An advisory with its deliveries per status and how many accounts acknowledged it."""
+
+    advisory: Advisory
+    counts: dict[str, int]  # keyed by DeliveryStatus
+    acked: int

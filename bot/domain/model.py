@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 
 class Tier(enum.StrEnum):
@@ -217,3 +218,131 @@ def advisory_ref(advisory_id: int) -> str:
 
 def parse_advisory_ref(text: str) -> int | None:
     return _parse_ref(text, "AD-")
+
+
+class RequestStatus(enum.StrEnum):
+    """Where a perk request stands; stored as its value."""
+
+    PENDING = "pending"  # the quota is held until a TAM decides
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"  # withdrawn by the customer
+
+
+class LedgerEntry(enum.StrEnum):
+    """A line of the append-only perk ledger."""
+
+    HOLD = "hold"  # a pending request reserves quota
+    RELEASE = "release"  # the hold ends (decided or withdrawn)
+    CONSUME = "consume"  # an approved request uses quota
+
+
+class DeliveryStatus(enum.StrEnum):
+    """One advisory message to one group."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # the group could not be reached
+
+
+@dataclass(frozen=True, slots=True)
+class PerkRequest:
+    """A customer's request for an annual perk (escort days or a review)."""
+
+    id: int
+    account_key: str
+    perk: str
+    start_date: date
+    amount: int  # days for escort, 1 for a review
+    plan_year_start: date
+    status: RequestStatus
+    channel_id: str
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewPerkRequest:
+    account_key: str
+    perk: str
+    start_date: date
+    amount: int
+    plan_year_start: date
+    channel_id: str
+    requested_by: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewCase:
+    """A case about to be opened: what the opener said and the terms its clock runs on."""
+
+    account_key: str
+    team_id: str
+    channel_id: str
+    opener_user_id: str
+    severity: Severity
+    requested_severity: Severity
+    summary: str
+    description: str
+    region: str | None
+    software: str | None
+    opened_at: datetime
+    due_at: datetime
+    warn_at: datetime
+    target_label: str
+    escort: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CaseChange:
+    """What a case update changes; a field left None stays as it is."""
+
+    status: CaseStatus | None = None
+    severity: Severity | None = None
+    due_at: datetime | None = None
+    warn_at: datetime | None = None
+    target_label: str | None = None
+    sla_generation: int | None = None
+    escort: bool | None = None
+    first_response_at: datetime | None = None
+    first_response_by: str | None = None
+    resolved_at: datetime | None = None
+    warned: bool | None = None
+    breached: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the append-only audit log."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    team_id: str | None = None
+    account_key: str | None = None
+    case_id: int | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    """An applied plan change with the money it moved (minor units; + charge, - refund)."""
+
+    account_key: str
+    kind: str  # upgrade | downgrade | unsubscribe | renew
+    old_tier: str
+    new_tier: str | None
+    effective: date
+    due_now: int
+    incremental_old: int | None
+    incremental_new: int | None
+    by: str
+    at: datetime
+    id: int | None = None  # assigned when stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.domain.calendar import BusinessCalendar
@@ -173,3 +174,17 @@ def case_stats(facts: Iterable[CaseFact], as_of: datetime | None = None) -> Case
         breaches=sum(1 for f in items if f.breached),
         unanswered_overdue=overdue,
     )
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """A monthly report as posted to an account's group, with the figures it showed."""
+
+    account_key: str
+    month: str  # YYYY-MM
+    trigger: str  # scheduled | on_demand
+    deadline: date
+    created_at: datetime
+    channel_id: str | None
+    ts: str | None
+    figures: dict[str, Any] | None

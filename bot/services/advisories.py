@@ -8,28 +8,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.advisories import REMINDED, TAG_KINDS, AccountProfile, Targeting, reaches
-from bot.domain.model import Account, Lang, advisory_ref
+from bot.domain.advisories import (
+    REMINDED,
+    Advisory,
+    AdvisorySummary,
+    NewAdvisory,
+    Targeting,
+    reaches,
+)
+from bot.domain.model import Account, DeliveryStatus, Lang, advisory_ref
 from bot.i18n import Translator
 from bot.messages import Button, Message
 from bot.services import home, outbox
 from bot.services.base import Actor, AppContext, Denied, Refusal, require_manager
 from bot.services.messenger import Deliverer, DeliveryError
 from storage import jobs
-from storage.repos import Accounts, Audit, Bindings, Staff
-from storage.tables import AccountTagRow, AdvisoryDeliveryRow, AdvisoryRow
+from storage.repos import Accounts, Advisories, Audit, Bindings, Staff, Tags
 
 POST, PROGRESS, REMIND = "advisory.post", "advisory.progress", "advisory.remind"
-PENDING, SENT, FAILED = "pending", "sent", "failed"
 PROGRESS_EVERY = 2  # seconds between progress message updates
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,10 @@ async def set_tags(app: AppContext, actor: Actor, key: str,
         if account is None:
             raise Refusal("account.unknown", key=key)
         require_manager(actor, account, "account.tags")
-        before = await _tags(s, account.key)
+        before = await Tags(s).of(account.key)
         for kind, values in tags.items():
-            await s.execute(delete(AccountTagRow).where(
-                AccountTagRow.account_key == account.key, AccountTagRow.kind == kind))
-            for value in sorted(set(values)):
-                s.add(AccountTagRow(account_key=account.key, kind=kind, value=value))
-        await s.flush()
-        after = await _tags(s, account.key)
+            await Tags(s).replace(account.key, kind, set(values))
+        after = await Tags(s).of(account.key)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="account.tags", account_key=account.key,
                              before={k: sorted(v) for k, v in before.items()},
@@ -69,30 +65,21 @@ async def get_tags(app: AppContext, key: str) -> dict[str, list[str]]:
     async with app.db.transaction() as s:
         if await Accounts(s).get(key.lower()) is None:
             raise Refusal("account.unknown", key=key)
-        return {k: sorted(v) for k, v in (await _tags(s, key.lower())).items()}
-
-
-async def _tags(s: AsyncSession, account_key: str) -> dict[str, frozenset[str]]:
-    rows = (await s.execute(select(AccountTagRow.kind, AccountTagRow.value)
-                            .where(AccountTagRow.account_key == account_key))).all()
-    out: dict[str, set[str]] = {k: set() for k in TAG_KINDS}
-    for kind, value in rows:
-        out.setdefault(kind, set()).add(value)
-    return {k: frozenset(v) for k, v in out.items()}
+        return {k: sorted(v) for k, v in (await Tags(s).of(key.lower())).items()}
 
 
 async def _targets(s: AsyncSession, app: AppContext, targeting: Targeting,
                    now: datetime) -> list[tuple[Account, str]]:
     """(account, channel) for every group the advisory reaches."""
-    unknown = sorted(targeting.accounts - {a.key for a in await Accounts(s).list()})
+    audience = await Tags(s).audience()  # every account, its tags and groups: one query
+    unknown = sorted(targeting.accounts - {a.profile.account.key for a in audience})
     if unknown:
         raise Refusal("account.unknown", key=unknown[0])
     found: list[tuple[Account, str]] = []
-    for account in await Accounts(s).list():
-        profile = AccountProfile(account, await _tags(s, account.key))
-        if reaches(app.catalog, profile, targeting,
-                   now.astimezone(app.tz(account)).date()):
-            found += [(account, ch) for ch in await Bindings(s).channels_of(account.key)]
+    for a in audience:
+        account = a.profile.account
+        if reaches(app.catalog, a.profile, targeting, now.astimezone(app.tz(account)).date()):
+            found += [(account, ch) for ch in a.channels]
     return found
 
 
@@ -116,7 +103,7 @@ async def send(app: AppContext, actor: Actor, spec: AdvisorySpec) -> tuple[str, 
         return await _send(app, actor, spec, now, dedupe)
     except IntegrityError:
         async with app.db.transaction() as s:
-            first = await s.scalar(select(AdvisoryRow).where(AdvisoryRow.dedupe_key == dedupe))
+            first = await Advisories(s).by_dedupe_key(dedupe)
         raise Refusal("advisory.duplicate",
                       ref=advisory_ref(first.id) if first else "?") from None
 
@@ -127,16 +114,14 @@ async def _send(app: AppContext, actor: Actor, spec: AdvisorySpec, now: datetime
         targets = await _targets(s, app, spec.targeting, now)
         if not targets:
             raise Refusal("advisory.no_targets")
-        row = AdvisoryRow(team_id=actor.team_id, title=spec.title, kind=spec.kind,
-                          severity=spec.severity, body=spec.body,
-                          targeting=spec.targeting.to_dict(), created_by=actor.user_id,
-                          created_at=now, total=len(targets), dedupe_key=dedupe)
-        s.add(row)
-        await s.flush()
+        row = await Advisories(s).add(
+            NewAdvisory(team_id=actor.team_id, title=spec.title, kind=spec.kind,
+                        severity=spec.severity, body=spec.body, targeting=spec.targeting,
+                        created_by=actor.user_id, created_at=now, total=len(targets),
+                        dedupe_key=dedupe),
+            [(account.key, channel) for account, channel in targets])
         ref = advisory_ref(row.id)
-        for account, channel in targets:
-            s.add(AdvisoryDeliveryRow(advisory_id=row.id, account_key=account.key,
-                                      channel_id=channel, status=PENDING))
+        for _, channel in targets:
             await jobs.enqueue(s, POST, now, {"advisory_id": row.id, "channel": channel},
                                f"adv:{row.id}:{channel}", now)
         if spec.severity in REMINDED:
@@ -154,8 +139,8 @@ async def _send(app: AppContext, actor: Actor, spec: AdvisorySpec, now: datetime
     return ref, len(targets)
 
 
-def advisory_text(t: Translator, a: AdvisoryRow) -> str:
-    targeting = Targeting.from_dict(a.targeting)
+def advisory_text(t: Translator, a: Advisory) -> str:
+    targeting = a.targeting
     lines = [t("advisory.header", ref=advisory_ref(a.id), kind=t(f"advisory.kind.{a.kind}"),
                severity=t(f"advisory.severity.{a.severity}"), title=a.title), a.body]
     scope = [t.join(sorted(v)) for v in (targeting.regions, targeting.products,
@@ -170,14 +155,12 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     """Post one advisory to one group; a group the bot cannot reach is marked failed."""
     advisory_id, channel = int(job.payload["advisory_id"]), str(job.payload["channel"])
     async with app.db.transaction() as s:
-        advisory = await s.get(AdvisoryRow, advisory_id)
-        delivery = await s.scalar(select(AdvisoryDeliveryRow).where(
-            AdvisoryDeliveryRow.advisory_id == advisory_id,
-            AdvisoryDeliveryRow.channel_id == channel))
+        advisory = await Advisories(s).get(advisory_id)
+        delivery = await Advisories(s).delivery(advisory_id, channel)
         account = await Accounts(s).get(delivery.account_key) if delivery else None
     if advisory is None or delivery is None or account is None:
         raise DeliveryError("advisory vanished", permanent=True)
-    if delivery.status != PENDING:
+    if delivery.status != DeliveryStatus.PENDING:
         return {"outcome": delivery.status}
     t = Translator(account.lang)
     ref = advisory_ref(advisory_id)
@@ -189,56 +172,41 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     except DeliveryError as exc:
         if not exc.permanent:
             raise
-        await _settle(app, advisory_id, channel, FAILED, error=exc.reason)
-        return {"outcome": FAILED, "error": exc.reason}
-    await _settle(app, advisory_id, channel, SENT, ts=posted.ts)
-    return {"outcome": SENT, "ts": posted.ts}
+        await _settle(app, advisory_id, channel, DeliveryStatus.FAILED, error=exc.reason)
+        return {"outcome": DeliveryStatus.FAILED, "error": exc.reason}
+    await _settle(app, advisory_id, channel, DeliveryStatus.SENT, ts=posted.ts)
+    return {"outcome": DeliveryStatus.SENT, "ts": posted.ts}
 
 
-async def _settle(app: AppContext, advisory_id: int, channel: str, status: str,
+async def _settle(app: AppContext, advisory_id: int, channel: str, status: DeliveryStatus,
                   ts: str | None = None, error: str | None = None) -> None:
     now = app.clock()
     async with app.db.transaction() as s:
-        await s.execute(update(AdvisoryDeliveryRow).where(
-            AdvisoryDeliveryRow.advisory_id == advisory_id,
-            AdvisoryDeliveryRow.channel_id == channel).values(
-            status=status, ts=ts, error=error[:200] if error else None, sent_at=now))
-        counts = await _counts(s, advisory_id)
-        key = await s.scalar(select(AdvisoryDeliveryRow.account_key).where(
-            AdvisoryDeliveryRow.advisory_id == advisory_id,
-            AdvisoryDeliveryRow.channel_id == channel))
+        key = await Advisories(s).settle(advisory_id, channel, status, now, ts=ts, error=error)
+        counts = await Advisories(s).counts(advisory_id)
         if key:
             await home.touch(s, key, now)
         # progress updates are coalesced: one job per few seconds, and a final one
-        done = counts[SENT] + counts[FAILED] >= sum(counts.values())
+        settled = counts[DeliveryStatus.SENT] + counts[DeliveryStatus.FAILED]
+        done = settled >= sum(counts.values())
         bucket = "final" if done else str(int(now.timestamp()) // PROGRESS_EVERY)
         await jobs.enqueue(s, PROGRESS, now, {"advisory_id": advisory_id},
                            f"adv:{advisory_id}:progress:{bucket}", now)
-
-
-async def _counts(s: AsyncSession, advisory_id: int) -> dict[str, int]:
-    rows = (await s.execute(select(AdvisoryDeliveryRow.status, func.count())
-                            .where(AdvisoryDeliveryRow.advisory_id == advisory_id)
-                            .group_by(AdvisoryDeliveryRow.status))).all()
-    counts = {PENDING: 0, SENT: 0, FAILED: 0}
-    counts.update({str(k): int(v) for k, v in rows})
-    return counts
 
 
 async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
     """Post or update the sender's progress message: sent / total / failed."""
     advisory_id = int(job.payload["advisory_id"])
     async with app.db.transaction() as s:
-        advisory = await s.get(AdvisoryRow, advisory_id)
+        advisory = await Advisories(s).get(advisory_id)
         if advisory is None:
             raise DeliveryError("advisory vanished", permanent=True)
-        counts = await _counts(s, advisory_id)
-        failed = (await s.scalars(select(AdvisoryDeliveryRow).where(
-            AdvisoryDeliveryRow.advisory_id == advisory_id,
-            AdvisoryDeliveryRow.status == FAILED).limit(20))).all()
+        counts = await Advisories(s).counts(advisory_id)
+        failed = await Advisories(s).deliveries(advisory_id, status=DeliveryStatus.FAILED,
+                                                limit=20)
         member = await Staff(s).get(advisory.team_id, advisory.created_by)
     t = Translator(member.lang if member else Lang.EN)
-    done = counts[SENT] + counts[FAILED] >= advisory.total
+    done = counts[DeliveryStatus.SENT] + counts[DeliveryStatus.FAILED] >= advisory.total
     if not done:
         # deliveries settling concurrently may each miss that they were the last: look
         # again shortly, until the final count is shown
@@ -249,8 +217,8 @@ async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dic
                                f"adv:{advisory_id}:progress:"
                                f"{int(later.timestamp()) // PROGRESS_EVERY}", now)
     lines = [t("advisory.progress_done" if done else "advisory.progress",
-               ref=advisory_ref(advisory.id), sent=counts[SENT], total=advisory.total,
-               failed=counts[FAILED])]
+               ref=advisory_ref(advisory.id), sent=counts[DeliveryStatus.SENT],
+               total=advisory.total, failed=counts[DeliveryStatus.FAILED])]
     lines += [t("advisory.failed_group", account=f.account_key, channel=f.channel_id,
                 error=f.error or "") for f in failed]
     text = "\n".join(lines)
@@ -259,8 +227,7 @@ async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dic
         posted = await worker.deliver(f"adv:{advisory_id}:progress", channel,
                                       Message(text), recover=True)
         async with app.db.transaction() as s:
-            await s.execute(update(AdvisoryRow).where(AdvisoryRow.id == advisory_id).values(
-                progress_channel=posted.channel, progress_ts=posted.ts))
+            await Advisories(s).set_progress(advisory_id, posted.channel, posted.ts)
         return {"ts": posted.ts}
     await worker.messenger.update(advisory.progress_channel, advisory.progress_ts,
                                   Message(text))
@@ -272,12 +239,9 @@ async def run_remind(app: AppContext, job: jobs.Job) -> dict[str, Any]:
     advisory_id, key = int(job.payload["advisory_id"]), str(job.payload["account"])
     now = app.clock()
     async with app.db.transaction() as s:
-        acked = await s.scalar(select(func.count()).select_from(AdvisoryDeliveryRow).where(
-            AdvisoryDeliveryRow.advisory_id == advisory_id,
-            AdvisoryDeliveryRow.account_key == key,
-            AdvisoryDeliveryRow.acked_at.is_not(None)))
+        acked = await Advisories(s).acknowledged(advisory_id, key)
         account = await Accounts(s).get(key)
-        advisory = await s.get(AdvisoryRow, advisory_id)
+        advisory = await Advisories(s).get(advisory_id)
         if acked or account is None or advisory is None or not account.tam_user_id:
             return {"outcome": "not needed"}
         member = await Staff(s).get(advisory.team_id, account.tam_user_id)
@@ -298,11 +262,9 @@ async def acknowledge(app: AppContext, actor: Actor, channel_id: str, advisory_i
     now = app.clock()
     async with app.db.transaction() as s:
         key = await Bindings(s).bound_account_key(channel_id)
-        rows = (await s.scalars(select(AdvisoryDeliveryRow).where(
-            AdvisoryDeliveryRow.advisory_id == advisory_id,
-            AdvisoryDeliveryRow.account_key == key))).all() if key else []
+        rows = await Advisories(s).deliveries(advisory_id, account_key=key) if key else []
         if not rows or key is None:
-            exists = await s.get(AdvisoryRow, advisory_id)
+            exists = await Advisories(s).get(advisory_id)
             if exists is not None and key is not None:
                 raise Denied("advisory.not_found", action="advisory.ack", account_key=key,
                              reason=f"{advisory_ref(advisory_id)} was not sent to this account")
@@ -311,10 +273,7 @@ async def acknowledge(app: AppContext, actor: Actor, channel_id: str, advisory_i
         if any(r.acked_at for r in rows):
             first = next(r for r in rows if r.acked_at)
             raise Refusal("advisory.already_acked", ref=ref, user=first.acked_by)
-        await s.execute(update(AdvisoryDeliveryRow).where(
-            AdvisoryDeliveryRow.advisory_id == advisory_id,
-            AdvisoryDeliveryRow.account_key == key).values(acked_by=actor.user_id,
-                                                            acked_at=now))
+        await Advisories(s).acknowledge(advisory_id, key, actor.user_id, now)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="advisory.ack", account_key=key,
                              after={"advisory": ref})
@@ -328,7 +287,7 @@ class AdvisoryStatus:
     title: str
     severity: str
     total: int
-    counts: dict[str, int]
+    counts: dict[str, int]  # keyed by DeliveryStatus
     acked: list[tuple[str, str, datetime]]  # account, user, when
     waiting: list[str]  # accounts with a group sent (or still to send) to, not acknowledged
     failed: list[tuple[str, str, str]]  # account, channel, error: groups it could not reach
@@ -336,16 +295,15 @@ class AdvisoryStatus:
 
 async def status(app: AppContext, advisory_id: int) -> AdvisoryStatus:
     async with app.db.transaction() as s:
-        advisory = await s.get(AdvisoryRow, advisory_id)
+        advisory = await Advisories(s).get(advisory_id)
         if advisory is None:
             raise Refusal("advisory.unknown", ref=advisory_ref(advisory_id))
-        rows = (await s.scalars(select(AdvisoryDeliveryRow).where(
-            AdvisoryDeliveryRow.advisory_id == advisory_id))).all()
-        counts = await _counts(s, advisory_id)
+        rows = await Advisories(s).deliveries(advisory_id)
+        counts = await Advisories(s).counts(advisory_id)
     acked: dict[str, tuple[str, str, datetime]] = {}
     reachable: set[str] = set()  # accounts with a group the advisory reached or may reach
     for r in rows:
-        if r.status != FAILED:
+        if r.status != DeliveryStatus.FAILED:
             reachable.add(r.account_key)
         if r.acked_at and r.acked_by:
             acked[r.account_key] = (r.account_key, r.acked_by, r.acked_at)
@@ -355,20 +313,10 @@ async def status(app: AppContext, advisory_id: int) -> AdvisoryStatus:
         advisory_ref(advisory_id), advisory.title, advisory.severity, advisory.total, counts,
         sorted(acked.values()), sorted(reachable - set(acked)),
         sorted((r.account_key, r.channel_id, r.error or "") for r in rows
-               if r.status == FAILED))
+               if r.status == DeliveryStatus.FAILED))
 
 
-async def recent(app: AppContext, limit: int = 10) -> list[tuple[AdvisoryRow, dict[str, int],
-                                                                 int]]:
+async def recent(app: AppContext, limit: int = 10) -> list[AdvisorySummary]:
     """Latest advisories with delivery counts and how many accounts acknowledged."""
     async with app.db.transaction() as s:
-        advisories = (await s.scalars(select(AdvisoryRow).order_by(AdvisoryRow.id.desc())
-                                      .limit(limit))).all()
-        out = []
-        for a in advisories:
-            acked = await s.scalar(select(func.count(func.distinct(
-                AdvisoryDeliveryRow.account_key))).where(
-                AdvisoryDeliveryRow.advisory_id == a.id,
-                AdvisoryDeliveryRow.acked_at.is_not(None)))
-            out.append((a, await _counts(s, a.id), int(acked or 0)))
-    return out
+        return await Advisories(s).recent(limit)

@@ -9,7 +9,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
-from bot.domain.model import Account, Case, CaseStatus, Lang, Role, Severity
+from bot.domain.model import (
+    Account,
+    Case,
+    CaseChange,
+    CaseStatus,
+    Lang,
+    NewCase,
+    Role,
+    Severity,
+)
 from bot.domain.sla import SlaTerms, sla_terms
 from bot.i18n import Translator, time_token
 from bot.services import home, outbox
@@ -82,14 +91,12 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
             raise Refusal("account.bad_region", region=region,
                           choices=", ".join(sorted(app.catalog.regions)))
         terms = _terms_for(app, account, severity, now, await escort_windows(s, account.key))
-        case = await Cases(s).add(
+        case = await Cases(s).add(NewCase(
             account_key=account.key, team_id=actor.team_id, channel_id=channel_id,
-            opener_user_id=actor.user_id, severity=terms.severity.value,
-            requested_severity=severity.value, summary=summary, description=description,
-            region=region, software=(software or None), status=CaseStatus.OPEN.value,
-            opened_at=now, due_at=terms.due_at, warn_at=terms.warn_at,
-            target_label=terms.target.label, sla_generation=1, escort=terms.escort,
-            warned=False, breached=False, version=1)
+            opener_user_id=actor.user_id, severity=terms.severity,
+            requested_severity=severity, summary=summary, description=description,
+            region=region, software=(software or None), opened_at=now, due_at=terms.due_at,
+            warn_at=terms.warn_at, target_label=terms.target.label, escort=terms.escort))
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="case.open", account_key=account.key, case_id=case.id,
                              after={"severity": case.severity.value,
@@ -165,9 +172,9 @@ async def first_response(app: AppContext, actor: Actor, case_id: int, via: str,
         case = await _load(s, case_id, None)
         if not case.awaiting_first_response:
             return None
-        updated = await Cases(s).update(
-            case.id, status=CaseStatus.ACKNOWLEDGED.value, first_response_at=now,
-            first_response_by=actor.user_id, sla_generation=case.sla_generation + 1)
+        updated = await Cases(s).update(case.id, CaseChange(
+            status=CaseStatus.ACKNOWLEDGED, first_response_at=now,
+            first_response_by=actor.user_id, sla_generation=case.sla_generation + 1))
         await jobs.cancel(s, _timer_keys(case.id, case.sla_generation))
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="case.first_response", account_key=case.account_key,
@@ -194,10 +201,10 @@ async def regrade(app: AppContext, actor: Actor, case_id: int, severity: Severit
             raise Refusal("case.same_severity", ref=case.ref, sev=case.severity.value)
         gen = case.sla_generation + 1
         awaiting = case.awaiting_first_response
-        updated = await Cases(s).update(
-            case.id, severity=terms.severity.value, due_at=terms.due_at, warn_at=terms.warn_at,
+        updated = await Cases(s).update(case.id, CaseChange(
+            severity=terms.severity, due_at=terms.due_at, warn_at=terms.warn_at,
             target_label=terms.target.label, escort=terms.escort, sla_generation=gen,
-            warned=False, breached=False if awaiting else case.breached)
+            warned=False, breached=False if awaiting else case.breached))
         await jobs.cancel(s, _timer_keys(case.id, case.sla_generation))
         if awaiting:
             await _schedule_timers(s, updated, terms.warn_at, now)
@@ -228,8 +235,8 @@ async def finish(app: AppContext, actor: Actor, case_id: int, *, scope_account: 
         case = await _load(s, case_id, scope_account)
         if not case.status.is_active:
             raise Refusal("case.not_active", ref=case.ref, status=case.status)
-        updated = await Cases(s).update(case.id, status=status.value, resolved_at=now,
-                                        sla_generation=case.sla_generation + 1)
+        updated = await Cases(s).update(case.id, CaseChange(
+            status=status, resolved_at=now, sla_generation=case.sla_generation + 1))
         await jobs.cancel(s, _timer_keys(case.id, case.sla_generation))
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action=f"case.{status.value}", account_key=case.account_key,
@@ -287,7 +294,7 @@ async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[
     if kind == SLA_WARN:
         if case.warned:
             return "duplicate"
-        await Cases(s).update(case.id, bump=False, warned=True)
+        await Cases(s).update(case.id, CaseChange(warned=True), bump=False)
         if now >= case.due_at:
             # fired late (the bot was down through the deadline): the breach notice says
             # what is true; a warning now would claim time left on an overdue case
@@ -299,7 +306,7 @@ async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[
         return "warned"
     if case.breached:
         return "duplicate"
-    updated = await Cases(s).update(case.id, breached=True)
+    updated = await Cases(s).update(case.id, CaseChange(breached=True))
     await _notify_staff(s, app, account, case, "notice.breach", now, "breach",
                         delta=now - case.due_at)
     await Audit(s).write(at=now, actor="bot", action="case.breach",

@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.model import Account, Case, Lang, Role, advisory_ref, request_ref
+from bot.domain.model import Account, Case, Lang, RequestStatus, Role, advisory_ref, request_ref
 from bot.domain.perks import PerkBalance
 from bot.domain.sla import ClockState, clock_state
 from bot.i18n import Translator
@@ -19,14 +18,7 @@ from bot.services.base import AppContext, resolve_actor
 from bot.services.messenger import Messenger
 from bot.services.quota import perk_balances
 from storage import jobs
-from storage.repos import Accounts, Bindings, Cases
-from storage.tables import (
-    AdvisoryDeliveryRow,
-    AdvisoryRow,
-    HomeViewerRow,
-    PerkRequestRow,
-    UserAccountRow,
-)
+from storage.repos import Accounts, Advisories, Cases, PerkLedger, Viewers
 
 REFRESH = "home.refresh"
 MAX_ROWS = 15  # per list: Slack allows 100 blocks on a Home tab
@@ -99,13 +91,7 @@ async def note_customer(app: AppContext, team_id: str, user_id: str, account_key
         noted.clear()
     try:
         async with app.db.transaction() as s:
-            row = await s.get(UserAccountRow, (team_id, user_id, account_key))
-            if row is None:
-                s.add(UserAccountRow(team_id=team_id, user_id=user_id,
-                                     account_key=account_key, channel_id=channel_id,
-                                     last_seen=now))
-            else:
-                row.last_seen, row.channel_id = now, channel_id
+            await Viewers(s).saw_account(team_id, user_id, account_key, channel_id, now)
     except IntegrityError:
         pass  # another replica recorded the same user at the same moment: nothing to add
     noted[memo] = now  # after the commit: a failed write is tried again next time
@@ -116,11 +102,7 @@ async def opened(app: AppContext, team_id: str, user_id: str) -> StaffHome | Cus
     now = app.clock()
     try:
         async with app.db.transaction() as s:
-            row = await s.get(HomeViewerRow, (team_id, user_id))
-            if row is None:
-                s.add(HomeViewerRow(team_id=team_id, user_id=user_id, opened_at=now))
-            else:
-                row.opened_at = now
+            await Viewers(s).opened(team_id, user_id, now)
     except IntegrityError:
         pass  # opened twice at once (two devices, two replicas): one row is enough
     return await build(app, team_id, user_id)
@@ -139,24 +121,17 @@ async def build(app: AppContext, team_id: str, user_id: str) -> StaffHome | Cust
             cases = await Cases(s).active(account_keys=keys)  # ordered by due time
             home.cases = [CaseLine(c.account_key, c, clock_state(c, now, ratio))
                           for c in cases if c.awaiting_first_response][:MAX_ROWS]
-            requests = (await s.scalars(select(PerkRequestRow).where(
-                PerkRequestRow.account_key.in_(keys), PerkRequestRow.status == "pending")
-                .order_by(PerkRequestRow.id).limit(MAX_ROWS))).all()
+            requests = await PerkLedger(s).requests(keys, RequestStatus.PENDING, MAX_ROWS)
             home.pending = [PendingRequest(request_ref(r.id), r.account_key, r.perk,
                                            r.start_date.isoformat(), r.amount)
                             for r in requests]
-            home.advisories = await _waiting_advisories(s, keys)
+            home.advisories = [
+                AdvisoryLine(advisory_ref(a.advisory_id), a.title, a.severity, a.waiting)
+                for a in await Advisories(s).unacknowledged(keys, MAX_ROWS)]
             return home
         customer = CustomerHome(user_id, actor.lang, now)
-        seen = (await s.execute(select(UserAccountRow.account_key, UserAccountRow.channel_id)
-                                .where(UserAccountRow.team_id == team_id,
-                                       UserAccountRow.user_id == user_id)
-                                .order_by(UserAccountRow.last_seen.desc()))).all()
-        keys = []
-        for key, channel in seen:
-            # only while that group still belongs to the account (it may have been re-linked)
-            if channel and await Bindings(s).bound_account_key(channel) == key:
-                keys.append(key)
+        # only while the group they used still belongs to the account (it may be re-linked)
+        keys = await Viewers(s).accounts_of(team_id, user_id)
         for key in keys[:3]:
             account = await Accounts(s).get(key)
             if account is None:
@@ -169,20 +144,6 @@ async def build(app: AppContext, team_id: str, user_id: str) -> StaffHome | Cust
         if customer.accounts:
             customer.lang = customer.accounts[0].account.lang
         return customer
-
-
-async def _waiting_advisories(s: AsyncSession, keys: list[str]) -> list[AdvisoryLine]:
-    """Recent advisories that some of these accounts have not acknowledged yet."""
-    rows = (await s.execute(
-        select(AdvisoryRow.id, AdvisoryRow.title, AdvisoryRow.severity,
-               func.count(func.distinct(AdvisoryDeliveryRow.account_key)))
-        .join(AdvisoryDeliveryRow, AdvisoryDeliveryRow.advisory_id == AdvisoryRow.id)
-        .where(AdvisoryDeliveryRow.account_key.in_(keys),
-               AdvisoryDeliveryRow.acked_at.is_(None),
-               AdvisoryDeliveryRow.status == "sent")
-        .group_by(AdvisoryRow.id, AdvisoryRow.title, AdvisoryRow.severity)
-        .order_by(AdvisoryRow.id.desc()).limit(MAX_ROWS))).all()
-    return [AdvisoryLine(advisory_ref(i), t, sev, int(n)) for i, t, sev, n in rows]
 
 
 async def touch(s: AsyncSession, account_key: str, now: datetime) -> None:
@@ -200,10 +161,8 @@ async def run_refresh(app: AppContext, messenger: Messenger, job: jobs.Job) -> d
     key = str(job.payload["account"])
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key)
-        viewers = (await s.execute(select(HomeViewerRow.team_id, HomeViewerRow.user_id)))\
-            .all()
-        customers = set((await s.execute(select(UserAccountRow.team_id, UserAccountRow.user_id)
-                                         .where(UserAccountRow.account_key == key))).all())
+        viewers = await Viewers(s).all()
+        customers = await Viewers(s).customers_of(key)
     if account is None:
         return {"published": 0}
     published = 0

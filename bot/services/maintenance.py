@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete
-
 from bot.services.base import AppContext
 from storage import jobs
-from storage.tables import InboxRow
+from storage.repos import Inbox
 
 PRUNE = "maintenance.prune"
 KEEP = timedelta(days=7)  # Slack retries within minutes; replays are refused after 5 min
@@ -25,7 +23,7 @@ async def ensure(app: AppContext) -> None:
 async def run_prune(app: AppContext, job: jobs.Job) -> dict[str, Any]:
     now = app.clock()
     async with app.db.transaction() as s:
-        result = await s.execute(delete(InboxRow).where(InboxRow.received_at < now - KEEP))
+        deleted = await Inbox(s).prune(now - KEEP)
         tomorrow = now + timedelta(days=1)
         await jobs.enqueue(s, PRUNE, tomorrow, {}, f"prune:{tomorrow:%Y-%m-%d}", now)
-    return {"deleted": int(result.rowcount or 0)}  # type: ignore[attr-defined]
+    return {"deleted": deleted}

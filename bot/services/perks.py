@@ -7,7 +7,15 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.model import Account, Lang, request_ref
+from bot.domain.model import (
+    Account,
+    Lang,
+    LedgerEntry,
+    NewPerkRequest,
+    PerkRequest,
+    RequestStatus,
+    request_ref,
+)
 from bot.domain.perks import check_request, granted
 from bot.i18n import Translator
 from bot.messages import Button
@@ -16,9 +24,6 @@ from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Denied, Refusal, audit_denial
 from bot.services.quota import perk_balances
 from storage.repos import Accounts, Audit, PerkLedger, Staff
-from storage.tables import PerkRequestRow
-
-PENDING, APPROVED, REJECTED, CANCELLED = "pending", "approved", "rejected", "cancelled"
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,6 @@ class Requested:
     start: date
     amount: int
     warnings: list[tuple[str, dict[str, object]]]
-
-
-
-
 
 
 def window_text(t: Translator, perk: str, start: date, amount: int) -> str:
@@ -55,12 +56,12 @@ async def request_perk(app: AppContext, actor: Actor, channel_id: str, perk: str
             refusal = Refusal(msg_id, **params)
         else:
             refusal = None
-            row = await PerkLedger(s).add_request(
+            row = await PerkLedger(s).add_request(NewPerkRequest(
                 account_key=account.key, perk=perk, start_date=start, amount=amount,
-                plan_year_start=account.start, status=PENDING, channel_id=channel_id,
-                requested_by=actor.user_id, requested_at=now)
-            await PerkLedger(s).entry(account.key, perk, account.start, "hold", amount, row.id,
-                                      now)
+                plan_year_start=account.start, channel_id=channel_id,
+                requested_by=actor.user_id, requested_at=now))
+            await PerkLedger(s).entry(account.key, perk, account.start, LedgerEntry.HOLD,
+                                      amount, row.id, now)
             ref = request_ref(row.id)
             await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                                  action="perk.request", account_key=account.key,
@@ -80,7 +81,7 @@ async def request_perk(app: AppContext, actor: Actor, channel_id: str, perk: str
 
 
 async def _tell_approvers(s: AsyncSession, app: AppContext, account: Account,
-                          row: PerkRequestRow, warnings: list[tuple[str, dict[str, object]]]
+                          row: PerkRequest, warnings: list[tuple[str, dict[str, object]]]
                           ) -> None:
     """The request goes to the account's TAM (DM, with buttons) and the duty channel."""
     ref = request_ref(row.id)
@@ -98,7 +99,6 @@ async def _tell_approvers(s: AsyncSession, app: AppContext, account: Account,
                 Button(t("perk.button_reject"), f"/tam reject {ref}", "danger",
                        ask=t("perk.reject_reason"))]
 
-    assert row.requested_at is not None
     if account.tam_user_id:
         member = await Staff(s).get(account.team_id or "", account.tam_user_id)
         t = Translator(member.lang if member else Lang.EN)
@@ -111,7 +111,7 @@ async def _tell_approvers(s: AsyncSession, app: AppContext, account: Account,
 
 
 async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
-                 reason: str = "") -> tuple[str, Account, PerkRequestRow]:
+                 reason: str = "") -> tuple[str, Account, PerkRequest]:
     """Approve (consume the held quota) or reject (release it); the group hears the outcome."""
     now = app.clock()
     if not approve and not reason.strip():
@@ -126,7 +126,7 @@ async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
             denied = True
         else:
             denied = False
-            if row.status != PENDING:
+            if row.status != RequestStatus.PENDING:
                 raise Refusal("perk.already_decided", ref=ref, perk_status=row.status)
             if approve:
                 # the plan may have changed since the request (downgrade, unsubscribe)
@@ -137,18 +137,17 @@ async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
                         used.get(row.perk, 0) + row.amount > quota:
                     raise Refusal("perk.no_longer_available", ref=ref, perk=row.perk)
             ledger = PerkLedger(s)
-            await ledger.entry(account.key, row.perk, row.plan_year_start, "release",
-                               row.amount, row.id, now)
+            await ledger.entry(account.key, row.perk, row.plan_year_start,
+                               LedgerEntry.RELEASE, row.amount, row.id, now)
             if approve:
-                await ledger.entry(account.key, row.perk, row.plan_year_start, "consume",
-                                   row.amount, row.id, now)
-            row.status = APPROVED if approve else REJECTED
-            row.decided_by, row.decided_at = actor.user_id, now
-            row.reason = reason.strip() or None
-            await s.flush()
+                await ledger.entry(account.key, row.perk, row.plan_year_start,
+                                   LedgerEntry.CONSUME, row.amount, row.id, now)
+            decision = RequestStatus.APPROVED if approve else RequestStatus.REJECTED
+            row = await ledger.settle(row.id, decision, actor.user_id, now,
+                                      reason.strip() or None)
             await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                                  action=f"perk.{row.status}", account_key=account.key,
-                                 before={"request": ref, "status": PENDING},
+                                 before={"request": ref, "status": RequestStatus.PENDING},
                                  after={"request": ref, "status": row.status,
                                         "reason": row.reason})
             t = Translator(account.lang)
@@ -178,21 +177,21 @@ async def cancel(app: AppContext, actor: Actor, channel_id: str, request_id: int
             raise Denied("perk.unknown_request", action="perk.cancel", account_key=account.key,
                          reason=f"{request_ref(row.id)} belongs to another account")
         ref = request_ref(row.id)
-        if row.status != PENDING:
+        if row.status != RequestStatus.PENDING:
             raise Refusal("perk.already_decided", ref=ref, perk_status=row.status)
-        await PerkLedger(s).entry(account.key, row.perk, row.plan_year_start, "release",
-                                  row.amount, row.id, now)
-        row.status, row.decided_by, row.decided_at = CANCELLED, actor.user_id, now
+        await PerkLedger(s).entry(account.key, row.perk, row.plan_year_start,
+                                  LedgerEntry.RELEASE, row.amount, row.id, now)
+        await PerkLedger(s).settle(row.id, RequestStatus.CANCELLED, actor.user_id, now)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="perk.cancelled", account_key=account.key,
-                             before={"request": ref, "status": PENDING},
-                             after={"request": ref, "status": CANCELLED})
+                             before={"request": ref, "status": RequestStatus.PENDING},
+                             after={"request": ref, "status": RequestStatus.CANCELLED})
         await home.touch(s, account.key, now)
     return ref
 
 
 async def group_requests(app: AppContext, channel_id: str
-                         ) -> tuple[Account, list[PerkRequestRow]]:
+                         ) -> tuple[Account, list[PerkRequest]]:
     async with app.db.transaction() as s:
         account = await bound_account(s, app, channel_id)
         return account, await PerkLedger(s).requests([account.key])

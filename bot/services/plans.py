@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.billing import ChangeKind, Quote, Refused, quote_change
-from bot.domain.model import Account, Term, Tier
+from bot.domain.model import Account, PlanChange, Term, Tier
 from bot.domain.perks import granted
 from bot.i18n import Translator
 from bot.services import home, outbox
@@ -76,23 +76,21 @@ async def apply(app: AppContext, actor: Actor, key: str, kind: str, new_tier: Ti
     async with app.db.transaction() as s:
         account, q = await _quote(s, app, key, kind, new_tier, consumption, lock=True)
         if kind == ChangeKind.UNSUBSCRIBE:
-            updated = await Accounts(s).change(account.key, cancelled_on=q.on)
+            updated = await Accounts(s).save(account, replace(account, cancelled_on=q.on))
         else:
             assert new_tier is not None
             # the quotas of the plan year are those of the lowest tier it has been on since
             # it was bought: an upgrade adds none (§7), a downgrade lowers them
             bought = account.perk_tier or account.tier
             perk_tier = min(bought, new_tier, key=lambda t: t.rank)
-            updated = await Accounts(s).change(account.key, tier=new_tier.value,
-                                               perk_tier=perk_tier.value)
+            updated = await Accounts(s).save(account, replace(account, tier=new_tier,
+                                                              perk_tier=perk_tier))
         inc = q.incremental
-        await PlanChanges(s).add(account_key=account.key, kind=kind,
-                                 old_tier=account.tier.value,
-                                 new_tier=new_tier.value if new_tier else None,
-                                 effective=q.on, due_now=q.due_now,
-                                 incremental_old=inc.old_amount if inc else None,
-                                 incremental_new=inc.new_amount if inc else None,
-                                 by=actor.user_id, at=now)
+        await PlanChanges(s).add(PlanChange(
+            account_key=account.key, kind=kind, old_tier=account.tier.value,
+            new_tier=new_tier.value if new_tier else None, effective=q.on, due_now=q.due_now,
+            incremental_old=inc.old_amount if inc else None,
+            incremental_new=inc.new_amount if inc else None, by=actor.user_id, at=now))
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action=f"plan.{kind}", account_key=account.key,
                              before={"tier": account.tier.value,
@@ -133,8 +131,8 @@ async def renew(app: AppContext, actor: Actor, key: str, term: Term | None) -> A
         if start < now.astimezone(app.tz(account)).date() - timedelta(days=366):
             start = now.astimezone(app.tz(account)).date()
         end = add_years(start, 1) if term is Term.ANNUAL else add_months(start, 1)
-        updated = await Accounts(s).change(account.key, term=term.value, start_date=start,
-                                           end_date=end, perk_tier=None, cancelled_on=None)
+        updated = await Accounts(s).save(account, replace(
+            account, term=term, start=start, end=end, perk_tier=None, cancelled_on=None))
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="plan.renew", account_key=account.key,
                              before={"start": str(account.start), "end": str(account.end),

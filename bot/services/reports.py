@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.catalog import PERKS
-from bot.domain.model import Account, Severity
+from bot.domain.model import Account
 from bot.domain.perks import granted
 from bot.domain.reports import (
     CaseFact,
     CaseStats,
     PerkMonth,
+    ReportRecord,
     case_stats,
     month_bounds,
     plan_year_of,
@@ -32,14 +32,15 @@ from bot.services import failures
 from bot.services.base import Actor, AppContext, Refusal, require_manager
 from bot.services.messenger import Deliverer, DeliveryError
 from storage import jobs
-from storage.repos import Accounts, Audit, Bindings
-from storage.tables import (
-    AdvisoryDeliveryRow,
-    CaseRow,
-    PerkLedgerRow,
-    PerkRequestRow,
-    PlanChangeRow,
-    ReportRow,
+from storage.repos import (
+    Accounts,
+    Advisories,
+    Audit,
+    Bindings,
+    Cases,
+    PerkLedger,
+    PlanChanges,
+    Reports,
 )
 
 log = logging.getLogger(__name__)
@@ -104,24 +105,16 @@ async def perks_of_month(s: AsyncSession, app: AppContext, account: Account, yea
     end = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
     _, end_at = month_bounds(year, month, app.tz(account))
     plan_start = plan_year_of(account.start, first)
-    requests = (await s.execute(
-        select(PerkRequestRow.perk, PerkRequestRow.start_date, PerkRequestRow.amount)
-        .where(PerkRequestRow.account_key == account.key, PerkRequestRow.status == "approved",
-               PerkRequestRow.start_date < end))).all()
+    ledger = PerkLedger(s)
     used = dict.fromkeys(PERKS, 0)
-    for perk, start, amount in requests:
+    for perk, start, amount in await ledger.approved_starting_before(account.key, end):
         if perk in used:
             used[perk] += units_in_month(start, amount, first, end)
     # held + consumed of the plan year as the ledger stood when the month ended
     taken = dict.fromkeys(PERKS, 0)
-    sign = {"hold": 1, "release": -1, "consume": 1}
-    for perk, entry, amount in (await s.execute(
-            select(PerkLedgerRow.perk, PerkLedgerRow.entry, func.sum(PerkLedgerRow.amount))
-            .where(PerkLedgerRow.account_key == account.key,
-                   PerkLedgerRow.plan_year_start == plan_start, PerkLedgerRow.at < end_at)
-            .group_by(PerkLedgerRow.perk, PerkLedgerRow.entry))).all():
-        if perk in taken and entry in sign:
-            taken[perk] += sign[entry] * int(amount)
+    for perk, n in (await ledger.taken_before(account.key, plan_start, end_at)).items():
+        if perk in taken:
+            taken[perk] += n
     quotas = granted(app.catalog, account)
     return [PerkMonth(p, quotas[p], used[p], max(0, quotas[p] - taken[p])) for p in PERKS]
 
@@ -138,31 +131,18 @@ async def build(app: AppContext, s: AsyncSession, account: Account, year: int,
                 month: int) -> Report:
     """Gather one account's month. Every query is filtered by this account's key."""
     start, end = month_bounds(year, month, app.tz(account))
-    rows = (await s.scalars(select(CaseRow).where(
-        CaseRow.account_key == account.key, CaseRow.opened_at >= start,
-        CaseRow.opened_at < end))).all()
-    facts = [CaseFact(Severity(r.severity), r.opened_at, r.due_at, r.first_response_at,
-                      r.resolved_at, r.breached) for r in rows]
-    sent = await s.scalar(select(func.count(func.distinct(AdvisoryDeliveryRow.advisory_id)))
-                          .where(AdvisoryDeliveryRow.account_key == account.key,
-                                 AdvisoryDeliveryRow.sent_at >= start,
-                                 AdvisoryDeliveryRow.sent_at < end,
-                                 AdvisoryDeliveryRow.status == "sent"))
-    acked = await s.scalar(select(func.count(func.distinct(AdvisoryDeliveryRow.advisory_id)))
-                           .where(AdvisoryDeliveryRow.account_key == account.key,
-                                  AdvisoryDeliveryRow.sent_at >= start,
-                                  AdvisoryDeliveryRow.sent_at < end,
-                                  AdvisoryDeliveryRow.acked_at.is_not(None)))
-    changes = (await s.scalars(select(PlanChangeRow).where(
-        PlanChangeRow.account_key == account.key, PlanChangeRow.at >= start,
-        PlanChangeRow.at < end).order_by(PlanChangeRow.id))).all()
+    cases = await Cases(s).opened_between(account.key, start, end)
+    facts = [CaseFact(c.severity, c.opened_at, c.due_at, c.first_response_at,
+                      c.resolved_at, c.breached) for c in cases]
+    sent, acked = await Advisories(s).month_counts(account.key, start, end)
+    changes = await PlanChanges(s).for_account(account.key, since=start, until=end)
     ry, rm = (year, month + 1) if month < 12 else (year + 1, 1)
     return Report(
         account=account, year=year, month=month,
         deadline=report_deadline(ry, rm, app.calendar(account)),
         stats=case_stats(facts, as_of=app.clock()),
-        perks=await perks_of_month(s, app, account, year, month), advisories_sent=int(sent or 0),
-        advisories_acked=int(acked or 0),
+        perks=await perks_of_month(s, app, account, year, month), advisories_sent=sent,
+        advisories_acked=acked,
         plan_changes=[(c.kind, c.old_tier, c.new_tier, c.effective) for c in changes])
 
 
@@ -272,10 +252,10 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     now = app.clock()
     async with app.db.transaction() as s:
         # recorded as soon as the report is in the group: the chart is an extra
-        s.add(ReportRow(account_key=key, month=label,
-                        trigger=str(job.payload.get("trigger", "scheduled")),
-                        deadline=report.deadline, created_at=now, channel_id=channel,
-                        ts=posted.ts, figures=report.figures()))
+        await Reports(s).add(ReportRecord(
+            account_key=key, month=label, trigger=str(job.payload.get("trigger", "scheduled")),
+            deadline=report.deadline, created_at=now, channel_id=channel, ts=posted.ts,
+            figures=report.figures()))
     if app.settings.report_charts and report.stats.total_opened:
         labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
                   "severity": t("report.chart_severity")}
@@ -329,10 +309,11 @@ async def run_schedule(app: AppContext, job: jobs.Job) -> dict[str, Any]:
     now = app.clock()
     queued = 0
     async with app.db.transaction() as s:
+        bound = await Bindings(s).bound_accounts()
         for account in await Accounts(s).list():
             if "monthly_report" not in app.catalog.plan(account.tier).items or \
                     not account.in_force(now.astimezone(app.tz(account)).date()) or \
-                    not await Bindings(s).channels_of(account.key):
+                    account.key not in bound:
                 continue
             queued += await jobs.enqueue(s, POST, now, {"account": account.key,
                                                          "month": report_month,
@@ -344,7 +325,6 @@ async def run_schedule(app: AppContext, job: jobs.Job) -> dict[str, Any]:
     return {"queued": queued, "month": report_month}
 
 
-async def reports_of(app: AppContext, key: str) -> list[ReportRow]:
+async def reports_of(app: AppContext, key: str) -> list[ReportRecord]:
     async with app.db.transaction() as s:
-        return list((await s.scalars(select(ReportRow).where(ReportRow.account_key == key)
-                                     .order_by(ReportRow.id))).all())
+        return await Reports(s).of(key)

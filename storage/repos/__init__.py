@@ -1,0 +1,16 @@
+"""Repositories, one module per aggregate: queries on one session (the caller's transaction)
+that take and return domain objects. SQL lives here and nowhere above storage."""
+
+from storage.repos.accounts import Accounts, Bindings, Tags
+from storage.repos.advisories import Advisories
+from storage.repos.audit import Audit
+from storage.repos.cases import Cases
+from storage.repos.home import Viewers
+from storage.repos.inbox import Inbox
+from storage.repos.perks import PerkLedger
+from storage.repos.plans import PlanChanges, Usage
+from storage.repos.reports import Reports
+from storage.repos.staff import ANY_TEAM, Staff
+
+__all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "Inbox",
+           "PerkLedger", "PlanChanges", "Reports", "Staff", "Tags", "Usage", "Viewers"]

@@ -1,0 +1,105 @@
+"""Support cases and the state of their response clocks."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.model import Case, CaseChange, CaseStatus, NewCase, Severity, case_ref
+from storage.tables import CaseRow
+
+
+def to_case(row: CaseRow) -> Case:
+    assert row.ref is not None
+    return Case(
+        id=row.id, ref=row.ref, account_key=row.account_key, team_id=row.team_id,
+        channel_id=row.channel_id, opener_user_id=row.opener_user_id,
+        severity=Severity(row.severity), requested_severity=Severity(row.requested_severity),
+        summary=row.summary, description=row.description, region=row.region,
+        software=row.software, status=CaseStatus(row.status), opened_at=row.opened_at,
+        due_at=row.due_at, target_label=row.target_label, sla_generation=row.sla_generation,
+        escort=row.escort, first_response_at=row.first_response_at,
+        first_response_by=row.first_response_by, resolved_at=row.resolved_at,
+        warned=row.warned, breached=row.breached, card_ts=row.card_ts, version=row.version,
+    )
+
+
+_CHANGEABLE = tuple(f.name for f in fields(CaseChange))
+
+
+class Cases:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def add(self, new: NewCase) -> Case:
+        """Open a case: status open, first clock generation, card version 1."""
+        row = CaseRow(
+            account_key=new.account_key, team_id=new.team_id, channel_id=new.channel_id,
+            opener_user_id=new.opener_user_id, severity=new.severity.value,
+            requested_severity=new.requested_severity.value, summary=new.summary,
+            description=new.description, region=new.region, software=new.software,
+            status=CaseStatus.OPEN.value, opened_at=new.opened_at, due_at=new.due_at,
+            warn_at=new.warn_at, target_label=new.target_label, sla_generation=1,
+            escort=new.escort, warned=False, breached=False, version=1)
+        self.s.add(row)
+        await self.s.flush()  # assigns the id the reference is made from
+        row.ref = case_ref(row.id)
+        await self.s.flush()
+        return to_case(row)
+
+    async def get(self, case_id: int, *, for_update: bool = False) -> Case | None:
+        q = select(CaseRow).where(CaseRow.id == case_id)
+        if for_update:
+            q = q.with_for_update()
+        row = await self.s.scalar(q)
+        return to_case(row) if row else None
+
+    async def by_card(self, channel_id: str, card_ts: str) -> Case | None:
+        row = await self.s.scalar(select(CaseRow).where(CaseRow.channel_id == channel_id,
+                                                        CaseRow.card_ts == card_ts))
+        return to_case(row) if row else None
+
+    async def update(self, case_id: int, change: CaseChange, *, bump: bool = True) -> Case:
+        """Apply changes; `bump` the card version when the card shows what changed (every
+        bump must queue a card sync, or an older sync would skip itself as superseded)."""
+        # the identity map holds the row this transaction loaded (and locked): no re-read
+        row = await self.s.get(CaseRow, case_id)
+        assert row is not None
+        for name in _CHANGEABLE:
+            value = getattr(change, name)
+            if value is not None:
+                # enums are stored as their value
+                setattr(row, name, value.value if isinstance(value, CaseStatus | Severity)
+                        else value)
+        if bump:
+            row.version = row.version + 1
+        await self.s.flush()
+        return to_case(row)
+
+    async def set_card_ts(self, case_id: int, ts: str) -> None:
+        await self.s.execute(update(CaseRow).where(CaseRow.id == case_id).values(card_ts=ts))
+
+    async def active(self, account_keys: list[str] | None = None,
+                     channel_id: str | None = None) -> list[Case]:
+        q = select(CaseRow).where(CaseRow.status.in_(
+            [CaseStatus.OPEN.value, CaseStatus.ACKNOWLEDGED.value]))
+        if account_keys is not None:
+            q = q.where(CaseRow.account_key.in_(account_keys))
+        if channel_id is not None:
+            q = q.where(CaseRow.channel_id == channel_id)
+        rows = await self.s.scalars(q.order_by(CaseRow.due_at))
+        return [to_case(r) for r in rows.all()]
+
+    async def opened_between(self, account_key: str, start: datetime, end: datetime
+                             ) -> list[Case]:
+        """An account's cases opened in [start, end), whatever their status."""
+        rows = await self.s.scalars(select(CaseRow).where(
+            CaseRow.account_key == account_key, CaseRow.opened_at >= start,
+            CaseRow.opened_at < end))
+        return [to_case(r) for r in rows.all()]
+
+    async def count(self) -> int:
+        return int(await self.s.scalar(select(func.count()).select_from(CaseRow)) or 0)

@@ -1,0 +1,28 @@
+"""Inbound event ids already processed (deduplication of retries)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.tables import InboxRow
+
+
+class Inbox:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def first_time(self, event_id: str, now: datetime) -> bool:
+        """Record an inbound event id; False when it was already processed."""
+        if await self.s.get(InboxRow, event_id) is not None:
+            return False
+        self.s.add(InboxRow(event_id=event_id, received_at=now))
+        await self.s.flush()  # a concurrent duplicate fails here on the primary key
+        return True
+
+    async def prune(self, before: datetime) -> int:
+        """Forget ids received before `before`; how many were forgotten."""
+        result = await self.s.execute(delete(InboxRow).where(InboxRow.received_at < before))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
