@@ -163,3 +163,17 @@ def test_the_markup_check_can_fail(tmp_path: Path) -> None:
                       "utf-8")
     assert [text for _, text in strings_in(sample) if SLACK_MARKUP.search(text)] == \
         [":warning: *CS-1* for <@U1>"]
+
+
+def test_sql_lives_only_in_storage() -> None:
+    """Services and handlers call repositories; tables and query builders stay in storage/."""
+    offenders = []
+    for folder in ("bot", "handlers"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module and (
+                        node.module.startswith(("storage.tables", "sqlalchemy"))
+                        and not (node.module.startswith("sqlalchemy.exc")
+                                 or node.module == "sqlalchemy.ext.asyncio")):
+                    offenders.append(f"{path.relative_to(ROOT)}: from {node.module} import …")
+    assert offenders == []
