@@ -26,6 +26,7 @@ from bot.services.base import (
     Denied,
     Refusal,
     audit_denial,
+    record_event,
     resolve_actor,
 )
 
@@ -237,9 +238,21 @@ class Router:
         return reply_lang(*await self.resolve(req, app))
 
     async def dispatch(self, req: Request, app: AppContext) -> Reply:
+        """Everything a request does happens in one transaction: its replay row, the actor,
+        the binding, the use case (a savepoint of it) and the note of the customer's group;
+        a refused request commits only its audit row."""
         # bidi overrides and other invisible characters never reach a handler or an echo
         req = replace(req, text=clean_user_text(req.text),
                       fields={k: clean_user_text(v) for k, v in req.fields.items()})
+        async with app.db.transaction():
+            return await self._dispatch(req, app)
+
+    async def _dispatch(self, req: Request, app: AppContext) -> Reply:
+        if req.kind is Kind.COMMAND and req.event_id is not None and \
+                not await record_event(app, req.event_id):
+            # the same signed request again: Slack never resends a command, so a replay
+            t = Translator(await self.reader_lang(req, app))
+            return Reply(t("error.replayed"), refused=True)
         actor, account = await self.resolve(req, app)
         t = Translator(reply_lang(actor, account))
         if req.kind in self.events:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from importlib import resources
 from typing import Any
 
@@ -23,6 +24,11 @@ from sqlalchemy.ext.asyncio import (
 log = logging.getLogger(__name__)
 
 JOBS_CHANNEL = "supportbot_jobs"
+
+# The transaction this task is in, if any: a command's work (its replay row, the actor, the
+# binding, the use case, the customer note) shares one transaction that the router opens.
+_CURRENT: ContextVar[tuple[Database, AsyncSession] | None] = ContextVar(
+    "supportbot_transaction", default=None)
 
 
 class Database:
@@ -66,19 +72,42 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        Inside a transaction already open in this task (a command's), it is a savepoint of
+        that transaction instead: its work commits with the command, and an error inside
+        (a refusal, a conflict it expects) undoes only its own part, as a transaction of its
+        own would have."""
+        current = _CURRENT.get()
+        if current is not None and current[0] is self:
+            async with current[1].begin_nested():
+                yield current[1]
+            return
         if self._writer is None:
             async with self.sessions() as session, session.begin():
-                yield session
+                token = _CURRENT.set((self, session))
+                try:
+                    yield session
+                finally:
+                    _CURRENT.reset(token)
         else:
             async with self._writer, self.sessions() as session, session.begin():
-                yield session
+                token = _CURRENT.set((self, session))
+                try:
+                    yield session
+                finally:
+                    _CURRENT.reset(token)
         if session.info.get("jobs_enqueued"):
             self.jobs_changed.set()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction: it writes nothing, so on SQLite it needs no write lock."""
+        """A read-only transaction: it writes nothing, so on SQLite it needs no write lock.
+        Inside a transaction of this task, it reads there (and sees what it wrote)."""
+        current = _CURRENT.get()
+        if current is not None and current[0] is self:
+            yield current[1]
+            return
         async with self.read_sessions() as session, session.begin():
             yield session
             if session.new or session.dirty or session.deleted:

@@ -132,6 +132,13 @@ async def audit_denial(app: AppContext, actor: Actor, action: str, reason: str,
                              case_id=case_id, reason=reason)
 
 
+async def seen_event(app: AppContext, event_id: str) -> bool:
+    """Whether an inbound event was processed already, without recording it (a cheap look
+    before the work, which records it in its own transaction)."""
+    async with app.db.read() as s:
+        return await Inbox(s).seen(event_id)
+
+
 async def record_event(app: AppContext, event_id: str | None) -> bool:
     """Note an inbound event whose only effect is a message; False when seen before."""
     if event_id is None:

@@ -14,6 +14,10 @@ class Inbox:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
+    async def seen(self, event_id: str) -> bool:
+        """Whether an inbound event id was processed already (a look; records nothing)."""
+        return await self.s.get(InboxRow, event_id) is not None
+
     async def first_time(self, event_id: str, now: datetime) -> bool:
         """Record an inbound event id; False when it was already processed."""
         if await self.s.get(InboxRow, event_id) is not None:

@@ -30,7 +30,7 @@ from bot import metrics
 from bot.adapters.slack import listeners
 from bot.config import Settings
 from bot.i18n import Translator
-from bot.services.base import AppContext, record_event
+from bot.services.base import AppContext, record_event, seen_event
 from handlers.core import Router
 
 log = logging.getLogger(__name__)
@@ -249,9 +249,15 @@ def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
         if request.content_type == "application/x-www-form-urlencoded" and \
                 "ssl_check" not in bolt_req.body:
             # Slack never resends a command or an interaction (events carry an event_id and
-            # are deduplicated in their own work): the same signed request again is a replay
+            # are deduplicated in their own work): the same signed request again is a replay.
+            # A command records it in its own transaction (the router's); here, only a look.
+            key = "sig:" + signature[3:61]
             try:
-                first = await record_event(ctx, "sig:" + signature[3:61])
+                if "command" in bolt_req.body:
+                    first = not await seen_event(ctx, key)
+                    bolt_req.context["replay_key"] = key
+                else:
+                    first = await record_event(ctx, key)
             except SQLAlchemyError:
                 log.exception("could not record the request for replay detection")
                 first = True  # the database is in trouble: serve, do not refuse

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -64,13 +64,13 @@ def _request(body: dict[str, Any], command: str, kind: Kind, channel: str | None
 
 def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
     async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
-                         client: AsyncWebClient) -> None:
+                         client: AsyncWebClient, context: AsyncBoltContext) -> None:
         root = str(body.get("command", "")).lstrip("/")
         metrics.COMMANDS.labels(root=root).inc()
         req = Request(root=root, text=views.neutral_text(str(body.get("text", ""))),
                       team_id=str(body["team_id"]),
                       channel_id=str(body["channel_id"]), user_id=str(body["user_id"]),
-                      can_open_form="trigger_id" in body)
+                      can_open_form="trigger_id" in body, event_id=context.get("replay_key"))
         # The work runs before the ack, so an acked command is a done command: a crash
         # cannot lose a case Slack already showed as accepted. Slow work falls back to an
         # empty ack and a reply through response_url.
