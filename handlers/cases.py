@@ -1,19 +1,215 @@
-"""Case intake and case-card interactions that are not typed commands: the open-case form,
-"open a case from this message", the card's buttons, the :ticket: reaction, a staff reply in
-a card's thread. Each is a `Request` the adapter built; the router resolved who and where."""
+"""Cases: `/support open|cases|sla|case|close`, `/tam ack|severity|resolve|breaches`, and the
+case interactions that are not typed commands: the open-case form, "open a case from this
+message", the card's buttons, the ticket reaction, a staff reply in a card's thread. Each is
+a `Request` the adapter built; the router resolved who and where."""
 
 from __future__ import annotations
 
-from bot.domain.model import CaseStatus, Severity, parse_case_ref
+from datetime import datetime
+
+from bot.domain.catalog import Target
+from bot.domain.model import Case, CaseStatus, Role, Severity, parse_case_ref
+from bot.domain.sla import ClockState, clock_state
+from bot.i18n import Translator
+from bot.messages import mark, time_token
 from bot.services import cases
 from bot.services.base import Refusal, record_event
-from handlers.core import NOTHING, Call, Form, Kind, Reply, Router, UsageError, parse_arg
+from handlers.core import (
+    NOTHING,
+    Call,
+    Form,
+    Kind,
+    Reply,
+    Router,
+    UsageError,
+    Visibility,
+    parse_arg,
+)
 
 # refusals of the open-case form shown next to the field at fault
 OPEN_FORM_FIELDS = {"case.summary_required": "summary", "case.summary_too_long": "summary",
                     "case.description_too_long": "description",
                     "account.bad_region": "region"}
 
+# the longest list a reply shows; the rest is counted
+LIST_MAX = 40
+
+
+def case_line(t: Translator, case: Case, now_ts: datetime, *, flag: bool = True) -> str:
+    """One line per case: reference, severity, summary, status and the clock.
+
+    `flag=False` leaves out the trailing breach mark, for lists that lead with their own.
+    """
+    if case.awaiting_first_response:
+        clock = t("case.clock_waiting", left=t.time_left(case.due_at, now_ts),
+                  due=time_token(case.due_at))
+    else:
+        clock = t("case.clock_answered", at=time_token(case.first_response_at or case.opened_at))
+    breached = flag and case.breached and case.awaiting_first_response
+    return t("case.line", ref=case.ref, sev=case.severity.value, summary=case.summary,
+             status=t("status." + case.status.value), clock=clock,
+             flag=" " + mark("breach") if breached else "")
+
+
+def parse_ref(word: str) -> int:
+    """A case reference typed by the user (`CS-1042`), or a usage error naming it."""
+    return parse_arg(word, parse_case_ref, "error.bad_ref")
+
+
+def _one_ref(call: Call) -> int:
+    if len(call.args) != 1:
+        raise UsageError("error.need_ref")
+    return parse_ref(call.args[0])
+
+
+def _scope(call: Call) -> str:
+    """Customers act only within the account bound to the channel they type in."""
+    if call.account is None:
+        raise Refusal("case.unbound")
+    return call.account.key
+
+
+def _parse_severity(call: Call, word: str) -> Severity:
+    severity = Severity.parse(word)
+    if severity is None:
+        raise UsageError("error.bad_severity", given=word,
+                         choices=call.t.join(f"{s.value}/{s.alias}" for s in Severity))
+    return severity
+
+
+# --- /support: the customer's cases ---------------------------------------------------------
+
+async def open_case(call: Call) -> Reply:
+    """`/support open <severity> <summary...>`; without arguments, the form (where one can
+    open) or what is missing."""
+    if not call.args:
+        if call.account is None:
+            raise Refusal("case.unbound")
+        if call.req.can_open_form:
+            return Reply(call.t("case.form_opened"), form=Form("open_case"))
+        raise UsageError("case.need_severity")
+    severity = _parse_severity(call, call.args[0])
+    opened = await cases.open_case(call.app, call.actor, call.req.channel_id, severity,
+                                   " ".join(call.args[1:]))
+    t = call.t
+    lines = [t("case.opened", ref=opened.case.ref, sev=opened.case.severity.value,
+               target=t.target(Target.parse_label(opened.case.target_label)),
+               due=time_token(opened.case.due_at))]
+    lines += [t(msg_id, **params) for msg_id, params in opened.notices]
+    return Reply("\n".join(lines))
+
+
+async def list_cases(call: Call) -> Reply:
+    """`/support cases`: the group's open cases with their clocks."""
+    account, active = await cases.channel_cases(call.app, call.req.channel_id)
+    if not active:
+        return call.reply("case.none_open", name=account.name)
+    now = call.app.clock()
+    lines = [call.t("case.list_header", name=account.name, n=len(active))]
+    lines += [case_line(call.t, c, now) for c in active[:LIST_MAX]]
+    if len(active) > LIST_MAX:
+        lines.append(call.t("list.more", n=len(active) - LIST_MAX))
+    return Reply("\n".join(lines))
+
+
+async def sla(call: Call) -> Reply:
+    """`/support sla`: the timers of the group's cases still waiting for a first response."""
+    account, active = await cases.channel_cases(call.app, call.req.channel_id)
+    waiting = [c for c in active if c.awaiting_first_response]
+    if not waiting:
+        return call.reply("sla.none_waiting", name=account.name)
+    now = call.app.clock()
+    t = call.t
+    lines = [t("sla.header", n=len(waiting))]
+    lines += [t("sla.line", ref=c.ref, sev=c.severity.value, left=t.time_left(c.due_at, now),
+                due=time_token(c.due_at), target=t.target(Target.parse_label(c.target_label)))
+              for c in waiting[:LIST_MAX]]
+    return Reply("\n".join(lines))
+
+
+async def show_case(call: Call) -> Reply:
+    """`/support case <ref>`: staff see any case, a customer only their group's."""
+    if len(call.args) != 1:
+        raise UsageError("error.need_ref")
+    # an unbound channel is refused before the reference is read
+    scope = None if call.actor.is_staff else _scope(call)
+    case = await cases.get_case(call.app, parse_ref(call.args[0]), scope)
+    t = call.t
+    lines = [case_line(t, case, call.app.clock()),
+             t("case.detail", opener=case.opener_user_id, opened=time_token(case.opened_at),
+               target=t.target(Target.parse_label(case.target_label)),
+               due=time_token(case.due_at))]
+    if case.requested_severity is not case.severity:
+        lines.append(t("case.detail_requested", sev=case.requested_severity.value))
+    if case.description:
+        lines.append(case.description[:1500])
+    return Reply("\n".join(lines))
+
+
+async def close(call: Call) -> Reply:
+    """`/support close <ref>`: the customer closes their own group's case."""
+    case = await cases.finish(call.app, call.actor, _one_ref(call),
+                              scope_account=_scope(call), status=CaseStatus.CLOSED)
+    return Reply(call.t("case.closed_ok", ref=case.ref), Visibility.EPHEMERAL)
+
+
+# --- /tam: staff work on cases --------------------------------------------------------------
+
+async def ack(call: Call) -> Reply:
+    """`/tam ack <ref>`: the first response, within the target or late."""
+    case_id = _one_ref(call)
+    updated = await cases.first_response(call.app, call.actor, case_id, via="command")
+    if updated is None:
+        case = await cases.get_case(call.app, case_id, None)
+        return call.reply("case.already_acked", ref=case.ref)
+    return call.reply("case.acked", ref=updated.ref,
+                      within=call.t("case.within" if updated.first_response_at
+                                    and updated.first_response_at <= updated.due_at
+                                    else "case.late"))
+
+
+async def regrade(call: Call) -> Reply:
+    """`/tam severity <ref> <severity>`: a new severity, and the target it brings."""
+    if len(call.args) != 2:
+        raise UsageError("error.arg_count", n=2)
+    case_id = parse_ref(call.args[0])
+    severity = _parse_severity(call, call.args[1])
+    updated = await cases.regrade(call.app, call.actor, case_id, severity)
+    return call.reply("case.regraded", ref=updated.ref, sev=updated.severity.value,
+                      target=call.t.target(Target.parse_label(updated.target_label)),
+                      due=time_token(updated.due_at))
+
+
+async def resolve(call: Call) -> Reply:
+    """`/tam resolve <ref>`."""
+    case = await cases.finish(call.app, call.actor, _one_ref(call), scope_account=None,
+                              status=CaseStatus.RESOLVED)
+    return call.reply("case.resolved_ok", ref=case.ref)
+
+
+async def breaches(call: Call) -> Reply:
+    """`/tam breaches`: the caller's breached cases, then those near their target."""
+    now = call.app.clock()
+    ratio = call.app.catalog.near_breach_ratio
+    marks = {ClockState.BREACHED: (0, mark("breach")), ClockState.NEAR: (1, mark("warning"))}
+    rows = []
+    for account, case in await cases.staff_cases(call.app, call.actor):
+        state = clock_state(case, now, ratio)
+        if state in marks:
+            order, lead = marks[state]
+            # the mark leads the line; the case line adds no second breach mark
+            rows.append((order, call.t("breaches.line", mark=lead, key=account.key,
+                                       line=case_line(call.t, case, now, flag=False))))
+    if not rows:
+        return call.reply("breaches.none")
+    rows.sort(key=lambda r: r[0])
+    lines = [call.t("breaches.header", n=len(rows))] + [r[1] for r in rows[:LIST_MAX]]
+    if len(rows) > LIST_MAX:
+        lines.append(call.t("list.more", n=len(rows) - LIST_MAX))
+    return Reply("\n".join(lines))
+
+
+# --- interactions that are not typed commands -----------------------------------------------
 
 async def open_from_form(call: Call) -> Reply:
     """The open-case form was submitted: the same use case as `/support open`."""
@@ -38,7 +234,7 @@ async def intake(call: Call) -> Reply:
 
 
 async def reaction(call: Call) -> Reply:
-    """A :ticket: reaction in a bound group: offer (once per event) to open a case."""
+    """A ticket reaction in a bound group: offer (once per event) to open a case."""
     if call.account is None:
         return NOTHING  # not a customer group: reactions there are none of our business
     if not await record_event(call.app, call.req.event_id):
@@ -93,13 +289,26 @@ async def card_close(call: Call) -> Reply:
     return call.reply("case.closed_ok", ref=closed.ref)
 
 
+
 def register(router: Router) -> None:
+    router.command("support", "open", "<severity> <summary...>",
+                   help_id="help.support.open")(open_case)
+    router.command("support", "cases", help_id="help.support.cases")(list_cases)
+    router.command("support", "sla", help_id="help.support.sla")(sla)
+    router.command("support", "case", "<ref>", help_id="help.support.case")(show_case)
+    router.command("support", "close", "<ref>", help_id="help.support.close")(close)
     router.command("support", "open-form", help_id="help.support.open", hidden=True,
                    form_fields=OPEN_FORM_FIELDS)(open_from_form)
     router.command("support", "card ack", "<ref>", help_id="help.support.case",
                    hidden=True)(card_ack)
     router.command("support", "card close", "<ref>", help_id="help.support.close",
                    hidden=True)(card_close)
+    router.command("tam", "ack", "<ref>", help_id="help.tam.ack", role=Role.ENGINEER)(ack)
+    router.command("tam", "severity", "<ref> <severity>", help_id="help.tam.severity",
+                   role=Role.ENGINEER)(regrade)
+    router.command("tam", "resolve", "<ref>", help_id="help.tam.resolve",
+                   role=Role.ENGINEER)(resolve)
+    router.command("tam", "breaches", help_id="help.tam.breaches", role=Role.ENGINEER)(breaches)
     router.on(Kind.INTAKE)(intake)
     router.on(Kind.REACTION)(reaction)
     router.on(Kind.THREAD_REPLY)(thread_reply)
