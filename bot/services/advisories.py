@@ -18,7 +18,8 @@ from bot.i18n import Translator
 from bot.messages import Button, Message
 from bot.services import home, outbox
 from bot.services.base import Actor, AppContext, Denied, Refusal, require_manager
-from bot.services.messenger import Deliverer, DeliveryError
+from bot.services.job import JobContext
+from bot.services.messenger import DeliveryError
 from storage import jobs
 from storage.repos import Accounts, Audit, Bindings, Staff
 from storage.tables import AccountTagRow, AdvisoryDeliveryRow, AdvisoryRow
@@ -166,8 +167,9 @@ def advisory_text(t: Translator, a: AdvisoryRow) -> str:
     return "\n".join(lines)
 
 
-async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
+async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Post one advisory to one group; a group the bot cannot reach is marked failed."""
+    app = ctx.app
     advisory_id, channel = int(job.payload["advisory_id"]), str(job.payload["channel"])
     async with app.db.transaction() as s:
         advisory = await s.get(AdvisoryRow, advisory_id)
@@ -182,7 +184,7 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     t = Translator(account.lang)
     ref = advisory_ref(advisory_id)
     try:
-        posted = await worker.deliver(job.key, channel, Message.of(
+        posted = await ctx.deliver(job.key, channel, Message.of(
             advisory_text(t, advisory),
             [Button(t("advisory.button_ack"), f"/support acknowledge {ref}", "primary")]),
             recover=job.attempts > 1)
@@ -225,8 +227,9 @@ async def _counts(s: AsyncSession, advisory_id: int) -> dict[str, int]:
     return counts
 
 
-async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
+async def run_progress(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Post or update the sender's progress message: sent / total / failed."""
+    app = ctx.app
     advisory_id = int(job.payload["advisory_id"])
     async with app.db.transaction() as s:
         advisory = await s.get(AdvisoryRow, advisory_id)
@@ -255,20 +258,21 @@ async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dic
                 error=f.error or "") for f in failed]
     text = "\n".join(lines)
     if advisory.progress_ts is None or advisory.progress_channel is None:
-        channel = await worker.messenger.dm_channel(advisory.created_by)
-        posted = await worker.deliver(f"adv:{advisory_id}:progress", channel,
-                                      Message(text), recover=True)
+        channel = await ctx.messenger.dm_channel(advisory.created_by)
+        posted = await ctx.deliver(f"adv:{advisory_id}:progress", channel,
+                                   Message(text), recover=True)
         async with app.db.transaction() as s:
             await s.execute(update(AdvisoryRow).where(AdvisoryRow.id == advisory_id).values(
                 progress_channel=posted.channel, progress_ts=posted.ts))
         return {"ts": posted.ts}
-    await worker.messenger.update(advisory.progress_channel, advisory.progress_ts,
-                                  Message(text))
+    await ctx.messenger.update(advisory.progress_channel, advisory.progress_ts,
+                               Message(text))
     return {"ts": advisory.progress_ts}
 
 
-async def run_remind(app: AppContext, job: jobs.Job) -> dict[str, Any]:
+async def run_remind(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Remind the account's TAM, once, of a high-severity advisory still unacknowledged."""
+    app = ctx.app
     advisory_id, key = int(job.payload["advisory_id"]), str(job.payload["account"])
     now = app.clock()
     async with app.db.transaction() as s:

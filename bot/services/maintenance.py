@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete
 
 from bot.services.base import AppContext
+from bot.services.job import JobContext
 from storage import jobs
 from storage.tables import InboxRow
 
@@ -22,9 +23,9 @@ async def ensure(app: AppContext) -> None:
                            f"prune:{now:%Y-%m-%d}", now)
 
 
-async def run_prune(app: AppContext, job: jobs.Job) -> dict[str, Any]:
-    now = app.clock()
-    async with app.db.transaction() as s:
+async def run_prune(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
+    now = ctx.clock()
+    async with ctx.app.db.transaction() as s:
         result = await s.execute(delete(InboxRow).where(InboxRow.received_at < now - KEEP))
         tomorrow = now + timedelta(days=1)
         await jobs.enqueue(s, PRUNE, tomorrow, {}, f"prune:{tomorrow:%Y-%m-%d}", now)
