@@ -1,11 +1,12 @@
-"""The timer loop and outbox relay: sleeps until the next due job, claims it with a lease, runs it.
+"""The timer loop and outbox relay: sleeps until the next due job, claims it with a lease, runs
+the handler its kind is registered with (`bot.jobs`), and retries or gives up by one policy.
 
 Several workers (one per process, across replicas) share the `jobs` table safely: PostgreSQL
 hands each due row to one claimer (`FOR UPDATE SKIP LOCKED`), SQLite serializes claimers
 with `BEGIN IMMEDIATE`. A crash leaves the lease to expire and another worker retries. Effects
-stay single: timer effects commit with the job's completion; a message carries its job's
-idempotency key in Slack metadata, and a retried job first looks for the message it may
-already have posted.
+stay single: atomic jobs (SLA timers) commit their effects with the job's completion; a
+message carries its job's idempotency key in the platform's metadata, and a retried job
+first looks for the message it may already have posted.
 """
 
 from __future__ import annotations
@@ -15,64 +16,50 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
-from bot.messages import Button, Message
-from bot.services import advisories, cases, failures, home, maintenance, outbox, reports
+from bot.jobs import JobKind, Registry, standard
+from bot.pacing import Later, Pacer
+from bot.services import failures
 from bot.services.base import AppContext
-from bot.services.cards import card_message
-from bot.services.messenger import DeliveryError, Messenger, Posted
+from bot.services.job import InFlight, JobContext, NotReady
+from bot.services.messenger import DeliveryError, Messenger
 from storage import jobs
 from storage.db import JOBS_CHANNEL
-from storage.repos import Accounts, Cases
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
-CARD_WAIT_ATTEMPTS = 5  # after this many tries a notice goes out without its card link
-
-JobHandler = Callable[["Worker", jobs.Job, datetime], Awaitable[dict[str, Any] | None]]
 
 
 class LeaseLost(Exception):
     """Another worker took the job over (our lease expired); roll back our effects."""
 
 
-class Later(Exception):
-    """Not now: come back after `delay` seconds (pacing); not counted as a failure."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(f"paced: retry in {delay:.1f}s")
-        self.delay = delay
-
-
-class NotReady(Exception):
-    """The job depends on something not there yet (e.g. the case card); try again soon."""
-
-
 class Worker:
-    def __init__(self, app: AppContext, messenger: Messenger, *, lease: float | None = None,
-                 batch: int = 50, poll: float | None = None, name: str | None = None) -> None:
+    def __init__(self, app: AppContext, messenger: Messenger, *, registry: Registry | None = None,
+                 lease: float | None = None, batch: int = 50, poll: float | None = None,
+                 name: str | None = None) -> None:
         self.app = app
         self.messenger = messenger
+        self.registry = registry if registry is not None else standard()
         self.lease = timedelta(seconds=lease or app.settings.worker_lease_seconds)
         self.batch = batch
         self.poll = poll if poll is not None else app.settings.worker_poll_seconds
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._cards: dict[int, asyncio.Task[None]] = {}  # case id -> its card job in flight
-        self._card_locks: dict[int, asyncio.Lock] = {}
-        self._tat: dict[str, float] = {}  # channel -> when its next message may go
-        self._paused_until = 0.0
-        self.interval = app.settings.channel_interval_seconds
-        self.burst = max(1, app.settings.channel_burst)
-        self.rate = app.settings.workspace_rate
-        self._workspace_tat = 0.0
+        self._running = InFlight()  # what this worker's jobs know of each other
+        # a wait longer than a third of the lease puts the job back instead, so no lease
+        # runs out while a message waits its turn; a stop ends any wait
+        self.pacer = Pacer(app.settings.channel_interval_seconds, app.settings.channel_burst,
+                           app.settings.workspace_rate,
+                           max_wait=self.lease.total_seconds() / 3, stop=self._stop)
         self.processed = 0
 
     def stop(self) -> None:
@@ -80,12 +67,13 @@ class Worker:
         self.app.db.jobs_changed.set()
 
     async def run(self) -> None:
-        """Run until `stop()`: claim what is due, run each job as its own task (a slow Slack
-        call never holds up a timer), sleep until the next due time, a wake-up or a finish."""
+        """Run until `stop()`: claim what is due, run each job as its own task (a slow
+        platform call never holds up a timer), sleep until the next due time, a wake-up or
+        a finish."""
         listener = None
         try:
-            await reports.ensure_schedule(self.app)
-            await maintenance.ensure(self.app)
+            for ensure in self.registry.startup:
+                await ensure(self.app)
         except Exception:  # the database may be starting: the loop below retries its work
             log.warning("could not queue the recurring jobs yet", exc_info=True)
         if not self.app.db.is_sqlite:
@@ -134,28 +122,28 @@ class Worker:
         async with self.app.db.transaction() as s:
             return await jobs.claim(s, self.app.clock(), self.name, self.lease, limit)
 
-    def _start(self, claimed: list[jobs.Job]) -> None:
-        timers = [j for j in claimed if j.kind in (cases.SLA_WARN, cases.SLA_BREACH)]
-        if len(timers) > 1:
-            # due timers fire together in one transaction: one commit instead of many
-            task = asyncio.create_task(self._fire_batch(timers))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            claimed = [j for j in claimed if j not in timers]
-        # card jobs first: a thread reply or card link in the same batch waits for its card
-        for job in sorted(claimed, key=lambda j: j.kind != outbox.CARD_SYNC):
-            task = asyncio.create_task(self._run(job))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            if job.kind == outbox.CARD_SYNC:
-                case_id = int(job.payload["case_id"])
-                self._cards[case_id] = task
-                task.add_done_callback(self._forget_card(case_id))
+    def _kind(self, job: jobs.Job) -> JobKind | None:
+        return self.registry.get(job.kind)
 
-    def _forget_card(self, case_id: int) -> Callable[[asyncio.Task[None]], None]:
-        def forget(_: asyncio.Task[None]) -> None:
-            self._cards.pop(case_id, None)
-        return forget
+    def _spawn(self, run: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(run)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    def _start(self, claimed: list[jobs.Job]) -> None:
+        atomic = [j for j in claimed if (k := self._kind(j)) is not None and k.atomic]
+        if len(atomic) > 1:
+            # due timers fire together in one transaction: one commit instead of many
+            self._spawn(self._run_atomic_batch(atomic))
+            claimed = [j for j in claimed if j not in atomic]
+        # kinds that run first (cards) before the rest: a thread reply or card link in the
+        # same batch waits for its card
+        for job in sorted(claimed, key=lambda j: not ((k := self._kind(j)) and k.first)):
+            task = self._spawn(self._run(job))
+            kind = self._kind(job)
+            if kind is not None and kind.tag is not None:
+                self._running.track(kind.tag(job), task)
 
     async def _sleep_for(self) -> float:
         async with self.app.db.transaction() as s:
@@ -165,13 +153,19 @@ class Worker:
         wait = (due - self.app.clock()).total_seconds()
         return max(0.0, min(wait, self.poll))
 
+    def _context(self, started: datetime) -> JobContext:
+        return JobContext(self.app, self.messenger, started, self.pacer, self._running)
+
     async def _run(self, job: jobs.Job) -> None:
         started = self.app.clock()
-        if job.kind in (cases.SLA_WARN, cases.SLA_BREACH):
-            await self._fire(job, started)
+        kind = self._kind(job)
+        if kind is not None and kind.atomic:
+            await self._run_atomic(kind, job, started)
             return
         try:
-            result = await self.handle(job)
+            if kind is None:
+                raise DeliveryError(f"no handler for job kind {job.kind}", permanent=True)
+            result = await kind.run(self._context(started), job)
         except NotReady as exc:
             await self._retry(job, started + timedelta(seconds=1), str(exc))
             return
@@ -183,7 +177,7 @@ class Worker:
             metrics.DELIVERY_FAILURES.labels(kind=job.kind,
                                              permanent=str(exc.permanent).lower()).inc()
             if exc.permanent:
-                # one line; a missing scope's reason names the scope Slack says is needed
+                # one line; a missing scope's reason names the scope the platform needs
                 log.warning("job %s (%s) failed permanently: %s", job.id, job.kind, exc.reason)
                 await self._retry(job, started, exc.reason, dead=True, needed=exc.needed)
                 return
@@ -202,15 +196,17 @@ class Worker:
         self.processed += 1
         metrics.JOBS_DONE.labels(kind=job.kind).inc()
 
-    async def _fire_batch(self, batch: list[jobs.Job]) -> None:
-        """Fire several timers in one transaction; on any trouble fire them one by one."""
+    async def _run_atomic_batch(self, batch: list[jobs.Job]) -> None:
+        """Run several atomic jobs in one transaction; on any trouble run them one by one."""
         started = self.app.clock()
         try:
             async with self.app.db.transaction() as s:
+                ctx = replace(self._context(started), session=s)
                 results = {}
                 for job in batch:
-                    results[job.id] = {"outcome": await cases.fire_timer(
-                        s, self.app, job.kind, job.payload, started)}
+                    kind = self._kind(job)
+                    assert kind is not None
+                    results[job.id] = await kind.run(ctx, job) or {}
                 if not await jobs.finish_many(s, [j.id for j in batch], self.name,
                                               self.app.clock(), results):
                     raise LeaseLost(f"one of jobs {[j.id for j in batch]}")
@@ -218,7 +214,9 @@ class Worker:
             log.info("firing %d timers together failed; firing them one by one", len(batch),
                      exc_info=True)
             for job in batch:
-                await self._fire(job, started)
+                kind = self._kind(job)
+                assert kind is not None
+                await self._run_atomic(kind, job, started)
             return
         self.processed += len(batch)
         for job in batch:
@@ -229,14 +227,13 @@ class Worker:
     def fired(self, batch: list[jobs.Job], started: datetime) -> None:
         """Hook for measurements (benchmarks): these timers fired at `started`."""
 
-    async def _fire(self, job: jobs.Job, started: datetime) -> None:
-        """An SLA timer: its effects (flags, notices in the outbox, audit) and the job's
-        completion commit together, so a crash either did all of it or none."""
+    async def _run_atomic(self, kind: JobKind, job: jobs.Job, started: datetime) -> None:
+        """An atomic job (an SLA timer): its effects (flags, notices in the outbox, audit)
+        and the job's completion commit together, so a crash either did all of it or none."""
         try:
             async with self.app.db.transaction() as s:
-                outcome = await cases.fire_timer(s, self.app, job.kind, job.payload, started)
-                if not await jobs.finish(s, job.id, self.name, self.app.clock(),
-                                         {"outcome": outcome}):
+                result = await kind.run(replace(self._context(started), session=s), job)
+                if not await jobs.finish(s, job.id, self.name, self.app.clock(), result):
                     raise LeaseLost(f"job {job.id}")
         except LeaseLost:
             log.warning("lease on job %s lost before it finished; another worker has it",
@@ -270,132 +267,6 @@ class Worker:
     @staticmethod
     def _backoff(attempts: int) -> float:
         return float(min(300, 2 ** max(0, attempts - 1)))
-
-    async def handle(self, job: jobs.Job) -> dict[str, Any] | None:
-        now = self.app.clock()
-        if job.kind == outbox.MSG_POST:
-            return await self._post(job)
-        if job.kind == outbox.CARD_SYNC:
-            return await self._sync_card(job)
-        if job.kind == advisories.POST:
-            return await advisories.run_post(self, self.app, job)
-        if job.kind == advisories.PROGRESS:
-            return await advisories.run_progress(self, self.app, job)
-        if job.kind == advisories.REMIND:
-            return await advisories.run_remind(self.app, job)
-        if job.kind == maintenance.PRUNE:
-            return await maintenance.run_prune(self.app, job)
-        if job.kind == home.REFRESH:
-            return await home.run_refresh(self.app, self.messenger, job)
-        if job.kind == reports.POST:
-            return await reports.run_post(self, self.app, job)
-        if job.kind == reports.SCHEDULE:
-            return await reports.run_schedule(self.app, job)
-        handler: JobHandler | None = self.app.extras.get(f"job:{job.kind}")
-        if handler is None:
-            raise DeliveryError(f"no handler for job kind {job.kind}", permanent=True)
-        return await handler(self, job, now)
-
-    async def deliver(self, key: str, channel: str, message: Message, *, recover: bool,
-                      thread_ts: str | None = None) -> Posted:
-        """Post once. With `recover` (a retry, whose earlier try may have posted before a
-        crash) look first for a message carrying the same key."""
-        async with self._paced(channel):
-            if recover:
-                found = await self.messenger.find(channel, key, thread_ts=thread_ts)
-                if found is not None:
-                    log.info("%s was already posted as %s; not posting again", key, found.ts)
-                    return found
-            return await self.messenger.post(channel, message, thread_ts=thread_ts, key=key)
-
-    @contextlib.asynccontextmanager
-    async def _paced(self, channel: str) -> AsyncIterator[None]:
-        """Slack's per-channel pace (about one message per interval, short bursts allowed),
-        as a reservation per channel (GCRA), and a pause for everyone after a 429: the
-        workspace limit is shared by all channels. A wait longer than a third of the lease
-        puts the job back instead, so no lease runs out while a message waits its turn."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        tat = max(self._tat.get(channel, now), now)  # theoretical arrival time
-        wait = max(0.0, tat - (self.burst - 1) * self.interval - now,
-                   self._paused_until - now)
-        if self.rate > 0:  # the workspace-wide pace, when one is configured
-            wait = max(wait, self._workspace_tat - now)
-        if wait > self.lease.total_seconds() / 3:
-            raise Later(wait)
-        self._tat[channel] = max(tat, now + wait) + self.interval  # the slot is ours
-        if self.rate > 0:
-            self._workspace_tat = max(self._workspace_tat, now + wait) + 1.0 / self.rate
-        if wait > 0:
-            # a stop ends the wait: the job goes back and keeps its turn for the next start
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
-                raise Later(wait)
-        try:
-            yield
-        except DeliveryError as exc:
-            if exc.retry_after:
-                self._paused_until = max(self._paused_until, loop.time() + exc.retry_after)
-            raise
-
-    async def _post(self, job: jobs.Job) -> dict[str, Any]:
-        p = job.payload
-        expires = p.get("expires_at")
-        if expires is not None and self.app.clock() >= datetime.fromisoformat(str(expires)):
-            # it would say something no longer true (time left before a passed deadline)
-            log.info("message %s expired before it could be posted; dropped", job.key)
-            return {"outcome": "expired"}
-        text = str(p["text"])
-        thread_ts = None
-        case_id = p.get("thread_case_id") or p.get("link_case_id")
-        if case_id is not None:
-            card_task = self._cards.get(int(case_id))
-            if card_task is not None:  # the card is being posted right now: wait for it
-                await asyncio.wait({card_task})
-            async with self.app.db.transaction() as s:
-                case = await Cases(s).get(int(case_id))
-            if case is None:
-                raise DeliveryError("case vanished", permanent=True)
-            if case.card_ts is None and job.attempts < CARD_WAIT_ATTEMPTS:
-                raise NotReady(f"card of {case.ref} not posted yet")
-            if case.card_ts is not None:
-                if "thread_case_id" in p:
-                    thread_ts = case.card_ts
-                else:
-                    link = self.messenger.link(case.channel_id, case.card_ts)
-                    text += "\n" + str(p.get("link_text", "{link}")).format(link=link)
-            # else: the card could not be posted; staff still get the notice, without a link
-        buttons = [Button.from_dict(b) for b in p.get("buttons") or []] or None
-        if "user" in p:
-            channel = await self.messenger.dm_channel(str(p["user"]))
-        else:
-            channel = str(p["channel"])
-        posted = await self.deliver(job.key, channel, Message.of(text, buttons or ()),
-                                    recover=job.attempts > 1, thread_ts=thread_ts)
-        return {"channel": posted.channel, "ts": posted.ts}
-
-    async def _sync_card(self, job: jobs.Job) -> dict[str, Any]:
-        case_id = int(job.payload["case_id"])
-        lock = self._card_locks.setdefault(case_id, asyncio.Lock())
-        async with lock:
-            async with self.app.db.transaction() as s:
-                case = await Cases(s).get(case_id)
-                account = await Accounts(s).get(case.account_key) if case else None
-            if case is None or account is None:
-                raise DeliveryError("case vanished", permanent=True)
-            if case.version > int(job.payload["version"]) and case.card_ts is not None:
-                return {"outcome": "superseded"}  # a newer sync renders the latest state
-            card = card_message(case, account.lang)
-            if case.card_ts is None:
-                # one key per case (not per version): an earlier sync job of this case may
-                # have posted the card and died before storing its ts; find it, don't repost
-                posted = await self.deliver(f"card:{case.id}", case.channel_id, card,
-                                            recover=job.attempts > 1 or case.version > 1)
-                async with self.app.db.transaction() as s:
-                    await Cases(s).set_card_ts(case.id, posted.ts)
-                return {"ts": posted.ts}
-            await self.messenger.update(case.channel_id, case.card_ts, card)
-            return {"ts": case.card_ts}
 
     async def _listen_pg(self) -> None:
         """LISTEN for jobs enqueued by other replicas; the safety poll covers any gap."""

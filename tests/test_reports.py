@@ -9,6 +9,7 @@ import pytest
 
 from bot.services import reports
 from bot.services.base import AppContext
+from bot.services.job import JobContext
 from bot.worker import Worker
 from handlers.core import Router
 from storage import jobs
@@ -105,7 +106,7 @@ async def test_report_for_a_chinese_account_and_provider_sections(
             return {"spending": "USD 12,400 (+8 %)", "bogus": "ignored"}
 
     await chat(ADMIN, NOWHERE_CH, "/tam plan bizco upgrade enterprise confirm")
-    ctx.extras["report_provider"] = Provider()
+    ctx.report_provider = Provider()
     await chat(TAM, NOWHERE_CH, "/tam report bizco 2026-10")
     await worker.run_once()
     post = next(s for s in messenger.sent if s.target == BIZ_CH and "月报" in s.text)
@@ -159,7 +160,8 @@ async def test_schedule_queues_each_enterprise_report_once_and_chains(
         assert await jobs.count(s, kind="report.post") == 1
     # the same month's schedule firing again (a retry) queues nothing new
     job = jobs.Job(0, "report.schedule", utc(2026, 12, 1, 2), {"month": "2026-12"}, "x", 2)
-    assert (await reports.run_schedule(ctx, job))["queued"] == 0
+    again = await reports.run_schedule(JobContext(ctx, messenger, clock.now), job)
+    assert again["queued"] == 0
 
 
 async def test_a_months_report_counts_the_perks_used_in_that_month(

@@ -24,7 +24,8 @@ from bot.i18n import Translator
 from bot.messages import Button, Message
 from bot.services import home, outbox
 from bot.services.base import Actor, AppContext, Denied, Refusal, require_manager
-from bot.services.messenger import Deliverer, DeliveryError
+from bot.services.job import JobContext
+from bot.services.messenger import DeliveryError
 from storage import jobs
 from storage.repos import Accounts, Advisories, Audit, Bindings, Staff, Tags
 
@@ -151,8 +152,9 @@ def advisory_text(t: Translator, a: Advisory) -> str:
     return "\n".join(lines)
 
 
-async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
+async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Post one advisory to one group; a group the bot cannot reach is marked failed."""
+    app = ctx.app
     advisory_id, channel = int(job.payload["advisory_id"]), str(job.payload["channel"])
     async with app.db.transaction() as s:
         advisory = await Advisories(s).get(advisory_id)
@@ -165,7 +167,7 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     t = Translator(account.lang)
     ref = advisory_ref(advisory_id)
     try:
-        posted = await worker.deliver(job.key, channel, Message.of(
+        posted = await ctx.deliver(job.key, channel, Message.of(
             advisory_text(t, advisory),
             [Button(t("advisory.button_ack"), f"/support acknowledge {ref}", "primary")]),
             recover=job.attempts > 1)
@@ -194,8 +196,9 @@ async def _settle(app: AppContext, advisory_id: int, channel: str, status: Deliv
                            f"adv:{advisory_id}:progress:{bucket}", now)
 
 
-async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
+async def run_progress(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Post or update the sender's progress message: sent / total / failed."""
+    app = ctx.app
     advisory_id = int(job.payload["advisory_id"])
     async with app.db.transaction() as s:
         advisory = await Advisories(s).get(advisory_id)
@@ -223,19 +226,20 @@ async def run_progress(worker: Deliverer, app: AppContext, job: jobs.Job) -> dic
                 error=f.error or "") for f in failed]
     text = "\n".join(lines)
     if advisory.progress_ts is None or advisory.progress_channel is None:
-        channel = await worker.messenger.dm_channel(advisory.created_by)
-        posted = await worker.deliver(f"adv:{advisory_id}:progress", channel,
-                                      Message(text), recover=True)
+        channel = await ctx.messenger.dm_channel(advisory.created_by)
+        posted = await ctx.deliver(f"adv:{advisory_id}:progress", channel,
+                                   Message(text), recover=True)
         async with app.db.transaction() as s:
             await Advisories(s).set_progress(advisory_id, posted.channel, posted.ts)
         return {"ts": posted.ts}
-    await worker.messenger.update(advisory.progress_channel, advisory.progress_ts,
-                                  Message(text))
+    await ctx.messenger.update(advisory.progress_channel, advisory.progress_ts,
+                               Message(text))
     return {"ts": advisory.progress_ts}
 
 
-async def run_remind(app: AppContext, job: jobs.Job) -> dict[str, Any]:
+async def run_remind(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Remind the account's TAM, once, of a high-severity advisory still unacknowledged."""
+    app = ctx.app
     advisory_id, key = int(job.payload["advisory_id"]), str(job.payload["account"])
     now = app.clock()
     async with app.db.transaction() as s:

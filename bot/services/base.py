@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +24,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class ReportProvider(Protocol):
+    """Data the bot does not have (resources, security, spending, advice), per tenant."""
+
+    async def sections(self, account: Account, year: int, month: int) -> dict[str, str]:
+        """Text per section name (see `reports.SECTIONS`); a missing or empty one shows
+        as "no data"."""
+        ...
+
+
 @dataclass
 class AppContext:
     """Everything a use case needs from the outside world, passed in explicitly."""
@@ -32,7 +41,10 @@ class AppContext:
     catalog: Catalog
     settings: Settings
     clock: Callable[[], datetime] = utcnow
-    extras: dict[str, Any] = field(default_factory=dict)
+    # where monthly reports get the sections the bot has no data for; None: "no data"
+    report_provider: ReportProvider | None = None
+    # (team, user, account, channel) -> when that customer was last noted (spares writes)
+    noted_customers: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
 
     def calendar(self, account: Account) -> BusinessCalendar:
         return calendar_for(self.catalog.region(account.region).calendar)

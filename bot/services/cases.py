@@ -24,6 +24,7 @@ from bot.i18n import Translator, time_token
 from bot.services import home, outbox
 from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Denied, Refusal
+from bot.services.job import JobContext
 from storage import jobs
 from storage.repos import Accounts, Audit, Cases, Inbox, PerkLedger, Staff
 
@@ -315,3 +316,9 @@ async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[
     await outbox.sync_card(s, now, updated.id, updated.version)
     await home.touch(s, account.key, now)
     return "breached"
+
+
+async def run_timer(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
+    """An SLA timer job (atomic: `ctx.tx` also completes the job), fired as of when the
+    worker took it up."""
+    return {"outcome": await fire_timer(ctx.tx, ctx.app, job.kind, job.payload, ctx.started)}

@@ -15,7 +15,7 @@ from bot.domain.sla import ClockState, clock_state
 from bot.i18n import Translator
 from bot.messages import Button, Message, Section, bold, mark
 from bot.services.base import AppContext, resolve_actor
-from bot.services.messenger import Messenger
+from bot.services.job import JobContext
 from bot.services.quota import perk_balances
 from storage import jobs
 from storage.repos import Accounts, Advisories, Cases, PerkLedger, Viewers
@@ -82,7 +82,7 @@ async def note_customer(app: AppContext, team_id: str, user_id: str, account_key
                         channel_id: str) -> None:
     """Remember which account's group a customer uses (their Home shows that account)."""
     now = app.clock()
-    noted: dict[tuple[str, ...], datetime] = app.extras.setdefault("noted_customers", {})
+    noted = app.noted_customers
     memo = (team_id, user_id, account_key, channel_id)
     seen = noted.get(memo)
     if seen is not None and now - seen < timedelta(minutes=10):
@@ -156,8 +156,9 @@ async def touch(s: AsyncSession, account_key: str, now: datetime) -> None:
                        f"home:{account_key}:{bucket}", now)
 
 
-async def run_refresh(app: AppContext, messenger: Messenger, job: jobs.Job) -> dict[str, Any]:
+async def run_refresh(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Re-publish the Home of everyone who opened it and sees this account."""
+    app, messenger = ctx.app, ctx.messenger
     key = str(job.payload["account"])
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key)

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.services.base import AppContext
+from bot.services.job import JobContext
 from storage import jobs
 from storage.repos import Inbox
 
@@ -20,9 +21,9 @@ async def ensure(app: AppContext) -> None:
                            f"prune:{now:%Y-%m-%d}", now)
 
 
-async def run_prune(app: AppContext, job: jobs.Job) -> dict[str, Any]:
-    now = app.clock()
-    async with app.db.transaction() as s:
+async def run_prune(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
+    now = ctx.clock()
+    async with ctx.app.db.transaction() as s:
         deleted = await Inbox(s).prune(now - KEEP)
         tomorrow = now + timedelta(days=1)
         await jobs.enqueue(s, PRUNE, tomorrow, {}, f"prune:{tomorrow:%Y-%m-%d}", now)

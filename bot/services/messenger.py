@@ -58,14 +58,3 @@ class Messenger(Protocol):
     def link(self, channel: str, ts: str) -> str:
         """A link to a message that a reader can follow."""
         ...
-
-
-class Deliverer(Protocol):
-    """What job handlers outside the worker use to post: once, paced, recoverable."""
-
-    messenger: Messenger
-
-    async def deliver(self, key: str, channel: str, message: Message, *, recover: bool,
-                      thread_ts: str | None = None) -> Posted:
-        """Post once; with `recover`, first look for an earlier post with this key."""
-        ...

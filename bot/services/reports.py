@@ -7,7 +7,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,8 +29,9 @@ from bot.domain.reports import (
 from bot.i18n import Translator
 from bot.messages import Message
 from bot.services import failures
-from bot.services.base import Actor, AppContext, Refusal, require_manager
-from bot.services.messenger import Deliverer, DeliveryError
+from bot.services.base import Actor, AppContext, Refusal, ReportProvider, require_manager
+from bot.services.job import JobContext
+from bot.services.messenger import DeliveryError
 from storage import jobs
 from storage.repos import (
     Accounts,
@@ -48,14 +49,6 @@ log = logging.getLogger(__name__)
 POST, SCHEDULE = "report.post", "report.schedule"
 SECTIONS = ("resources", "security", "spending", "advice")
 RUN_AT = time(10, 0)  # local time on the 1st when scheduled reports are produced
-
-
-class ReportProvider(Protocol):
-    """Data the bot does not have (resources, security, spending, advice), per tenant."""
-
-    async def sections(self, account: Account, year: int, month: int) -> dict[str, str]:
-        """Text per section name in SECTIONS; a missing or empty one shows as "no data"."""
-        ...
 
 
 class NoData:
@@ -230,13 +223,14 @@ async def request(app: AppContext, actor: Actor, key: str, year: int | None,
     return account, label
 
 
-async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[str, Any]:
+async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Generate and post one report: the text, then the chart in its thread."""
     from bot.charts import report_chart  # matplotlib loads only when a report is made
 
     key, label = str(job.payload["account"]), str(job.payload["month"])
     year, month = int(label[:4]), int(label[5:])
-    provider: ReportProvider = app.extras.get("report_provider") or NoData()
+    app = ctx.app
+    provider: ReportProvider = app.report_provider or NoData()
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key)
         channels = await Bindings(s).channels_of(key) if account else []
@@ -248,7 +242,7 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
     t = Translator(account.lang)
     text = render(report, t)
     channel = channels[0]
-    posted = await worker.deliver(job.key, channel, Message(text), recover=job.attempts > 1)
+    posted = await ctx.deliver(job.key, channel, Message(text), recover=job.attempts > 1)
     now = app.clock()
     async with app.db.transaction() as s:
         # recorded as soon as the report is in the group: the chart is an extra
@@ -263,9 +257,9 @@ async def run_post(worker: Deliverer, app: AppContext, job: jobs.Job) -> dict[st
         png = await asyncio.to_thread(report_chart, report.stats,
                                       t("report.chart_title", month=label), labels)
         try:
-            await worker.messenger.upload(channel, f"service-report-{key}-{label}.png", png,
-                                          title=t("report.chart_title", month=label),
-                                          thread_ts=posted.ts)
+            await ctx.messenger.upload(channel, f"service-report-{key}-{label}.png", png,
+                                       title=t("report.chart_title", month=label),
+                                       thread_ts=posted.ts)
         except DeliveryError as exc:
             # the text report stands alone; retrying the job would post the text again, so
             # the job ends here and staff learn the chart is missing (and which scope, if any)
@@ -300,9 +294,10 @@ async def ensure_schedule(app: AppContext) -> None:
         await jobs.enqueue(s, SCHEDULE, due, {"month": label}, f"reports:schedule:{label}", now)
 
 
-async def run_schedule(app: AppContext, job: jobs.Job) -> dict[str, Any]:
+async def run_schedule(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Queue every enterprise account's report for the previous month, exactly once each,
     then the next month's run."""
+    app = ctx.app
     label = str(job.payload["month"])
     py, pm = previous_month(int(label[:4]), int(label[5:]))
     report_month = f"{py:04d}-{pm:02d}"

@@ -1,0 +1,81 @@
+"""Sending at the pace a chat platform accepts, before it has to say "too fast".
+
+Slack takes about one message per channel per interval (short bursts allowed) and has a
+limit for the whole workspace; after a 429 it says how long everyone must wait. A `Pacer`
+keeps a reservation per channel (GCRA: each channel's "theoretical arrival time"), an
+optional workspace-wide rate, and a pause for everyone after a rate-limit answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable
+
+
+class Later(Exception):
+    """Not now: come back after `delay` seconds. A wait, not a failure."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"paced: retry in {delay:.1f}s")
+        self.delay = delay
+
+
+class Pacer:
+    """Per-channel GCRA with a burst, an optional workspace rate, and a shared pause.
+
+    `max_wait` bounds how long a caller may be held: a longer wait raises `Later` without
+    taking a slot (the job goes back and comes later instead of holding its lease). `stop`,
+    when set, ends a wait early with `Later`: the slot stays reserved, so the message keeps
+    its turn. `clock` is a monotonic clock in seconds (the event loop's by default).
+    """
+
+    def __init__(self, interval: float = 0.0, burst: int = 1, rate: float = 0.0, *,
+                 max_wait: float = math.inf, stop: asyncio.Event | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.interval = interval
+        self.burst = max(1, burst)
+        self.rate = rate  # messages per second for the whole workspace; 0 = no pace
+        self.max_wait = max_wait
+        self._stop = stop
+        self._clock = clock
+        self._tat: dict[str, float] = {}  # channel -> when its next message may go
+        self._workspace_tat = 0.0
+        self._paused_until = 0.0
+
+    def now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def reserve(self, channel: str) -> float:
+        """Take the channel's next slot and return how long to wait for it; raise `Later`
+        (taking nothing) when that is longer than `max_wait`."""
+        now = self.now()
+        tat = max(self._tat.get(channel, now), now)  # theoretical arrival time
+        wait = max(0.0, tat - (self.burst - 1) * self.interval - now,
+                   self._paused_until - now)
+        if self.rate > 0:  # the workspace-wide pace, when one is configured
+            wait = max(wait, self._workspace_tat - now)
+        if wait > self.max_wait:
+            raise Later(wait)
+        self._tat[channel] = max(tat, now + wait) + self.interval  # the slot is ours
+        if self.rate > 0:
+            self._workspace_tat = max(self._workspace_tat, now + wait) + 1.0 / self.rate
+        return wait
+
+    async def slot(self, channel: str) -> None:
+        """Wait for the channel's next slot; a stop ends the wait with `Later`."""
+        wait = self.reserve(channel)
+        if wait <= 0:
+            return
+        if self._stop is None:
+            await asyncio.sleep(wait)
+            return
+        # a stop ends the wait: the job goes back and keeps its turn for the next start
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=wait)
+            raise Later(wait)
+
+    def pause(self, seconds: float) -> None:
+        """The platform said "too many" and how long to wait: every channel waits."""
+        self._paused_until = max(self._paused_until, self.now() + seconds)

@@ -1,0 +1,99 @@
+"""The pace of outgoing messages: per-channel GCRA with a burst, a workspace rate, the pause
+after a 429, the bound on a wait, and a stop ending a wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bot.pacing import Later, Pacer
+
+
+class Tick:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_burst_goes_at_once_then_one_per_interval() -> None:
+    tick = Tick()
+    p = Pacer(interval=1.0, burst=3, clock=tick)
+    assert [p.reserve("C1") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert [p.reserve("C1") for _ in range(3)] == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_a_quiet_channel_earns_its_burst_back() -> None:
+    tick = Tick()
+    p = Pacer(interval=1.0, burst=2, clock=tick)
+    assert [p.reserve("C1") for _ in range(3)] == pytest.approx([0.0, 0.0, 1.0])
+    tick.t += 10
+    assert [p.reserve("C1") for _ in range(2)] == [0.0, 0.0]
+
+
+def test_channels_are_paced_independently() -> None:
+    tick = Tick()
+    p = Pacer(interval=1.0, burst=1, clock=tick)
+    assert p.reserve("C1") == 0.0
+    assert p.reserve("C1") == pytest.approx(1.0)
+    assert p.reserve("C2") == 0.0
+
+
+def test_a_pause_after_a_429_holds_every_channel() -> None:
+    tick = Tick()
+    p = Pacer(interval=1.0, burst=3, clock=tick)
+    p.pause(5.0)
+    assert p.reserve("C1") == pytest.approx(5.0)
+    assert p.reserve("C2") == pytest.approx(5.0)
+    p.pause(2.0)  # a shorter pause does not cut a longer one short
+    assert p.reserve("C3") == pytest.approx(5.0)
+    tick.t += 5
+    assert p.reserve("C4") == 0.0
+
+
+def test_the_workspace_rate_spaces_messages_across_channels() -> None:
+    tick = Tick()
+    p = Pacer(interval=1.0, burst=3, rate=4.0, clock=tick)
+    waits = [p.reserve(f"C{i}") for i in range(4)]
+    assert waits == pytest.approx([0.0, 0.25, 0.5, 0.75])
+    assert Pacer(interval=1.0, burst=3, clock=tick).reserve("C9") == 0.0  # no rate: no pace
+
+
+def test_a_wait_longer_than_allowed_raises_later_and_takes_no_slot() -> None:
+    tick = Tick()
+    p = Pacer(interval=10.0, burst=1, max_wait=5.0, clock=tick)
+    assert p.reserve("C1") == 0.0
+    with pytest.raises(Later) as caught:
+        p.reserve("C1")
+    assert caught.value.delay == pytest.approx(10.0)
+    tick.t += 6  # the refused reservation did not push the channel's turn further out
+    assert p.reserve("C1") == pytest.approx(4.0)
+
+
+async def test_slot_waits_for_the_turn() -> None:
+    p = Pacer(interval=0.2, burst=1)
+    began = time.monotonic()
+    await p.slot("C1")
+    await p.slot("C1")
+    assert time.monotonic() - began >= 0.18
+
+
+async def test_a_stop_ends_a_wait_with_later_and_keeps_the_turn() -> None:
+    stop = asyncio.Event()
+    p = Pacer(interval=30.0, burst=1, stop=stop)
+    await p.slot("C1")
+    waiting = asyncio.create_task(p.slot("C1"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    began = time.monotonic()
+    stop.set()
+    with pytest.raises(Later):
+        await waiting
+    assert time.monotonic() - began < 5
+    # the interrupted message kept its slot: the next one queues behind it
+    assert p.reserve("C1") == pytest.approx(60.0, abs=1.0)
