@@ -235,9 +235,9 @@ class FakeSlack:
         """Slack's answer when the token may not call `method` here, else None."""
         if method not in METHOD_SCOPES:
             # a real Slack would know the method; here it means the table (and so the
-            # manifest check in tests/test_manifest.py) has not heard of it
+            # manifest check in tests/adapters/test_manifest.py) has not heard of it
             return {"ok": False, "error": "unknown_method",
-                    "warning": f"{method} is not in tests/fake_slack.py METHOD_SCOPES"}
+                    "warning": f"{method} is not in testkit/fake_slack.py METHOD_SCOPES"}
         channel = str(body.get("channel") or body.get("channel_id") or "")
         needed = scope_needed(method, channel)
         if needed is None or needed in self.scopes:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.slack_harness import SECRET, TOKEN
+from testkit.slack_harness import SECRET, TOKEN
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.adapters.slack.app import build_bolt, build_web, make_client
 from bot.services.base import AppContext
 from handlers.core import Router
-from tests.fake_slack import FakeSlack
+from testkit.fake_slack import FakeSlack
 
 SECRET = "test-signing-secret-0123456789"
 TOKEN = "xoxb-test-token"

@@ -8,16 +8,8 @@ import asyncio
 import pytest
 
 from bot.services.base import AppContext
-from handlers.core import Router
 from storage.repos import Audit, PlanChanges
-from tests.helpers import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, NOWHERE_CH, TAM, Chat, seed
-
-
-@pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
-    return c
+from testkit.chat import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, NOWHERE_CH, TAM, Chat
 
 
 async def test_concurrent_requests_never_exceed_the_quota(chat: Chat) -> None:

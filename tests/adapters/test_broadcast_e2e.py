@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import date
 
@@ -20,19 +19,11 @@ from bot.services.advisories import AdvisorySpec, send
 from bot.services.base import AppContext, resolve_actor, utcnow
 from bot.worker import Worker
 from storage.repos import Accounts, Bindings
-from tests.fake_slack import FakeSlack
-from tests.slack_harness import TOKEN
+from testkit.fake_slack import FakeSlack
+from testkit.slack_harness import TOKEN
 
 GROUPS = 200
 BROKEN = "CG0017"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from handlers import build_router
 from handlers.core import Call, Reply
 from storage import jobs
 from storage.db import Database
-from tests.conftest import Clock
+from testkit.fakes import Clock
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 END = "walkthrough-end"  # a chat line: once echoed, every line before it was handled
 
 # The README's first session, then the advisory whose "done" DM was printed twice, typos,

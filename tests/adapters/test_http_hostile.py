@@ -21,27 +21,19 @@ from bot.services.base import AppContext
 from bot.worker import Worker
 from handlers.core import Router
 from storage.repos import Cases
-from tests.conftest import Clock
-from tests.fake_slack import FakeSlack
-from tests.helpers import ACME_CH, CUSTOMER, TAM, Chat, seed
-from tests.slack_harness import BotServer
+from testkit.chat import ACME_CH, CUSTOMER, TAM, Chat, seed
+from testkit.fake_slack import FakeSlack
+from testkit.fakes import Clock
+from testkit.slack_harness import BotServer
 
 SENTINEL_TOKEN = "xoxb-SENTINEL-TOKEN-7f3a9c"
 SENTINEL_SECRET = "SENTINEL-SECRET-41d2b8"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
-
-
-@pytest.fixture
 async def bot(ctx: AppContext, router: Router, fake: FakeSlack,
               monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BotServer]:
-    import tests.slack_harness as harness
+    import testkit.slack_harness as harness
 
     monkeypatch.setattr(harness, "SECRET", SENTINEL_SECRET)
     s = replace(ctx.settings, slack_api_url=fake.api_url, slack_bot_token=SENTINEL_TOKEN,

@@ -23,20 +23,12 @@ from bot.domain.catalog import CatalogError, parse_catalog
 from bot.services.base import AppContext
 from handlers.core import Router
 from storage.repos import Cases
-from tests.fake_slack import FakeSlack
-from tests.helpers import ACME_CH, CUSTOMER, Chat, seed
-from tests.slack_harness import TOKEN, BotServer
+from testkit.chat import ACME_CH, CUSTOMER, Chat, seed
+from testkit.fake_slack import FakeSlack
+from testkit.slack_harness import TOKEN, BotServer
 
 UNREACHABLE = "http://127.0.0.1:9/api/"
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 async def _bot(ctx: AppContext, router: Router, fake: FakeSlack,

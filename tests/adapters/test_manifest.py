@@ -15,9 +15,9 @@ from jsonschema.validators import validator_for
 
 from bot.adapters.slack.views import OPEN_FROM_MESSAGE_SHORTCUT
 from handlers import build_router
-from tests.fake_slack import METHOD_SCOPES
+from testkit.fake_slack import METHOD_SCOPES
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "manifest.yaml"
 # Slack's own schema, vendored (MIT) so a fresh clone validates offline
 SCHEMA = REPO / "tests" / "data" / "slack-manifest-schema" / "manifest.schema.1.0.0.json"
@@ -116,7 +116,7 @@ def test_bot_scopes_are_exactly_what_the_bot_uses() -> None:
     assert len(scopes["bot"]) == len(set(scopes["bot"])), scopes["bot"]
     called = slack_methods()
     unlisted = sorted(called - set(METHOD_SCOPES))
-    assert not unlisted, (f"{unlisted} not in tests/fake_slack.py METHOD_SCOPES: add each "
+    assert not unlisted, (f"{unlisted} not in testkit/fake_slack.py METHOD_SCOPES: add each "
                           "with the scope Slack's method reference lists")
     needed = {"commands"}  # slash commands and the message shortcut
     for method in called:

@@ -6,57 +6,29 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack.app import make_client
-from bot.adapters.slack.messenger import SlackMessenger
 from bot.config import Settings
 from bot.services import reports
 from bot.services.base import AppContext
 from bot.worker import Worker
-from handlers.core import Router
 from storage import jobs
-from tests.conftest import Clock
-from tests.fake_slack import FakeSlack, manifest_bot_scopes
-from tests.helpers import ACME_CH, CUSTOMER, TAM, Chat, seed
-from tests.slack_harness import SECRET, TOKEN, BotServer
+from testkit.chat import ACME_CH, CUSTOMER, TAM
+from testkit.fake_slack import FakeSlack, manifest_bot_scopes
+from testkit.fakes import Clock
+from testkit.slack_harness import TOKEN, BotServer
 
 DUTY = "CDUTY"  # the duty channel of the test settings
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
-
-
-@pytest.fixture
-async def sctx(ctx: AppContext, fake: FakeSlack, router: Router) -> AppContext:
-    assert ctx.settings.duty_channel == DUTY
-    s = replace(ctx.settings, slack_api_url=fake.api_url, slack_bot_token=TOKEN,
-                slack_signing_secret=SECRET)
-    c = replace(ctx, settings=s)
-    await seed(Chat(c, router))
-    return c
-
-
-@pytest.fixture
-async def bot(sctx: AppContext, router: Router, fake: FakeSlack) -> AsyncIterator[BotServer]:
-    b = BotServer(sctx, router, fake)
-    await b.start()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-def worker(sctx: AppContext) -> Worker:
-    return Worker(sctx, SlackMessenger(make_client(sctx.settings, retries=False)), name="sc")
+def sctx(sctx: AppContext) -> AppContext:
+    """The shared Slack-wired context; these tests read its duty channel's posts."""
+    assert sctx.settings.duty_channel == DUTY
+    return sctx
 
 
 async def drain(worker: Worker, clock: Clock, rounds: int = 4) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,43 +16,12 @@ from bot.adapters.slack.messenger import SlackMessenger
 from bot.domain.model import CaseStatus
 from bot.services.base import AppContext
 from bot.worker import Worker
-from handlers.core import Router
 from storage import jobs
 from storage.repos import Cases
-from tests.conftest import Clock
-from tests.fake_slack import FakeSlack
-from tests.helpers import ACME_CH, CUSTOMER, ENGINEER, OTHER_CUSTOMER, TAM, Chat, seed
-from tests.slack_harness import SECRET, TOKEN, BotServer
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
-
-
-@pytest.fixture
-async def sctx(ctx: AppContext, fake: FakeSlack, router: Router) -> AppContext:
-    s = replace(ctx.settings, slack_api_url=fake.api_url, slack_bot_token=TOKEN,
-                slack_signing_secret=SECRET)
-    c = replace(ctx, settings=s)
-    await seed(Chat(c, router))
-    return c
-
-
-@pytest.fixture
-async def bot(sctx: AppContext, router: Router, fake: FakeSlack) -> AsyncIterator[BotServer]:
-    b = BotServer(sctx, router, fake)
-    await b.start()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-def worker(sctx: AppContext) -> Worker:
-    return Worker(sctx, SlackMessenger(make_client(sctx.settings, retries=False)), name="e2e")
+from testkit.chat import ACME_CH, CUSTOMER, ENGINEER, OTHER_CUSTOMER, TAM
+from testkit.fake_slack import FakeSlack
+from testkit.fakes import Clock
+from testkit.slack_harness import BotServer
 
 
 async def deliver(worker: Worker, rounds: int = 2) -> None:

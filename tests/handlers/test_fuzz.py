@@ -16,8 +16,7 @@ from bot.services.base import AppContext
 from handlers import build_router
 from storage.db import Database
 from storage.tables import AuditRow, Base
-from tests.conftest import Clock
-from tests.helpers import (
+from testkit.chat import (
     ACME_CH,
     ADMIN,
     BIZ_CH,
@@ -29,6 +28,7 @@ from tests.helpers import (
     Chat,
     seed,
 )
+from testkit.fakes import Clock
 
 ROUTER = build_router()
 WORDS = sorted({w for c in ROUTER.commands for w in c.path})

@@ -12,7 +12,7 @@ from bot.domain.model import CaseStatus, Lang, Severity, Term, Tier
 from bot.i18n import Translator, messages
 from handlers import build_router
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [p for d in ("bot", "handlers", "storage") for p in (ROOT / d).rglob("*.py")]
 # a literal message id passed to the translator, a Refusal, a UsageError or a reply helper
 LITERAL = re.compile(

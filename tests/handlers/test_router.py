@@ -11,7 +11,7 @@ from bot.services.base import AppContext
 from handlers.core import Router, Visibility
 from storage import jobs
 from storage.repos import Accounts, Audit, Bindings, Staff
-from tests.helpers import (
+from testkit.chat import (
     ACME_CH,
     ADMIN,
     BIZ_CH,
@@ -21,15 +21,7 @@ from tests.helpers import (
     TAM,
     TEAM,
     Chat,
-    seed,
 )
-
-
-@pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
-    return c
 
 
 async def test_support_plan_shows_enterprise_entitlements_and_quotas(chat: Chat) -> None:

@@ -21,8 +21,7 @@ from bot.services import reports
 from bot.services.base import AppContext
 from bot.worker import Worker
 from handlers.core import Reply, Router
-from tests.conftest import Clock, RecordingMessenger
-from tests.helpers import (
+from testkit.chat import (
     ACME_CH,
     ADMIN,
     BIZ_CH,
@@ -31,8 +30,8 @@ from tests.helpers import (
     OTHER_CUSTOMER,
     TAM,
     Chat,
-    seed,
 )
+from testkit.fakes import Clock, RecordingMessenger
 
 EN, ZH = Translator(Lang.EN), Translator(Lang.ZH)
 
@@ -44,13 +43,6 @@ NOT_PROSE = re.compile(r":[a-z_]+:|<[@#!t][^>]*>")
 
 def ascii_punctuation_in_chinese(text: str) -> list[str]:
     return ASCII_NEAR_CJK.findall(NOT_PROSE.sub(" ", text))
-
-
-@pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
-    return c
 
 
 # --- point 5: countdowns

@@ -8,8 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -21,34 +19,12 @@ from bot.services.base import AppContext
 from bot.worker import Worker
 from handlers.core import Router
 from storage.repos import Cases
-from tests.conftest import Clock, RecordingMessenger
-from tests.fake_slack import FakeSlack
-from tests.helpers import ACME_CH, CUSTOMER, Chat, seed
-from tests.procs import BotProcess
-from tests.slack_harness import SECRET, TOKEN, BotServer, RemoteBot
-from tests.test_process import (  # noqa: F401 - pg_database is a fixture
-    ACME,
-    fast_catalog,
-    pg_database,
-    seed_groups,
-    seed_world,
-)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
-
-
-@pytest.fixture
-async def sctx(ctx: AppContext, fake: FakeSlack, router: Router) -> AppContext:
-    c = replace(ctx, settings=replace(ctx.settings, slack_api_url=fake.api_url,
-                                      slack_bot_token=TOKEN, slack_signing_secret=SECRET))
-    await seed(Chat(c, router))
-    return c
+from testkit.chat import ACME_CH, CUSTOMER, Chat, seed
+from testkit.fake_slack import FakeSlack
+from testkit.fakes import Clock, RecordingMessenger
+from testkit.procs import BotProcess
+from testkit.seed import ACME, fast_catalog, seed_groups, seed_world
+from testkit.slack_harness import BotServer, RemoteBot
 
 
 async def test_connection_resets_delay_but_never_lose_or_double(
@@ -118,7 +94,7 @@ async def test_sqlite_locked_by_another_process_then_the_command_completes(
 @pytest.mark.skipif(shutil.which("pg_ctlcluster") is None,
                     reason="needs pg_ctlcluster to restart the local PostgreSQL")
 async def test_postgresql_restart_under_a_running_bot(fake: FakeSlack, tmp_path: Path,
-                                                      pg_database: str) -> None:  # noqa: F811
+                                                      pg_database: str) -> None:
     await seed_world(pg_database)
     bot = BotProcess(database_url=pg_database, api_url=fake.api_url,
                      catalog=fast_catalog(tmp_path), log=tmp_path / "bot.log")

@@ -4,97 +4,17 @@ Each breach notice must reach Slack exactly once."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-import yaml
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.config import Settings, load_catalog
-from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
-from bot.services.base import AppContext
-from storage.db import Database
-from storage.repos import Accounts, Bindings, Staff
-from tests.conftest import PG_URL, pg_async_url
-from tests.fake_slack import FakeSlack
-from tests.procs import BotProcess
-from tests.slack_harness import RemoteBot
+from testkit.fake_slack import FakeSlack
+from testkit.procs import BotProcess
+from testkit.seed import ACME, fast_catalog, seed_groups, seed_world
+from testkit.slack_harness import RemoteBot
 
-ACME = "CACME"
 CASES = 8
-
-
-def fast_catalog(tmp_path: Path) -> Path:
-    """The built-in catalog with enterprise S1 at 4 s (near-breach at 50 %)."""
-    from importlib import resources
-
-    data = yaml.safe_load((resources.files("bot.domain") / "catalog.yaml").read_text("utf-8"))
-    data["sla"]["near_breach_ratio"] = 0.5
-    data["tiers"]["enterprise"]["response"]["S1"] = {"seconds": 4}
-    path = tmp_path / "catalog.yaml"
-    path.write_text(yaml.safe_dump(data), "utf-8")
-    return path
-
-
-async def seed_groups(url: str, n: int) -> None:
-    """n more enterprise accounts, each with one group `CK00`.. (broadcast targets)."""
-    db = Database(url)
-    now = datetime.now(UTC)
-    async with db.transaction() as s:
-        for i in range(n):
-            await Accounts(s).add(Account(key=f"k{i:02d}", name=f"K{i}", tier=Tier.ENTERPRISE,
-                                          term=Term.ANNUAL, start=date(2026, 1, 1),
-                                          end=date(2027, 1, 1), region="cn-north-4",
-                                          timezone="Asia/Shanghai", lang=Lang.EN,
-                                          team_id="T1"), now)
-            await Bindings(s).bind("T1", f"CK{i:02d}", f"k{i:02d}", "seed", now)
-    await db.close()
-
-
-async def seed_world(url: str) -> None:
-    db = Database(url)
-    await db.upgrade()
-    ctx = AppContext(db=db, catalog=load_catalog(None), settings=Settings())
-    now = ctx.clock()
-    async with db.transaction() as s:
-        await Staff(s).upsert(StaffMember("T1", "UTAM", Role.TAM), "test", now)
-        await Accounts(s).add(Account(key="acme", name="Acme", tier=Tier.ENTERPRISE,
-                                      term=Term.ANNUAL, start=date(2026, 1, 1),
-                                      end=date(2027, 1, 1), region="cn-north-4",
-                                      timezone="Asia/Shanghai", lang=Lang.EN,
-                                      tam_user_id="UTAM", team_id="T1"), now)
-        await Bindings(s).bind("T1", ACME, "acme", "test", now)
-    await db.close()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
-
-
-@pytest.fixture
-async def pg_database() -> AsyncIterator[str]:
-    if not PG_URL:
-        pytest.skip("TEST_DATABASE_URL is not set (PostgreSQL tests run in CI)")
-    name = f"sb_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(pg_async_url(), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = pg_async_url().rsplit("/", 1)[0] + "/" + name
-    yield url
-    await admin.dispose()  # a test may have restarted the server: use fresh connections
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    await admin.dispose()
 
 
 def breach_notices(fake: FakeSlack) -> dict[str, int]:

@@ -10,27 +10,18 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.fake_slack import FakeSlack
-from tests.procs import BotProcess
-from tests.slack_harness import RemoteBot
-from tests.test_process import ACME, fast_catalog, seed_world
+from testkit.fake_slack import FakeSlack
+from testkit.procs import BotProcess
+from testkit.seed import ACME, fast_catalog, seed_world
+from testkit.slack_harness import RemoteBot
 
 pytestmark = pytest.mark.soak
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RATE = 8.0
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
 
 
 def rss_mb(pid: int) -> float:

@@ -11,8 +11,8 @@ from bot.worker import Worker
 from handlers.core import Router
 from storage import jobs
 from storage.repos import Audit
-from tests.conftest import Clock, RecordingMessenger
-from tests.helpers import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, ENGINEER, NOWHERE_CH, TAM, Chat, seed
+from testkit.chat import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, ENGINEER, NOWHERE_CH, TAM, Chat, seed
+from testkit.fakes import Clock, RecordingMessenger, drain
 
 SEND = ('/tam advisory vulnerability high "OpenSSL CVE-2026-0001" '
         '"Upgrade OpenSSL on nginx hosts by Friday."')
@@ -29,16 +29,6 @@ async def chat(ctx: AppContext, router: Router) -> Chat:
     await c(ADMIN, "CZ1", "/tam link zeta")
     await c(ADMIN, "CZ2", "/tam link zeta")
     return c
-
-
-@pytest.fixture
-def worker(ctx: AppContext, messenger: RecordingMessenger) -> Worker:
-    return Worker(ctx, messenger, name="w")
-
-
-async def drain(worker: Worker) -> None:
-    for _ in range(3):
-        await worker.run_once()
 
 
 async def test_tags_target_and_preview_counts_groups(chat: Chat) -> None:
@@ -82,12 +72,12 @@ async def test_customers_cannot_broadcast(chat: Chat) -> None:
 async def test_broadcast_progress_ack_status_and_one_reminder(
         chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
         clock: Clock) -> None:
-    await drain(worker)  # welcome messages
+    await drain(worker, rounds=3)  # welcome messages
     messenger.sent.clear()
     messenger.failures = []
     reply = await chat(TAM, NOWHERE_CH, SEND + " confirm")
     assert "AD-1001 is on its way to 3 groups" in reply.text
-    await drain(worker)
+    await drain(worker, rounds=3)
     posts = {s.target: s for s in messenger.sent if s.kind == "post"}
     assert set(posts) == {ACME_CH, "CZ1", "CZ2"}
     assert "OpenSSL CVE-2026-0001" in posts[ACME_CH].text
@@ -112,12 +102,12 @@ async def test_broadcast_progress_ack_status_and_one_reminder(
                                                           "/tam advisories")).text
 
     clock.advance(hours=23)
-    await drain(worker)
+    await drain(worker, rounds=3)
     assert not [s for s in messenger.sent if "has not acknowledged" in s.text]
     clock.advance(hours=2)
-    await drain(worker)
+    await drain(worker, rounds=3)
     clock.advance(hours=48)
-    await drain(worker)
+    await drain(worker, rounds=3)
     # zeta has no TAM: nobody to remind; acme acknowledged: no reminder either
     assert not [s for s in messenger.sent if "has not acknowledged" in s.text]
     await chat(ADMIN, NOWHERE_CH, "/tam account assign zeta <user:UTAM>")
@@ -126,18 +116,18 @@ async def test_broadcast_progress_ack_status_and_one_reminder(
 async def test_reminder_goes_once_to_the_tam_of_an_unacknowledged_account(
         chat: Chat, worker: Worker, messenger: RecordingMessenger, clock: Clock) -> None:
     await chat(TAM, NOWHERE_CH, SEND + " accounts=acme confirm")
-    await drain(worker)
+    await drain(worker, rounds=3)
     clock.advance(hours=25)
-    await drain(worker)
+    await drain(worker, rounds=3)
     clock.advance(hours=25)
-    await drain(worker)
+    await drain(worker, rounds=3)
     reminders = [s for s in messenger.sent if "has not acknowledged AD-1001" in s.text]
     assert [(r.kind, r.target) for r in reminders] == [("dm", TAM)]
 
 
 async def test_a_group_the_bot_cannot_post_to_is_reported(
         chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger) -> None:
-    await drain(worker)
+    await drain(worker, rounds=3)
     original = messenger.post
 
     async def post(channel: str, message: Message, **kw: object) -> object:
@@ -147,7 +137,7 @@ async def test_a_group_the_bot_cannot_post_to_is_reported(
 
     messenger.post = post  # type: ignore[method-assign]
     await chat(TAM, NOWHERE_CH, SEND + " confirm")
-    await drain(worker)
+    await drain(worker, rounds=3)
     final = [s for s in messenger.sent if s.kind == "update"][-1].text
     assert "sent 2 / 3, failed 1" in final and "CZ2 (zeta): chat.postMessage: not_in_channel" \
         in final
@@ -162,7 +152,7 @@ async def test_a_group_the_bot_cannot_post_to_is_reported(
 async def test_status_lists_unreachable_groups_as_failed_not_as_waiting(
         chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger,
         broken: set[str], waiting: str) -> None:
-    await drain(worker)
+    await drain(worker, rounds=3)
     original = messenger.post
 
     async def post(channel: str, message: Message, **kw: object) -> object:
@@ -172,7 +162,7 @@ async def test_status_lists_unreachable_groups_as_failed_not_as_waiting(
 
     messenger.post = post  # type: ignore[method-assign]
     await chat(TAM, NOWHERE_CH, SEND + " confirm")
-    await drain(worker)
+    await drain(worker, rounds=3)
     status = (await chat(ENGINEER, NOWHERE_CH, "/tam advisory status AD-1001")).text
     lines = status.splitlines()
     assert f"failed {len(broken)}, pending 0" in lines[0]

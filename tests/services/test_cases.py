@@ -12,34 +12,11 @@ from bot.messages import time_token
 from bot.services.base import AppContext
 from bot.services.messenger import DeliveryError
 from bot.worker import Worker
-from handlers.core import Router
 from storage import jobs
 from storage.repos import Audit, Bindings, Cases
 from storage.tables import PerkRequestRow
-from tests.conftest import Clock, RecordingMessenger
-from tests.helpers import ACME_CH, BIZ_CH, CUSTOMER, ENGINEER, OTHER_CUSTOMER, TAM, Chat, seed
-
-
-@pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
-    return c
-
-
-@pytest.fixture
-def worker(ctx: AppContext, messenger: RecordingMessenger) -> Worker:
-    return Worker(ctx, messenger, name="w1")
-
-
-async def drain(worker: Worker) -> None:
-    """Run what is due now (twice: a first pass can queue follow-ups due now)."""
-    await worker.run_once()
-    await worker.run_once()
-
-
-def notices(m: RecordingMessenger, word: str) -> list[tuple[str, str]]:
-    return [(s.kind, s.target) for s in m.sent if word in s.text and s.card is None]
+from testkit.chat import ACME_CH, BIZ_CH, CUSTOMER, ENGINEER, OTHER_CUSTOMER, TAM, Chat
+from testkit.fakes import Clock, RecordingMessenger, drain, notices
 
 
 async def test_open_posts_card_and_tells_staff_then_warns_and_breaches_once(
@@ -313,7 +290,7 @@ async def test_breach_stays_marked_on_the_card_after_a_late_answer(
 
 async def test_breaches_view_is_scoped_to_the_tams_accounts(
         chat: Chat, clock: Clock) -> None:
-    from tests.helpers import ADMIN, NOWHERE_CH
+    from testkit.chat import ADMIN, NOWHERE_CH
 
     await chat(CUSTOMER, ACME_CH, "/support open S1 acme down")
     await chat(CUSTOMER, BIZ_CH, "/support open S1 biz down")

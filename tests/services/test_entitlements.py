@@ -8,10 +8,8 @@ import pytest
 
 from bot.services.base import AppContext
 from bot.worker import Worker
-from handlers.core import Router
 from storage.repos import Accounts, Audit, Cases, PlanChanges
-from tests.conftest import Clock, RecordingMessenger
-from tests.helpers import (
+from testkit.chat import (
     ACME_CH,
     ADMIN,
     BIZ_CH,
@@ -21,20 +19,8 @@ from tests.helpers import (
     OTHER_CUSTOMER,
     TAM,
     Chat,
-    seed,
 )
-
-
-@pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
-    return c
-
-
-@pytest.fixture
-def worker(ctx: AppContext, messenger: RecordingMessenger) -> Worker:
-    return Worker(ctx, messenger, name="w")
+from testkit.fakes import Clock, RecordingMessenger
 
 
 async def test_escort_request_approval_and_window_shortens_s2(

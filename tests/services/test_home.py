@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-
-import pytest
 
 from bot.adapters.slack.app import make_client
 from bot.adapters.slack.messenger import SlackMessenger
@@ -19,10 +16,10 @@ from bot.services.base import AppContext
 from bot.services.home import CaseLine, CustomerAccount, CustomerHome, PendingRequest, StaffHome
 from bot.worker import Worker
 from handlers.core import Router
-from tests.conftest import Clock, RecordingMessenger
-from tests.fake_slack import FakeSlack
-from tests.helpers import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, OTHER_CUSTOMER, TAM, Chat, seed
-from tests.slack_harness import SECRET, TOKEN, BotServer
+from testkit.chat import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, OTHER_CUSTOMER, TAM, Chat, seed
+from testkit.fake_slack import FakeSlack
+from testkit.fakes import Clock, RecordingMessenger
+from testkit.slack_harness import SECRET, TOKEN, BotServer
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 ACME = Account(key="acme", name="Acme", tier=Tier.ENTERPRISE, term=Term.ANNUAL,
@@ -70,13 +67,6 @@ def test_customer_home_builder_in_chinese_and_block_limit() -> None:
     assert MAX_BLOCKS == 50
 
 
-@pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
-    return c
-
-
 async def test_dashboards_are_scoped(chat: Chat, ctx: AppContext, clock: Clock) -> None:
     await chat(CUSTOMER, ACME_CH, "/support open S1 acme down")
     await chat(OTHER_CUSTOMER, BIZ_CH, "/support open S3 biz slow")
@@ -117,14 +107,6 @@ async def test_home_is_refreshed_when_what_it_shows_changes(
     waiting = [sec for sec in latest.sections
                if sec.title == "Waiting for a first response, most urgent first"]
     assert [sec.text for sec in waiting] == ["nothing here"]  # the acked case left the list
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    f = FakeSlack()
-    await f.start()
-    yield f
-    await f.close()
 
 
 async def test_app_home_opened_publishes_the_view(ctx: AppContext, router: Router,

@@ -13,8 +13,8 @@ from bot.worker import Worker
 from handlers.core import Router
 from storage import jobs
 from storage.tables import CaseRow
-from tests.conftest import Clock, RecordingMessenger
-from tests.helpers import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, NOWHERE_CH, TAM, Chat, seed
+from testkit.chat import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, NOWHERE_CH, TAM, Chat, seed
+from testkit.fakes import Clock, RecordingMessenger
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -57,11 +57,6 @@ async def chat(ctx: AppContext, router: Router) -> Chat:
             case(8, "bizco", "S1", utc(2026, 10, 9, 2), 10 * M, 1 * M, 1 * H, True),
         ])
     return c
-
-
-@pytest.fixture
-def worker(ctx: AppContext, messenger: RecordingMessenger) -> Worker:
-    return Worker(ctx, messenger, name="w")
 
 
 async def test_report_figures_from_a_seeded_month(chat: Chat, ctx: AppContext,
