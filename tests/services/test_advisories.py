@@ -175,3 +175,19 @@ async def test_status_lists_unreachable_groups_as_failed_not_as_waiting(
     head = lines.index(f"Failed, could not be reached ({plural}):")
     assert all("could not post" in line for line in lines[head + 1:])
     assert len(lines) == head + 1 + len(broken)
+
+
+async def test_advisory_confirmed_twice_is_sent_once(chat: Chat) -> None:
+    line = '/tam advisory virus high "Worm X" "Patch" accounts=acme confirm'
+    first = await chat(TAM, NOWHERE_CH, line)
+    second = await chat(TAM, NOWHERE_CH, line)
+    assert "AD-1001 is on its way" in first.text
+    assert "already sent as AD-1001" in second.text
+
+
+async def test_staff_cannot_acknowledge_for_the_customer(chat: Chat) -> None:
+    await chat(TAM, NOWHERE_CH, '/tam advisory virus high "Worm X" "Patch" accounts=acme confirm')
+    assert "for the customer's team" in (await chat(TAM, ACME_CH,
+                                                   "/support acknowledge AD-1001")).text
+    assert "There is no advisory AD-1009" in (await chat(TAM, NOWHERE_CH,
+                                                        "/tam advisory status AD-1009")).text

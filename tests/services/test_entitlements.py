@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -232,3 +233,61 @@ async def test_renewal_starts_a_new_plan_year_with_fresh_quotas(chat: Chat,
     assert "(2027-01-01 → 2027-12-31)" in plan and "0 used, 0 pending, 3 left of 3" in plan
     assert "“weekly” is not a term" in (await chat(ADMIN, NOWHERE_CH,
                                                   "/tam account renew acme weekly")).text
+
+
+async def test_concurrent_requests_never_exceed_the_quota(chat: Chat) -> None:
+    replies = await asyncio.gather(*(chat(CUSTOMER, ACME_CH, f"/support escort 2026-12-1{i} 3")
+                                      for i in range(4)))
+    accepted = [r for r in replies if "sent to your TAM" in r.text]
+    assert len(accepted) == 1
+    assert all("Not enough Escort days left" in r.text for r in replies if r not in accepted)
+    plan = (await chat(CUSTOMER, ACME_CH, "/support plan")).text
+    assert "0 used, 3 pending, 0 left of 3" in plan
+
+
+async def test_pending_requests_count_in_downgrade_and_unsubscribe_checks(chat: Chat) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support escort 2026-12-10 2")
+    reply = await chat(ADMIN, NOWHERE_CH, "/tam plan acme downgrade business confirm")
+    assert "would leave Escort days overdrawn" in reply.text and "2 used" in reply.text
+    reply = await chat(ADMIN, NOWHERE_CH, "/tam plan acme unsubscribe confirm")
+    assert "cannot be unsubscribed mid-term" in reply.text
+
+
+async def test_upgrade_then_downgrade_grants_no_perks(chat: Chat) -> None:
+    await chat(ADMIN, NOWHERE_CH, "/tam account add devx developer annual start=2026-01-01")
+    await chat(ADMIN, NOWHERE_CH, "/tam plan devx upgrade enterprise confirm")
+    await chat(ADMIN, "CDEVX", "/tam link devx")
+    await chat(ADMIN, NOWHERE_CH, "/tam plan devx downgrade business confirm")
+    reply = await chat(CUSTOMER, "CDEVX", "/support escort 2026-12-10 1")
+    assert "not available this plan year" in reply.text
+
+
+async def test_a_request_from_an_earlier_plan_year_cannot_be_approved(chat: Chat) -> None:
+    await chat(CUSTOMER, ACME_CH, "/support escort 2026-12-10 1")
+    await chat(ADMIN, NOWHERE_CH, "/tam account renew acme")
+    reply = await chat(TAM, ACME_CH, "/tam approve PR-1001")
+    assert "cannot be approved any more" in reply.text
+
+
+async def test_double_confirmation_applies_a_plan_change_once(chat: Chat,
+                                                             ctx: AppContext) -> None:
+    replies = await asyncio.gather(*(chat(ADMIN, NOWHERE_CH, "/tam plan bizco unsubscribe confirm")
+                                     for _ in range(3)))
+    assert sum("unsubscribed" in r.text or "退订" in r.text for r in replies) >= 1
+    async with ctx.db.transaction() as s:
+        assert len(await PlanChanges(s).for_account("bizco")) == 1
+
+
+async def test_the_group_and_tam_hear_about_a_plan_change(chat: Chat, ctx: AppContext) -> None:
+    from sqlalchemy import select
+
+    from storage.tables import JobRow
+
+    await chat(ADMIN, NOWHERE_CH, "/tam plan acme downgrade business confirm")
+    async with ctx.db.transaction() as s:
+        payloads = [j.payload for j in (await s.scalars(
+            select(JobRow).where(JobRow.idempotency_key.like("msg:plan:acme:%")))).all()]
+    assert sorted(p.get("channel") or p.get("user") for p in payloads) == [ACME_CH, TAM]
+    assert all("now Business (was Enterprise)" in p["text"] for p in payloads)
+    plan = (await chat(CUSTOMER, ACME_CH, "/support plan")).text
+    assert "Business plan" in plan
