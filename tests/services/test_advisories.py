@@ -8,10 +8,9 @@ from bot.messages import Message
 from bot.services.base import AppContext
 from bot.services.messenger import DeliveryError
 from bot.worker import Worker
-from handlers.core import Router
 from storage import jobs
 from storage.repos import Audit
-from testkit.chat import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, ENGINEER, NOWHERE_CH, TAM, Chat, seed
+from testkit.chat import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, ENGINEER, NOWHERE_CH, TAM, Chat
 from testkit.fakes import Clock, RecordingMessenger, drain
 
 SEND = ('/tam advisory vulnerability high "OpenSSL CVE-2026-0001" '
@@ -19,9 +18,9 @@ SEND = ('/tam advisory vulnerability high "OpenSSL CVE-2026-0001" '
 
 
 @pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
+async def chat(chat: Chat) -> Chat:
+    """The shared seeded world plus a second enterprise account with two groups."""
+    c = chat
     # a second enterprise account with two groups, in another region
     for line in ("/tam account add zeta enterprise annual start=2026-01-01 region=cn-east-3 "
                  "lang=zh",):

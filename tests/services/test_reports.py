@@ -10,10 +10,9 @@ import pytest
 from bot.services import reports
 from bot.services.base import AppContext
 from bot.worker import Worker
-from handlers.core import Router
 from storage import jobs
 from storage.tables import CaseRow
-from testkit.chat import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, NOWHERE_CH, TAM, Chat, seed
+from testkit.chat import ACME_CH, ADMIN, BIZ_CH, CUSTOMER, NOWHERE_CH, TAM, Chat
 from testkit.fakes import Clock, RecordingMessenger
 
 M = timedelta(minutes=1)
@@ -39,9 +38,9 @@ def utc(*a: int) -> datetime:
 
 
 @pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
+async def chat(chat: Chat, ctx: AppContext) -> Chat:
+    """The shared seeded world plus a month of cases written straight to the table."""
+    c = chat
     async with ctx.db.transaction() as s:
         s.add_all([
             case(1, "acme", "S1", utc(2026, 10, 5, 2), 10 * M, 5 * M, 2 * H, False),
