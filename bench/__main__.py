@@ -43,7 +43,7 @@ class Row:
 async def ack_path(backends: list[str], concurrencies: list[int], per_cell: int,
                    logs: Path) -> list[Row]:
     """Signed slash commands over HTTP: a bare Bolt app that only acks vs /support open."""
-    from tests.fake_slack import FakeSlack
+    from testkit.fake_slack import FakeSlack
 
     rows: list[Row] = []
     fake = FakeSlack()
@@ -122,7 +122,7 @@ async def fanout(sizes: list[int], workspace_rate: float, logs: Path) -> list[Ro
     from bot.worker import Worker
     from storage import jobs
     from storage.db import Database
-    from tests.fake_slack import FakeSlack
+    from testkit.fake_slack import FakeSlack
 
     rows = []
     for n in sizes:

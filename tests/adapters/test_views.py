@@ -1,0 +1,58 @@
+"""App Home views: the pure Block Kit builders for the neutral staff and customer Homes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+from bot.adapters.slack.views import MAX_BLOCKS, home_view
+from bot.domain.model import Account, Case, CaseStatus, Lang, Severity, Term, Tier
+from bot.domain.sla import ClockState
+from bot.services import home
+from bot.services.home import CaseLine, CustomerAccount, CustomerHome, PendingRequest, StaffHome
+
+NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+ACME = Account(key="acme", name="Acme", tier=Tier.ENTERPRISE, term=Term.ANNUAL,
+               start=date(2026, 1, 1), end=date(2027, 1, 1), region="cn-north-4",
+               timezone="Asia/Shanghai", lang=Lang.EN)
+
+
+def a_case(n: int, minutes_left: int, breached: bool = False) -> Case:
+    return Case(id=n, ref=f"CS-{1000 + n}", account_key="acme", team_id="T1", channel_id="C",
+                opener_user_id="U", severity=Severity.S2, requested_severity=Severity.S2,
+                summary=f"summary {n}", description="", region=None, software=None,
+                status=CaseStatus.OPEN, opened_at=NOW - timedelta(minutes=30),
+                due_at=NOW + timedelta(minutes=minutes_left), target_label="30m",
+                sla_generation=1, breached=breached)
+
+
+def texts(view: dict[str, object]) -> str:
+    return json.dumps(view, ensure_ascii=False)
+
+
+def test_staff_home_builder_lists_urgent_work_with_buttons() -> None:
+    data = StaffHome("UTAM", Lang.EN, NOW, accounts=[ACME], cases=[
+        CaseLine("acme", a_case(1, -5, True), ClockState.BREACHED),
+        CaseLine("acme", a_case(2, 4), ClockState.NEAR)],
+        pending=[PendingRequest("PR-1001", "acme", "escort", "2026-12-10", 2)])
+    view = home_view(home.home_message(data))
+    assert view["type"] == "home"
+    body = texts(view)
+    assert "Your accounts (1)" in body and "Breached, waiting for a first response (1)" in body
+    assert ":rotating_light: *CS-1001*" in body and "overdue by 5m" in body
+    assert ":warning: *CS-1002*" in body and "4m left" in body
+    assert "/tam approve PR-1001" in body and "run_command_ask" in body
+
+
+def test_customer_home_builder_in_chinese_and_block_limit() -> None:
+    data = CustomerHome("UCUST", Lang.ZH, NOW, accounts=[CustomerAccount(
+        replace(ACME, lang=Lang.ZH), [CaseLine("acme", a_case(i, 60), ClockState.RUNNING)
+                                      for i in range(1, 200)], [])])
+    view = home_view(home.home_message(data))
+    assert "未结案例（199）" in texts(view) and "企业级" in texts(view)
+    assert len(view["blocks"]) <= 100  # type: ignore[arg-type]
+    for block in view["blocks"]:  # type: ignore[union-attr]
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+    assert MAX_BLOCKS == 50
