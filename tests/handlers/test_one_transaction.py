@@ -7,20 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
 from bot.services.base import AppContext
 from handlers.core import Request, Router
 from storage.repos import Audit, Cases, Inbox
-from tests.helpers import ACME_CH, CUSTOMER, OTHER_CUSTOMER, TEAM, Chat, seed
-
-
-@pytest.fixture
-async def chat(ctx: AppContext, router: Router) -> Chat:
-    c = Chat(ctx, router)
-    await seed(c)
-    return c
+from testkit.chat import ACME_CH, CUSTOMER, OTHER_CUSTOMER, TEAM, Chat
 
 
 @contextmanager

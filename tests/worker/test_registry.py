@@ -19,7 +19,7 @@ from bot.services.messenger import DeliveryError
 from bot.worker import MAX_ATTEMPTS, Worker
 from storage import jobs
 from storage.tables import JobRow
-from tests.conftest import Clock, RecordingMessenger
+from testkit.fakes import Clock, RecordingMessenger
 
 
 async def enqueue(ctx: AppContext, kind: str, key: str, payload: dict[str, Any] | None = None,
