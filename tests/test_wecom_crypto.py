@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.adapters.wecom.crypto import CallbackCrypto, CallbackError, signature
+from bot.adapters.wecom.crypto import (
+    CallbackCrypto,
+    CallbackError,
+    encrypted_from_json,
+    encrypted_from_xml,
+    signature,
+)
 
 # the worked example of https://developer.work.weixin.qq.com/document/path/91144
 TOKEN = "QDG6eK"
@@ -58,6 +66,30 @@ def test_encrypting_with_the_examples_random_bytes_gives_the_documented_echostr(
     prefix = (decryptor.update(base64.b64decode(ECHOSTR)) + decryptor.finalize())[:16]
     assert crypto.encrypt(PLAINTEXT, NONCE, TIMESTAMP, random_prefix=prefix) == \
         (ECHOSTR, MSG_SIGNATURE)
+
+
+# WeCom's own SDK sample (github.com/sbzhu/weworkapi_python, callback/Sample.py): a second
+# corp's URL check, and a real POST body with Chinese content
+SDK = CallbackCrypto("hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo",
+                     "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt", "ww1436e0e65a779aee")
+SDK_POST = (
+    b"<xml><ToUserName><![CDATA[ww1436e0e65a779aee]]></ToUserName>\n<Encrypt><![CDATA["
+    b"Kl7kjoSf6DMD1zh7rtrHjFaDapSCkaOnwu3bqLc5tAybhhMl9pFeK8NslNPVdMwmBQTNoW4mY7AIjeLvEl3Nye"
+    b"TkAgGzBhzTtRLNshw2AEew+kkYcD+Fq72Kt00fT0WnN87hGrW8SqGc+NcT3mu87Ha3dz1pSDi6GaUA6A0sqfde"
+    b"0VJPQbZ9U+3JWcoD4Z5jaU0y9GSh010wsHF8KZD24YhmZH4ch4Ka7ilEbjbfvhKkNL65HHL0J6EYJIZUC2pFrd"
+    b"kJ7MhmEbU2qARR4iQHE7wy24qy0cRX3Mfp6iELcDNfSsPGjUQVDGxQDCWjayJOpcwocugux082f49HKYg84EpH"
+    b"SGXAyh+/oxwaWbvL6aSDPOYuPDGOCI8jmnKiypE+]]></Encrypt>\n<AgentID><![CDATA[1000002]]>"
+    b"</AgentID>\n</xml>")
+
+
+def test_the_sdk_samples_verify_and_decrypt() -> None:
+    assert SDK.verify_url("012bc692d0a58dd4b10f8dfe5c4ac00ae211ebeb", "1476416373", "47744683",
+                          "fsi1xnbH4yQh0+PJxcOdhhK6TDXkjMyhEPA7xB2TGz6b+g7xyAbEkRxN/3cNXW9qdqjn"
+                          "oVzEtpbhnFyq6SVHyA==") == "1288432023552776189"
+    plain = SDK.decrypt("0c3914025cb4b4d68103f6bfc8db550f79dcf48e", "1476422779", "1597212914",
+                        encrypted_from_xml(SDK_POST))
+    assert "<FromUserName>ChenJiaShun</FromUserName>" in plain
+    assert "<Content>你好</Content>" in plain and "<MsgId>1456453720</MsgId>" in plain
 
 
 # round trips
@@ -184,10 +216,12 @@ def test_garbage_only_ever_raises_callback_error(garbage: str) -> None:
 
 def test_errors_and_repr_never_show_the_secrets(crypto: CallbackCrypto) -> None:
     messages = [repr(crypto)]
-    for call in (lambda: crypto.verify_url("x", TIMESTAMP, NONCE, ECHOSTR),
-                 lambda: CallbackCrypto(TOKEN, AES_KEY, "x").verify_url(
-                     MSG_SIGNATURE, TIMESTAMP, NONCE, ECHOSTR),
-                 lambda: signed(crypto, "QUJD")):
+    calls: list[Callable[[], str]] = [
+        lambda: crypto.verify_url("x", TIMESTAMP, NONCE, ECHOSTR),
+        lambda: CallbackCrypto(TOKEN, AES_KEY, "x").verify_url(
+            MSG_SIGNATURE, TIMESTAMP, NONCE, ECHOSTR),
+        lambda: signed(crypto, "QUJD")]
+    for call in calls:
         with pytest.raises(CallbackError) as caught:
             call()
         messages += [str(caught.value), repr(caught.value)]
@@ -206,3 +240,43 @@ def test_configuration_is_checked() -> None:
         CallbackCrypto(TOKEN, AES_KEY + "=", RECEIVE_ID)
     with pytest.raises(ValueError, match="16 bytes"):
         CallbackCrypto(TOKEN, AES_KEY, RECEIVE_ID).encrypt("x", "n", "1", random_prefix=b"x")
+
+
+# envelopes
+
+def test_passive_replies_open_again(crypto: CallbackCrypto) -> None:
+    reply = json.loads(crypto.reply_json(JSON_BODY, "n1", "1700000001"))
+    assert set(reply) == {"encrypt", "msgsignature", "timestamp", "nonce"}
+    assert crypto.decrypt(reply["msgsignature"], reply["timestamp"], reply["nonce"],
+                          encrypted_from_json(json.dumps(reply).encode())) == JSON_BODY
+    xml = crypto.reply_xml(XML_BODY, "n2", "1700000002")
+    assert xml.startswith("<xml><Encrypt>") and "<TimeStamp>1700000002</TimeStamp>" in xml
+    sig = xml.split("<MsgSignature>")[1].split("</MsgSignature>")[0]
+    assert crypto.decrypt(sig, "1700000002", "n2", encrypted_from_xml(xml.encode())) == XML_BODY
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"not json", b"[]", b'{"encrypt": 5}', b'{"encrypt": ""}', b'{"other": "x"}',
+    b"\xff\xfe",
+])
+def test_bad_json_bodies_are_refused(body: bytes) -> None:
+    with pytest.raises(CallbackError, match="bad body"):
+        encrypted_from_json(body)
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"<xml>", b"<xml></xml>", b"<other><Encrypt>x</Encrypt></other>",
+    b'<!DOCTYPE xml [<!ENTITY a "aaaa">]><xml><Encrypt>&a;</Encrypt></xml>',
+    b"<xml><Encrypt></Encrypt></xml>", b"\xff\xfe<xml/>",
+])
+def test_bad_xml_bodies_are_refused(body: bytes) -> None:
+    with pytest.raises(CallbackError, match="bad body"):
+        encrypted_from_xml(body)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=300))
+def test_garbage_bodies_only_ever_raise_callback_error(body: bytes) -> None:
+    for parse in (encrypted_from_json, encrypted_from_xml):
+        with contextlib.suppress(CallbackError):
+            parse(body)

@@ -23,13 +23,16 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import secrets
 import struct
+from xml.etree import ElementTree
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["BLOCK_BYTES", "CallbackCrypto", "CallbackError", "signature"]
+__all__ = ["BLOCK_BYTES", "CallbackCrypto", "CallbackError", "encrypted_from_json",
+           "encrypted_from_xml", "signature"]
 
 # WeCom pads to 32-byte multiples (its docs and SDKs say so), twice AES's block size
 BLOCK_BYTES = 32
@@ -41,6 +44,7 @@ class CallbackError(Exception):
     """A callback (or a reply) that must be refused. `reason` is a short fixed phrase
     safe to log and to count in metrics: it never holds the token, the key or the text."""
 
+    BAD_BODY = "bad body"
     BAD_SIGNATURE = "bad signature"
     BAD_BASE64 = "bad base64"
     BAD_LENGTH = "bad ciphertext length"
@@ -139,6 +143,25 @@ class CallbackCrypto:
         encrypted = base64.b64encode(raw).decode("ascii")
         return encrypted, self.sign(timestamp, nonce, encrypted)
 
+    # passive replies, in the two envelopes WeCom accepts
+
+    def reply_json(self, plaintext: str, nonce: str, timestamp: str) -> str:
+        """An intelligent robot's passive reply (https://developer.work.weixin.qq.com/document/
+        path/101033): the JSON reply encrypted into {encrypt, msgsignature, timestamp, nonce}.
+        The field spelling and the string timestamp follow WeCom's JSON SDK."""
+        encrypted, sig = self.encrypt(plaintext, nonce, timestamp)
+        return json.dumps({"encrypt": encrypted, "msgsignature": sig, "timestamp": timestamp,
+                           "nonce": nonce})
+
+    def reply_xml(self, plaintext: str, nonce: str, timestamp: str) -> str:
+        """A self-built app's passive reply: the XML reply encrypted into WeCom's envelope."""
+        encrypted, sig = self.encrypt(plaintext, nonce, timestamp)
+        root = ElementTree.Element("xml")
+        for tag, value in (("Encrypt", encrypted), ("MsgSignature", sig),
+                           ("TimeStamp", timestamp), ("Nonce", nonce)):
+            ElementTree.SubElement(root, tag).text = value
+        return ElementTree.tostring(root, encoding="unicode")
+
     # internals
 
     def _cipher(self) -> Cipher[modes.CBC]:
@@ -179,3 +202,30 @@ def _unpad(padded: bytes) -> bytes:
             padded[-pad:] != bytes([pad]) * pad:
         raise CallbackError(CallbackError.BAD_PADDING)
     return padded[:-pad]
+
+
+def encrypted_from_json(body: bytes) -> str:
+    """The `encrypt` field of an intelligent robot's callback body {"encrypt": "..."}."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise CallbackError(CallbackError.BAD_BODY) from None
+    value = data.get("encrypt") if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value:
+        raise CallbackError(CallbackError.BAD_BODY)
+    return value
+
+
+def encrypted_from_xml(body: bytes) -> str:
+    """The <Encrypt> element of a self-built app's callback body. A DOCTYPE is refused
+    outright: WeCom never sends one, and it is the door to entity expansion attacks."""
+    if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
+        raise CallbackError(CallbackError.BAD_BODY)
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        raise CallbackError(CallbackError.BAD_BODY) from None
+    value = root.findtext("Encrypt")
+    if root.tag != "xml" or not value:
+        raise CallbackError(CallbackError.BAD_BODY)
+    return value  # exactly as sent: the signature covers these characters
