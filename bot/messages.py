@@ -5,7 +5,8 @@ label/value fields, buttons and files. Every layer above the domain may build on
 adapter turns one into its platform's form (Slack mrkdwn and Block Kit, terminal text, ...).
 
 The markup is a handful of angle-bracket tokens, chosen so that no platform's own markup
-(`*bold*`, `:emoji:`, `<@U1>`) appears outside its adapter:
+(Slack's asterisks, emoji codes and mention syntax, WeCom's markdown) appears outside its
+adapter:
 
 | token                  | meaning                                      |
 |------------------------|----------------------------------------------|

@@ -41,7 +41,7 @@ CHANNEL = "C-CONSOLE"
 DUTY = "C-DUTY"
 USERS = {"customer": "UCUSTOMER", "tam": "UTAM", "admin": "UADMIN", "engineer": "UENGINEER"}
 NAMES = {v: k for k, v in USERS.items()}
-# `@bob` as typed: not inside a Slack mention `<@U..>` and not the middle of an e-mail address
+# `@bob` as typed: not inside a mention token and not the middle of an e-mail address
 TYPED_MENTION = re.compile(r"(?<![<\w])@([A-Za-z][A-Za-z0-9]{0,30})\b")
 CONSOLE_COMMANDS = ("as", "reply", "help", "quit", "exit")
 log = logging.getLogger(__name__)
