@@ -192,7 +192,9 @@ class Router:
         """For words that name no command: the unknown part, the closest command the actor
         may use (`pln` -> `plan`, `account asign` -> `account assign`) if any, and the words
         that may follow when everything typed is only the start of commands (`account`)."""
-        paths = [c.path for c in self.commands if c.root == root and c.path
+        # hidden commands are what buttons and forms run: help does not offer them to type,
+        # so neither does an answer to a typo (`cards` is `cases`, not the card's buttons)
+        paths = [c.path for c in self.commands if c.root == root and c.path and not c.hidden
                  and (c.role is None or actor.at_least(c.role))]
         typed = [w.lower() for w in words]
         depth = 0  # leading words that start longer commands, e.g. `account` of `account ad`

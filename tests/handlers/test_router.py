@@ -3,6 +3,8 @@ specific answers to bad input, the reply language, neutral mentions (both databa
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.adapters.slack.views import neutral_text
@@ -136,3 +138,19 @@ async def test_a_tam_acts_only_on_their_accounts(chat: Chat, ctx: AppContext,
                 + await Audit(s).by_action("denied:account.usage")
                 + await Audit(s).by_action("denied:report.request")
                 + await Audit(s).by_action("denied:perk.decide")] == ["UTAM2"]
+
+
+
+async def test_a_typo_never_points_at_a_command_only_buttons_and_forms_run(
+        chat: Chat, router: Router) -> None:
+    """`card ack`, `card close` and `open-form` are what the card's buttons and the form
+    run: help does not list them, so an answer to a typo must not offer them either (a
+    customer typing `cards` for `cases` was told to try `card`, then `card ack`)."""
+    hidden = {" ".join(c.path) for c in router.commands if c.hidden} | {"card"}
+    for line in ("/support cards", "/support crad", "/support card", "/support open-from"):
+        reply = await chat(CUSTOMER, ACME_CH, line)
+        offered = set(re.findall(r"Did you mean <code>([^<]*)</code>", reply.text))
+        assert reply.refused and not offered & hidden, (line, reply.text)
+        assert "ack, close" not in reply.text, (line, reply.text)
+    reply = await chat(CUSTOMER, ACME_CH, "/support cases2")
+    assert "Did you mean <code>cases</code>?" in reply.text
