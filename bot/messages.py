@@ -25,12 +25,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 # status marks a message may carry; each adapter picks its own glyph for each
 MARKS = frozenset({"breach", "warning", "ok", "error", "advisory", "report", "reminder",
                    "ticket"})
+
+# the moments a `<t:UNIX>` may name: a renderer turns it into a date in some time zone, which
+# must exist (years 2 to 9998, so that no zone's offset leaves the range of a datetime)
+TIME_MIN = int(datetime(2, 1, 1, tzinfo=UTC).timestamp())
+TIME_MAX = int(datetime(9998, 12, 31, tzinfo=UTC).timestamp())
 
 TOKEN = re.compile(
     r"<b>|</b>|<code>|</code>|<user:([A-Za-z0-9_.:@-]{1,64})>|<t:(-?\d{1,12})>"
@@ -79,7 +84,10 @@ def tokens(text: str) -> Iterator[Token]:
         if m.group(1) is not None:
             yield Token("user", m.group(1))
         elif m.group(2) is not None:
-            yield Token("time", m.group(2))
+            # out of range, it is no moment the bot wrote but text a user typed: shown as
+            # typed, never a renderer's error (a case summary must not break its card)
+            in_range = TIME_MIN <= int(m.group(2)) <= TIME_MAX
+            yield Token("time", m.group(2)) if in_range else Token("text", whole)
         elif m.group(3) is not None:
             name = m.group(3)
             yield Token("mark", name) if name in MARKS else Token("text", whole)

@@ -1,4 +1,5 @@
-"""App Home views: the pure Block Kit builders for the neutral staff and customer Homes."""
+"""Slack views: the pure Block Kit builders for the neutral staff and customer Homes, and
+neutral text that users typed, as Slack and the console render it."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
-from bot.adapters.slack.views import MAX_BLOCKS, home_view
+from bot.adapters.console import render
+from bot.adapters.slack.views import MAX_BLOCKS, home_view, message_blocks, slack_text
 from bot.domain.model import Account, Case, CaseStatus, Lang, Severity, Term, Tier
 from bot.domain.sla import ClockState
 from bot.services import home
+from bot.services.base import AppContext
+from bot.services.cards import card_message
 from bot.services.home import CaseLine, CustomerAccount, CustomerHome, PendingRequest, StaffHome
+from handlers.core import Kind, Request, Router
+from storage.repos import Cases
+from testkit.chat import ACME_CH, CUSTOMER, TEAM, Chat
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 ACME = Account(key="acme", name="Acme", tier=Tier.ENTERPRISE, term=Term.ANNUAL,
@@ -56,3 +63,24 @@ def test_customer_home_builder_in_chinese_and_block_limit() -> None:
         if block["type"] == "section":
             assert len(block["text"]["text"]) <= 3000
     assert MAX_BLOCKS == 50
+
+
+async def test_a_time_token_typed_out_of_range_is_shown_as_typed(
+        chat: Chat, ctx: AppContext, router: Router) -> None:
+    """Times are the one token whose value a renderer computes with: a customer typing
+    `<t:999999999999>` (year 33658) into the form made every rendering of the case raise,
+    in Slack and in the console: its card, its group's case list, the TAM's Home."""
+    typed = "db down since <t:999999999999>, retried <t:-99999999999>"
+    reply = await router.dispatch(Request(
+        root="support", text="open-form", team_id=TEAM, channel_id=ACME_CH, user_id=CUSTOMER,
+        kind=Kind.FORM, fields={"severity": "S2", "summary": typed}), ctx)
+    assert not reply.refused, reply.text
+    listing = (await chat(CUSTOMER, ACME_CH, "/support cases")).text
+    assert typed in slack_text(listing) and typed in render(listing)
+    async with ctx.db.read() as s:
+        case = await Cases(s).get(1)
+    assert case is not None
+    card = card_message(case, Lang.EN)
+    assert typed in json.dumps(message_blocks(card)) and typed in render(card.text)
+    # a time the bot writes still renders as a time
+    assert "<!date^1764295200^" in slack_text(f"due <t:1764295200> ({typed})")
