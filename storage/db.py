@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,8 +81,17 @@ class Database:
         own would have."""
         current = _CURRENT.get()
         if current is not None and current[0] is self:
-            async with current[1].begin_nested():
-                yield current[1]
+            session = current[1]
+            # what the work notes on the session (jobs enqueued, a NOTIFY sent) is undone
+            # with it: a job it queued must be queued again by later work, not skipped
+            noted = {k: copy.copy(v) for k, v in session.info.items()}
+            try:
+                async with session.begin_nested():
+                    yield session
+            except BaseException:
+                session.info.clear()
+                session.info.update(noted)
+                raise
             return
         if self._writer is None:
             async with self.sessions() as session, session.begin():

@@ -149,3 +149,30 @@ async def test_reader_connections_cannot_write(db: Database) -> None:
     with pytest.raises(OperationalError):
         async with db.read() as s:
             await s.execute(text("DELETE FROM inbox"))
+
+
+async def test_a_rolled_back_savepoint_forgets_the_jobs_it_enqueued(db: Database) -> None:
+    """A use case inside a command is a savepoint: when it fails, its jobs are gone, and the
+    same job enqueued later in the command must be added, not skipped as added already."""
+    async with db.transaction() as s:
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as inner:
+                assert await jobs.enqueue(inner, "msg.post", T0, {"try": 1}, "k", T0)
+                raise RuntimeError("the use case failed after queueing")
+        async with db.transaction() as inner:
+            assert await jobs.enqueue(inner, "msg.post", T0, {"try": 2}, "k", T0)
+        # what a savepoint that stands noted stays noted: no second row in the same command
+        assert not await jobs.enqueue(s, "msg.post", T0, {"try": 3}, "k", T0)
+    async with db.read() as s:
+        row = await jobs.get_by_key(s, "k")
+        assert row is not None and row.payload == {"try": 2}
+
+
+async def test_jobs_queued_in_a_savepoint_wake_the_worker_when_the_command_commits(
+        db: Database) -> None:
+    db.jobs_changed.clear()
+    async with db.transaction():
+        async with db.transaction() as inner:
+            await jobs.enqueue(inner, "msg.post", T0, {}, "k", T0)
+        assert not db.jobs_changed.is_set()  # not yet visible to the worker's claim
+    assert db.jobs_changed.is_set()
