@@ -6,11 +6,13 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from bot.domain.model import Account, Lang, LedgerEntry, Role, StaffMember, Term, Tier
 from storage import jobs
 from storage.db import Database
 from storage.repos import ANY_TEAM, Accounts, Bindings, Inbox, PerkLedger, Staff, Usage
+from storage.tables import InboxRow
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
@@ -176,3 +178,20 @@ async def test_jobs_queued_in_a_savepoint_wake_the_worker_when_the_command_commi
             await jobs.enqueue(inner, "msg.post", T0, {}, "k", T0)
         assert not db.jobs_changed.is_set()  # not yet visible to the worker's claim
     assert db.jobs_changed.is_set()
+
+
+async def test_a_conflict_in_a_savepoint_undoes_only_the_savepoint(db: Database) -> None:
+    """A duplicate caught by a use case (a replayed event, a double click) rolls back its own
+    savepoint; the command's earlier and later work commits, on both databases."""
+    async with db.transaction() as s:
+        assert await Inbox(s).first_time("before", T0)
+        await s.flush()
+        s.expunge_all()  # the duplicate must reach the database, not the identity map
+        with pytest.raises(IntegrityError):
+            async with db.transaction() as inner:
+                await Inbox(inner).first_time("mine", T0)
+                inner.add(InboxRow(event_id="before", received_at=T0))
+        assert await Inbox(s).first_time("after", T0)
+    async with db.read() as s:
+        assert [await Inbox(s).seen(e) for e in ("before", "mine", "after")] == \
+            [True, False, True]
