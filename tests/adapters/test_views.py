@@ -8,16 +8,18 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from bot.adapters.console import render
+from bot.adapters.slack.listeners import reply_body
 from bot.adapters.slack.views import MAX_BLOCKS, home_view, message_blocks, slack_text
 from bot.domain.model import Account, Case, CaseStatus, Lang, Severity, Term, Tier
 from bot.domain.sla import ClockState
+from bot.messages import Button
 from bot.services import home
 from bot.services.base import AppContext
 from bot.services.cards import card_message
 from bot.services.home import CaseLine, CustomerAccount, CustomerHome, PendingRequest, StaffHome
 from handlers.core import Kind, Request, Router
 from storage.repos import Cases
-from testkit.chat import ACME_CH, CUSTOMER, TEAM, Chat
+from testkit.chat import ACME_CH, CUSTOMER, NOWHERE_CH, TAM, TEAM, Chat
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 ACME = Account(key="acme", name="Acme", tier=Tier.ENTERPRISE, term=Term.ANNUAL,
@@ -84,3 +86,20 @@ async def test_a_time_token_typed_out_of_range_is_shown_as_typed(
     assert typed in json.dumps(message_blocks(card)) and typed in render(card.text)
     # a time the bot writes still renders as a time
     assert "<!date^1764295200^" in slack_text(f"due <t:1764295200> ({typed})")
+
+
+async def test_a_button_whose_command_does_not_fit_slack_is_left_out_not_cut(
+        chat: Chat) -> None:
+    """Slack keeps 2,000 characters of a button's value. An advisory's Send button carries
+    the whole advisory (a body may have 2,500): cut, its value no longer parsed and the click
+    did nothing at all. Left out, the reply still says what to type to send it."""
+    body = "Upgrade OpenSSL on every nginx host. " * 60
+    reply = await chat(TAM, NOWHERE_CH, f'/tam advisory vulnerability high "OpenSSL" "{body}"')
+    assert reply.buttons and "To send it:" in reply.text
+    blocks = reply_body(reply)["blocks"]
+    values = [e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert values == []
+    short = await chat(TAM, NOWHERE_CH, '/tam advisory vulnerability high "OpenSSL" "Upgrade."')
+    values = [e["value"] for b in reply_body(short)["blocks"] if b["type"] == "actions"
+              for e in b["elements"]]
+    assert [Button.from_dict(json.loads(v)).label for v in values] == ["Send"]

@@ -99,13 +99,14 @@ def _chunks(text: str, size: int = SECTION_LIMIT) -> list[str]:
 
 def text_blocks(text: str, buttons: Sequence[Button] | None = None) -> list[dict[str, Any]]:
     """A reply as sections within Slack's limits (3,000 chars a section, 50 blocks)."""
-    room = MAX_BLOCKS - (1 if buttons else 0)
+    actions = _buttons_block(buttons or ())
+    room = MAX_BLOCKS - (1 if actions else 0)
     chunks = _chunks(slack_text(text))
     if len(chunks) > room:
         chunks = [*chunks[: room - 1], "…"]
     blocks = [SectionBlock(text=MarkdownTextObject(text=c)).to_dict() for c in chunks]
-    if buttons:
-        blocks.append(_buttons_block(buttons).to_dict())
+    if actions:
+        blocks.append(actions.to_dict())
     return blocks
 
 
@@ -241,11 +242,18 @@ def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str]) -> dict[
     }
 
 
-def _buttons_block(buttons: Sequence[Button]) -> ActionsBlock:
-    return ActionsBlock(elements=[
-        ButtonElement(text=b.label[:75], action_id=RUN_ASK_ACTION if b.ask else RUN_ACTION,
-                      value=json.dumps(b.to_dict())[:2000], style=b.style)
-        for b in buttons[:5]])
+BUTTON_VALUE_LIMIT = 2000  # Slack keeps this much of a button's value
+
+
+def _buttons_block(buttons: Sequence[Button]) -> ActionsBlock | None:
+    """The buttons as one actions block; None when none fits. A button is its command, in
+    its value: one too long for Slack is left out (cut, it would run nothing when clicked);
+    the message's text says what to type instead."""
+    values = [(b, json.dumps(b.to_dict())) for b in buttons]
+    elements = [ButtonElement(text=b.label[:75], action_id=RUN_ASK_ACTION if b.ask else RUN_ACTION,
+                              value=value, style=b.style)
+                for b, value in values if len(value) <= BUTTON_VALUE_LIMIT][:5]
+    return ActionsBlock(elements=elements) if elements else None
 
 
 def message_blocks(message: Message, limit: int = MAX_BLOCKS) -> list[dict[str, Any]]:
@@ -264,10 +272,10 @@ def message_blocks(message: Message, limit: int = MAX_BLOCKS) -> list[dict[str, 
         for n, chunk in enumerate(_chunks(slack_text(sec.text or " "))):
             blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk),
                                        fields=fields if n == 0 and fields else None))
-        if sec.buttons:
-            blocks.append(_buttons_block(sec.buttons))
-    if message.buttons:
-        blocks.append(_buttons_block(message.buttons))
+        if actions := _buttons_block(sec.buttons):
+            blocks.append(actions)
+    if actions := _buttons_block(message.buttons):
+        blocks.append(actions)
     if message.footer:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
             text=slack_text(message.footer))]))
