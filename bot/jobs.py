@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.services import advisories, cases, home, maintenance, outbox, reports
 from bot.services.base import AppContext
 from bot.services.job import Job, JobHandler
@@ -29,6 +31,8 @@ class JobKind:
     atomic: bool = False
     first: bool = False
     tag: Callable[[Job], str] | None = None
+    # atomic kinds run together: take the rows they all need first, in one order
+    lock: Callable[[AsyncSession, list[Job]], Awaitable[None]] | None = None
 
 
 class Registry:
@@ -39,10 +43,11 @@ class Registry:
         self.startup: list[Callable[[AppContext], Awaitable[None]]] = []
 
     def add(self, name: str, run: JobHandler, *, atomic: bool = False, first: bool = False,
-            tag: Callable[[Job], str] | None = None) -> None:
+            tag: Callable[[Job], str] | None = None,
+            lock: Callable[[AsyncSession, list[Job]], Awaitable[None]] | None = None) -> None:
         if name in self._kinds:
             raise ValueError(f"job kind {name} is registered twice")
-        self._kinds[name] = JobKind(name, run, atomic=atomic, first=first, tag=tag)
+        self._kinds[name] = JobKind(name, run, atomic=atomic, first=first, tag=tag, lock=lock)
 
     def on_start(self, ensure: Callable[[AppContext], Awaitable[None]]) -> None:
         """Run `ensure(app)` when a worker starts (it queues a recurring job)."""
@@ -62,8 +67,8 @@ class Registry:
 def standard() -> Registry:
     """The bot's job kinds."""
     r = Registry()
-    r.add(cases.SLA_WARN, cases.run_timer, atomic=True)
-    r.add(cases.SLA_BREACH, cases.run_timer, atomic=True)
+    r.add(cases.SLA_WARN, cases.run_timer, atomic=True, lock=cases.lock_timers)
+    r.add(cases.SLA_BREACH, cases.run_timer, atomic=True, lock=cases.lock_timers)
     r.add(outbox.CARD_SYNC, outbox.relay_card, first=True, tag=outbox.card_job_tag)
     r.add(outbox.MSG_POST, outbox.relay_post)
     r.add(advisories.POST, advisories.run_post)

@@ -202,6 +202,13 @@ class Worker:
         try:
             async with self.app.db.transaction() as s:
                 ctx = replace(self._context(started), session=s)
+                lockers: dict[int, tuple[Any, list[jobs.Job]]] = {}
+                for job in batch:
+                    kind = self._kind(job)
+                    if kind is not None and kind.lock is not None:
+                        lockers.setdefault(id(kind.lock), (kind.lock, []))[1].append(job)
+                for lock, locked in lockers.values():
+                    await lock(s, locked)
                 results = {}
                 for job in batch:
                     kind = self._kind(job)

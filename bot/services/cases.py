@@ -318,6 +318,14 @@ async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[
     return "breached"
 
 
+async def lock_timers(s: AsyncSession, batch: list[jobs.Job]) -> None:
+    """Timers firing together lock all their cases before any effect. A command that
+    acknowledges one of the cases locks its case and then queues the account's Home
+    refresh; a batch that queued that refresh for an earlier case and then waited for this
+    case's lock would deadlock with it on PostgreSQL."""
+    await Cases(s).lock(sorted({int(j.payload["case_id"]) for j in batch}))
+
+
 async def run_timer(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """An SLA timer job (atomic: `ctx.tx` also completes the job), fired as of when the
     worker took it up."""

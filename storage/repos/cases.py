@@ -57,6 +57,13 @@ class Cases:
         row = await self.s.scalar(q)
         return to_case(row) if row else None
 
+    async def lock(self, case_ids: list[int]) -> None:
+        """Lock these cases' rows, lowest id first (PostgreSQL; SQLite's one writer already
+        excludes everyone else), so that work locking several cases takes them in one order."""
+        if case_ids:
+            await self.s.execute(select(CaseRow.id).where(CaseRow.id.in_(case_ids))
+                                 .order_by(CaseRow.id).with_for_update())
+
     async def by_card(self, channel_id: str, card_ts: str) -> Case | None:
         row = await self.s.scalar(select(CaseRow).where(CaseRow.channel_id == channel_id,
                                                         CaseRow.card_ts == card_ts))
