@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -318,3 +319,13 @@ class HomeViewerRow(Base):
     team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     opened_at: Mapped[datetime]
+
+
+class GroupSecretRow(Base):
+    """A group's delivery address for platforms that need one (a WeCom push webhook key),
+    encrypted by the service layer before it gets here: this table only keeps the bytes."""
+
+    __tablename__ = "group_secrets"
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime]
