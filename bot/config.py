@@ -125,8 +125,8 @@ class Settings:
         if self.slack_bot_token or self.slack_app_token or self.slack_signing_secret:
             self.require_slack()
         elif not self.wecom:
-            raise ConfigError("no chat platform is configured: set SLACK_BOT_TOKEN (Slack) "
-                              "or the WECOM_* variables (WeCom)")
+            raise ConfigError("SLACK_BOT_TOKEN is not set, nor WeCom's WECOM_* variables: "
+                              "no chat platform is configured")
 
     def require_slack(self) -> None:
         """Check what `supportbot run` needs before anything starts."""
