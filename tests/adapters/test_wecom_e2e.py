@@ -38,8 +38,11 @@ from testkit.fake_wecom import (
 from testkit.fakes import Clock
 
 CORP = "wecom:" + CORP_ID
-BOSS, LI, ZHANG, WANG = "boss", "litam", "zhang", "wang"  # admin, TAM, two customers
-ACME_CHAT, BIZ_CHAT, LOOSE_CHAT = "wrAcmeGrp", "wrBizGrp", "wrLooseGrp"
+# admin, TAM, two customers; ids as long as WeCom's get (a qualified id needs 70 characters)
+BOSS, LI, WANG = "boss", "litam", "wang"
+ZHANG = "zhang.san.customer-0123456789abcdef0123456789abcdef0123456789abc"  # 64 characters
+ACME_CHAT = "wrkSFfCgAALFgnrSsWU38puiv4yvExuw"  # a group chat id as WeCom shapes them
+BIZ_CHAT, LOOSE_CHAT = "wrBizGrp", "wrLooseGrp"
 ACME_KEY, BIZ_KEY = "key-acme-7f3a9c1d5e", "key-biz-2b8e4f6a0c"
 
 
