@@ -324,3 +324,13 @@ async def test_the_webhook_key_never_reaches_the_logs(
     assert not any(t in logged for t in wecom.tokens)
     async with wctx.db.read() as s:
         assert await jobs.count(s, status=jobs.PENDING, kind="card.sync") <= 1
+
+
+async def test_slow_work_answers_at_once_and_replies_when_done(
+        robot: RobotSender, wecom: FakeWeCom, wctx: AppContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.adapters.wecom.app as wecom_app
+
+    monkeypatch.setattr(wecom_app, "ACK_BUDGET", 0.0)  # any work is slower than no budget
+    await robot.say("@supportbot tam link wecorp webhook=" + ACME_KEY, user=LI, chat=ACME_CHAT)
+    assert "now the support group of wecorp" in (await replies(wecom, 1))[0]
