@@ -257,7 +257,7 @@ async def test_unbound_group_and_other_tenant_are_refused(
         robot: RobotSender, wecom: FakeWeCom, wworker: Worker, wctx: AppContext) -> None:
     await link_groups(robot, wecom, wworker)
     await robot.say("@supportbot open S2 help", user=ZHANG, chat=LOOSE_CHAT)
-    assert "not" in (await replies(wecom, 3))[2]
+    assert "This channel is not a support group yet" in (await replies(wecom, 3))[2]
     await open_case(robot, wecom, wworker)  # CS-1001 in WeCorp's group
     # a member of bizco's group tries to close WeCorp's case: denied and audited
     await robot.say("@supportbot close CS-1001", user=WANG, chat=BIZ_CHAT)
@@ -309,9 +309,9 @@ async def test_the_webhook_key_never_reaches_the_logs(
         clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         await link_groups(robot, wecom, wworker)
-        wecom.fail("webhook/send", 93000)  # an invalid key: permanent
-        wecom.fail("webhook/send", -1)
-        wecom.fail("webhook/send", status=502)
+        wecom.fail("webhook/send", -1)  # busy: retried
+        wecom.fail("webhook/send", status=502)  # retried
+        wecom.fail("webhook/send", 93000)  # an invalid key: given up at once
         await open_case(robot, wecom, wworker)
         for _ in range(5):
             clock.advance(seconds=30)
@@ -319,11 +319,12 @@ async def test_the_webhook_key_never_reaches_the_logs(
     # the bot's records (the fake WeCom's own access log shows the URLs it was called on)
     records = [r for r in caplog.records if r.name != "aiohttp.access"]
     logged = "".join(f"{r.getMessage()} {r.args}" for r in records)
-    assert "errcode 93000" in logged  # the failures were logged...
+    for failure in ("errcode -1", "HTTP 502", "errcode 93000"):  # each failure was logged...
+        assert f"WeCom webhook/send failed: {failure}" in logged
     assert ACME_KEY not in logged and BIZ_KEY not in logged  # ...without the key
     assert not any(t in logged for t in wecom.tokens)
     async with wctx.db.read() as s:
-        assert await jobs.count(s, status=jobs.PENDING, kind="card.sync") <= 1
+        assert await jobs.count(s, status=jobs.DEAD, kind="card.sync") == 1
 
 
 async def test_slow_work_answers_at_once_and_replies_when_done(
