@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot.adapters.routing import RoutingMessenger
 from bot.config import Settings, load_catalog
 from bot.services.base import AppContext
+from bot.services.messenger import Messenger
 from bot.worker import worker_running
 from handlers import build_router
 from handlers.core import Router
@@ -35,37 +37,62 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
     db = Database(settings.database_url)
     try:
         await db.upgrade()
-        yield Core(AppContext(db=db, catalog=catalog, settings=settings), build_router())
+        # WeCom's groups are posted to through a push webhook each: linking one needs it
+        needs_address = frozenset({"wecom"}) if settings.wecom else frozenset()
+        yield Core(AppContext(db=db, catalog=catalog, settings=settings,
+                              address_platforms=needs_address), build_router())
     finally:
         await db.close()
 
 
+def messenger_for(ctx: AppContext, slack: Messenger | None) -> RoutingMessenger:
+    """The worker's messenger: each platform's own, chosen by the ids' prefix."""
+    platforms: dict[str, Messenger] = {}
+    if ctx.settings.wecom:
+        from bot.adapters.wecom.messenger import WeComMessenger
+        from bot.services import addresses
+
+        async def address_of(channel: str) -> str | None:
+            return await addresses.lookup(ctx, channel)
+
+        platforms["wecom"] = WeComMessenger(ctx.settings, address_of)
+    return RoutingMessenger(slack, platforms)
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """`supportbot run`: HTTP mode (or Socket Mode with SLACK_APP_TOKEN) plus the worker."""
+    """`supportbot run`: every configured platform on one HTTP server, plus the worker.
+    Slack in HTTP mode (or Socket Mode with SLACK_APP_TOKEN); WeCom's robot callback."""
     from bot.adapters.slack.app import Workspace, build_bolt, build_web, make_client
     from bot.adapters.slack.messenger import SlackMessenger
 
-    settings.require_slack()
+    settings.require_platform()
     if settings.duty_channel is None:
         log.warning("SUPPORTBOT_DUTY_CHANNEL is not set: breach notices reach only the "
                     "accounts' TAMs, and none at all for accounts without a TAM")
     stop = stop or asyncio.Event()
     async with core(settings) as c:
+        slack = settings.slack
         client = make_client(settings)
         workspace = Workspace(settings.slack_bot_token)
-        bolt = build_bolt(c.ctx, c.router, client, workspace)
-        socket_mode = settings.slack_app_token is not None
+        bolt = build_bolt(c.ctx, c.router, client, workspace) if slack else None
+        socket_mode = slack and settings.slack_app_token is not None
         webapp = build_web(c.ctx, None if socket_mode else bolt)
+        if settings.wecom:
+            from bot.adapters.wecom.app import add_routes
+
+            add_routes(webapp, c.ctx, c.router)
         runner = web.AppRunner(webapp, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        log.info("listening on %s:%s (%s mode)", settings.host, settings.port,
-                 "Socket" if socket_mode else "HTTP")
+        log.info("listening on %s:%s (%s)", settings.host, settings.port, ", ".join(
+            [*(["Slack " + ("Socket mode" if socket_mode else "HTTP mode")] if slack else []),
+             *(["WeCom"] if settings.wecom else [])]))
         handler = None
         if socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+            assert bolt is not None
             handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
             await handler.connect_async()  # type: ignore[no-untyped-call]
         loop = asyncio.get_running_loop()
@@ -74,15 +101,18 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 loop.add_signal_handler(sig, stop.set)
         # requests never wait for Slack: the bot's own ids arrive whenever Slack answers
         learning = asyncio.create_task(workspace.learn(make_client(settings, retries=False)),
-                                       name="auth.test")
+                                       name="auth.test") if slack else None
+        messenger = messenger_for(c.ctx, SlackMessenger(make_client(settings, retries=False))
+                                  if slack else None)
         try:
-            async with worker_running(c.ctx, SlackMessenger(make_client(settings,
-                                                                        retries=False))):
+            async with worker_running(c.ctx, messenger):
                 await stop.wait()
         finally:
-            learning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await learning
+            if learning is not None:
+                learning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await learning
             if handler is not None:
                 await handler.close_async()  # type: ignore[no-untyped-call]
             await runner.cleanup()
+            await messenger.close()

@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
         if args.command == "run":
-            settings.require_slack()
+            settings.require_platform()
         load_catalog(settings.catalog_path)  # a bad catalog stops every command up front
     except (ConfigError, CatalogError) as exc:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from bot.domain.catalog import Catalog, CatalogError, parse_catalog
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///supportbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_WECOM_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
+
+# WeCom's variables: the robot's callback (inbound) and the self-built app (staff DMs)
+WECOM_REQUIRED = ("WECOM_CORP_ID", "WECOM_TOKEN", "WECOM_ENCODING_AES_KEY", "WECOM_AGENT_ID",
+                  "WECOM_SECRET")
 
 
 class ConfigError(ValueError):
@@ -38,6 +45,24 @@ class Settings:
     workspace_rate: float = 0.0  # messages per second for the whole workspace; 0 = no pace
     report_charts: bool = True
     log_level: str = "INFO"
+    wecom_corp_id: str | None = None
+    wecom_token: str | None = field(default=None, repr=False)
+    wecom_encoding_aes_key: str | None = field(default=None, repr=False)
+    wecom_agent_id: int | None = None
+    wecom_secret: str | None = field(default=None, repr=False)
+    wecom_api_url: str = DEFAULT_WECOM_API_URL
+    wecom_bot_name: str = "supportbot"  # the robot's name, as members @-mention it
+    # Fernet key encrypting delivery addresses (a WeCom group's push webhook key)
+    secret_key: str | None = field(default=None, repr=False)
+
+    @property
+    def wecom(self) -> bool:
+        """Whether WeCom is configured (checked complete by `from_env`)."""
+        return self.wecom_corp_id is not None
+
+    @property
+    def slack(self) -> bool:
+        return self.slack_bot_token is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -64,6 +89,13 @@ class Settings:
                               "SUPPORTBOT_LEASE_SECONDS, so a slow call never outlives a lease")
         admins = frozenset(a.strip() for a in env.get("SUPPORTBOT_ADMINS", "").split(",")
                            if a.strip())
+        wecom = _wecom(env)
+        secret_key = env.get("SUPPORTBOT_SECRET_KEY") or None
+        if secret_key is not None:
+            _check_fernet_key(secret_key)
+        elif wecom:
+            raise ConfigError("SUPPORTBOT_SECRET_KEY is not set (a Fernet key; it encrypts "
+                              "each WeCom group's push webhook key)")
         return cls(
             database_url=db_url,
             slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
@@ -84,7 +116,17 @@ class Settings:
             workspace_rate=_positive(env, "SUPPORTBOT_WORKSPACE_RATE", 0.0)
             if env.get("SUPPORTBOT_WORKSPACE_RATE") not in (None, "", "0") else 0.0,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            secret_key=secret_key,
+            **wecom,
         )
+
+    def require_platform(self) -> None:
+        """Check what `supportbot run` needs: at least one platform, each one complete."""
+        if self.slack_bot_token or self.slack_app_token or self.slack_signing_secret:
+            self.require_slack()
+        elif not self.wecom:
+            raise ConfigError("SLACK_BOT_TOKEN is not set, nor WeCom's WECOM_* variables: "
+                              "no chat platform is configured")
 
     def require_slack(self) -> None:
         """Check what `supportbot run` needs before anything starts."""
@@ -99,6 +141,49 @@ class Settings:
         elif not self.slack_signing_secret:
             raise ConfigError("SLACK_SIGNING_SECRET is not set (needed for HTTP mode; set "
                               "SLACK_APP_TOKEN instead for Socket Mode)")
+
+
+def _wecom(env: Mapping[str, str]) -> dict[str, Any]:
+    """WeCom's settings: all of them or none (a partial set names the first one missing)."""
+    given = {name: env.get(name, "").strip() for name in WECOM_REQUIRED}
+    if not any(given.values()):
+        return {}
+    for name, value in given.items():
+        if not value:
+            raise ConfigError(f"{name} is not set (WeCom needs all of "
+                              f"{', '.join(WECOM_REQUIRED)})")
+    if len(given["WECOM_ENCODING_AES_KEY"]) != 43:
+        raise ConfigError("WECOM_ENCODING_AES_KEY must be the 43 characters of the robot's "
+                          "EncodingAESKey")
+    try:
+        base64.b64decode(given["WECOM_ENCODING_AES_KEY"] + "=", validate=True)
+    except ValueError as exc:
+        raise ConfigError("WECOM_ENCODING_AES_KEY is not valid base64") from exc
+    if not given["WECOM_AGENT_ID"].isdigit():
+        raise ConfigError(f"WECOM_AGENT_ID must be the app's numeric AgentId, got "
+                          f"{given['WECOM_AGENT_ID']!r}")
+    api_url = env.get("WECOM_API_URL") or DEFAULT_WECOM_API_URL
+    if not api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"WECOM_API_URL must be an http(s) URL, got {api_url!r}")
+    if not api_url.endswith("/"):
+        api_url += "/"
+    name = (env.get("WECOM_BOT_NAME") or "supportbot").strip().lstrip("@")
+    return {"wecom_corp_id": given["WECOM_CORP_ID"], "wecom_token": given["WECOM_TOKEN"],
+            "wecom_encoding_aes_key": given["WECOM_ENCODING_AES_KEY"],
+            "wecom_agent_id": int(given["WECOM_AGENT_ID"]),
+            "wecom_secret": given["WECOM_SECRET"], "wecom_api_url": api_url,
+            "wecom_bot_name": name or "supportbot"}
+
+
+def _check_fernet_key(key: str) -> None:
+    try:
+        raw = base64.urlsafe_b64decode(key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ConfigError("SUPPORTBOT_SECRET_KEY must be a Fernet key (32 url-safe base64 "
+                          "bytes)") from exc
+    if len(raw) != 32:
+        raise ConfigError("SUPPORTBOT_SECRET_KEY must be a Fernet key (32 url-safe base64 "
+                          "bytes)")
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

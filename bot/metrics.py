@@ -6,11 +6,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-REQUESTS = Counter("supportbot_requests_total", "Inbound Slack requests", ["kind"],
+REQUESTS = Counter("supportbot_requests_total", "Inbound chat platform requests", ["kind"],
                    registry=REGISTRY)
 HTTP_REQUESTS = Counter("supportbot_http_requests_total",
-                        "HTTP requests answered, by route and status", ["route", "status"],
-                        registry=REGISTRY)
+                        "HTTP requests answered, by route, status and chat platform",
+                        ["route", "status", "platform"], registry=REGISTRY)
 COMMANDS = Counter("supportbot_commands_total", "Commands dispatched", ["root"],
                    registry=REGISTRY)
 JOBS_DONE = Counter("supportbot_jobs_done_total", "Jobs completed", ["kind"], registry=REGISTRY)

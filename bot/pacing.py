@@ -76,6 +76,11 @@ class Pacer:
             await asyncio.wait_for(self._stop.wait(), timeout=wait)
             raise Later(wait)
 
-    def pause(self, seconds: float) -> None:
-        """The platform said "too many" and how long to wait: every channel waits."""
+    def pause(self, seconds: float, channel: str | None = None) -> None:
+        """The platform said "too many" and how long to wait: every channel waits, or only
+        `channel` when the limit is the channel's own (a WeCom group's push webhook)."""
+        if channel is not None:
+            now = self.now()
+            self._tat[channel] = max(self._tat.get(channel, now), now + seconds)
+            return
         self._paused_until = max(self._paused_until, self.now() + seconds)

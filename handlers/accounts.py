@@ -107,12 +107,17 @@ async def account_assign(call: Call) -> Reply:
 
 
 async def link(call: Call) -> Reply:
-    """`/tam link <account> [force]`: bind the channel typed in to the account."""
-    force = len(call.args) == 2 and call.args[1].lower() == "force"
-    if len(call.args) != 1 and not force:
+    """`/tam link <account> [force] [webhook=<address>]`: bind the channel typed in to the
+    account; `webhook=` gives the group's delivery address, for platforms that need one."""
+    args, opts = split_options(call.args)
+    unknown = set(opts) - {"webhook"}
+    if unknown:
+        raise UsageError("error.bad_option", given=sorted(unknown)[0], choices="webhook")
+    force = len(args) == 2 and args[1].lower() == "force"
+    if len(args) != 1 and not force:
         raise UsageError("error.arg_count", n=1)
     account = await accounts.link_channel(call.app, call.actor, call.req.channel_id,
-                                          call.args[0], force=force)
+                                          args[0], force=force, address=opts.get("webhook"))
     return call.reply("link.done", key=account.key, channel=call.req.channel_id)
 
 
@@ -173,7 +178,7 @@ def register(router: Router) -> None:
                    role=Role.ADMIN)(account_add)
     router.command("tam", "account assign", "<account> @user",
                    help_id="help.tam.account_assign", role=Role.ADMIN)(account_assign)
-    router.command("tam", "link", "<account> [force]", help_id="help.tam.link",
+    router.command("tam", "link", "<account> [force] [webhook=URL]", help_id="help.tam.link",
                    role=Role.TAM)(link)
     router.command("tam", "account usage", "<account> <YYYY-MM> <amount>",
                    help_id="help.tam.account_usage", role=Role.TAM)(account_usage)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -21,6 +22,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# a chat platform's id as the core knows it: Slack's bare ids, other platforms' qualified
+# ones (`wecom:<chatid>`; WeCom user ids alone may have 64 characters)
+CHAT_ID_LENGTH = 128
+ChatId = String(CHAT_ID_LENGTH)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -62,8 +68,8 @@ class AccountRow(Base):
     region: Mapped[str] = mapped_column(String(64))
     timezone: Mapped[str] = mapped_column(String(64))
     lang: Mapped[str] = mapped_column(String(8))
-    team_id: Mapped[str | None] = mapped_column(String(32))
-    tam_user_id: Mapped[str | None] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(ChatId)
+    tam_user_id: Mapped[str | None] = mapped_column(ChatId)
     perk_tier: Mapped[str | None] = mapped_column(String(16))
     cancelled_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime]
@@ -71,20 +77,20 @@ class AccountRow(Base):
 
 class ChannelBindingRow(Base):
     __tablename__ = "channel_bindings"
-    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    team_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
+    team_id: Mapped[str] = mapped_column(ChatId)
     account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), index=True)
-    bound_by: Mapped[str] = mapped_column(String(32))
+    bound_by: Mapped[str] = mapped_column(ChatId)
     bound_at: Mapped[datetime]
 
 
 class StaffRow(Base):
     __tablename__ = "staff"
-    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     lang: Mapped[str] = mapped_column(String(8), default="en")
-    added_by: Mapped[str] = mapped_column(String(32))
+    added_by: Mapped[str] = mapped_column(ChatId)
     added_at: Mapped[datetime]
 
 
@@ -92,8 +98,8 @@ class UserPrefRow(Base):
     """A user's own settings (language), kept apart from roles."""
 
     __tablename__ = "user_prefs"
-    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
     lang: Mapped[str] = mapped_column(String(8))
     updated_at: Mapped[datetime]
 
@@ -103,9 +109,9 @@ class CaseRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     ref: Mapped[str | None] = mapped_column(String(24), unique=True)
     account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), index=True)
-    team_id: Mapped[str] = mapped_column(String(32))
-    channel_id: Mapped[str] = mapped_column(String(32))
-    opener_user_id: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str] = mapped_column(ChatId)
+    channel_id: Mapped[str] = mapped_column(ChatId)
+    opener_user_id: Mapped[str] = mapped_column(ChatId)
     severity: Mapped[str] = mapped_column(String(4))
     requested_severity: Mapped[str] = mapped_column(String(4))
     summary: Mapped[str] = mapped_column(String(300))
@@ -120,7 +126,7 @@ class CaseRow(Base):
     sla_generation: Mapped[int] = mapped_column(Integer, default=1)
     escort: Mapped[bool] = mapped_column(Boolean, default=False)
     first_response_at: Mapped[datetime | None]
-    first_response_by: Mapped[str | None] = mapped_column(String(32))
+    first_response_by: Mapped[str | None] = mapped_column(ChatId)
     resolved_at: Mapped[datetime | None]
     warned: Mapped[bool] = mapped_column(Boolean, default=False)
     breached: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -136,8 +142,8 @@ class AuditRow(Base):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime]
-    team_id: Mapped[str | None] = mapped_column(String(32))
-    actor: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(ChatId)
+    actor: Mapped[str] = mapped_column(ChatId)
     action: Mapped[str] = mapped_column(String(64))
     account_key: Mapped[str | None] = mapped_column(String(64), index=True)
     case_id: Mapped[int | None] = mapped_column(BigId, index=True)
@@ -186,10 +192,10 @@ class PerkRequestRow(Base):
     amount: Mapped[int] = mapped_column(Integer)  # days for escort, 1 for a review
     plan_year_start: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16))
-    channel_id: Mapped[str] = mapped_column(String(32))
-    requested_by: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(ChatId)
+    requested_by: Mapped[str] = mapped_column(ChatId)
     requested_at: Mapped[datetime]
-    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_by: Mapped[str | None] = mapped_column(ChatId)
     decided_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
 
@@ -215,7 +221,7 @@ class UsageRow(Base):
     account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
     month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
     amount: Mapped[int] = mapped_column(BigInteger)
-    recorded_by: Mapped[str] = mapped_column(String(32))
+    recorded_by: Mapped[str] = mapped_column(ChatId)
     recorded_at: Mapped[datetime]
 
 
@@ -232,7 +238,7 @@ class PlanChangeRow(Base):
     due_now: Mapped[int] = mapped_column(BigInteger)
     incremental_old: Mapped[int | None] = mapped_column(BigInteger)
     incremental_new: Mapped[int | None] = mapped_column(BigInteger)
-    by: Mapped[str] = mapped_column(String(32))
+    by: Mapped[str] = mapped_column(ChatId)
     at: Mapped[datetime]
 
 
@@ -250,16 +256,16 @@ class AdvisoryRow(Base):
 
     __tablename__ = "advisories"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    team_id: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str] = mapped_column(ChatId)
     title: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(32))
     severity: Mapped[str] = mapped_column(String(16))
     body: Mapped[str] = mapped_column(Text)
     targeting: Mapped[dict[str, Any]]  # regions, products, software, accounts
-    created_by: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(ChatId)
     created_at: Mapped[datetime]
     total: Mapped[int] = mapped_column(Integer)
-    progress_channel: Mapped[str | None] = mapped_column(String(32))
+    progress_channel: Mapped[str | None] = mapped_column(ChatId)
     progress_ts: Mapped[str | None] = mapped_column(String(32))
     # the same advisory confirmed twice (a double click) is sent once
     dedupe_key: Mapped[str | None] = mapped_column(String(64))
@@ -274,12 +280,12 @@ class AdvisoryDeliveryRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id"), index=True)
     account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), index=True)
-    channel_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(ChatId)
     status: Mapped[str] = mapped_column(String(16))
     ts: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(String(200))
     sent_at: Mapped[datetime | None]
-    acked_by: Mapped[str | None] = mapped_column(String(32))
+    acked_by: Mapped[str | None] = mapped_column(ChatId)
     acked_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("advisory_id", "channel_id"),)
@@ -295,7 +301,7 @@ class ReportRow(Base):
     trigger: Mapped[str] = mapped_column(String(16))  # scheduled | on_demand
     deadline: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime]
-    channel_id: Mapped[str | None] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(ChatId)
     ts: Mapped[str | None] = mapped_column(String(32))
     figures: Mapped[dict[str, Any] | None]
 
@@ -304,10 +310,10 @@ class UserAccountRow(Base):
     """Which account's group a customer user has used: their App Home shows that account."""
 
     __tablename__ = "user_accounts"
-    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
     account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
-    channel_id: Mapped[str | None] = mapped_column(String(32))  # the group they used
+    channel_id: Mapped[str | None] = mapped_column(ChatId)  # the group they used
     last_seen: Mapped[datetime]
 
 
@@ -315,6 +321,16 @@ class HomeViewerRow(Base):
     """Users who have opened the App Home: refreshed when something they see changes."""
 
     __tablename__ = "home_viewers"
-    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
     opened_at: Mapped[datetime]
+
+
+class GroupSecretRow(Base):
+    """A group's delivery address for platforms that need one (a WeCom push webhook key),
+    encrypted by the service layer before it gets here: this table only keeps the bytes."""
+
+    __tablename__ = "group_secrets"
+    channel_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime]

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.model import Account, Lang, Role, StaffMember, Term, Tier
 from bot.i18n import Translator
-from bot.services import home, outbox
+from bot.services import addresses, home, outbox
 from bot.services.base import Actor, AppContext, Refusal, audit_denial
 from storage.repos import Accounts, Audit, Bindings, Staff
 
@@ -124,8 +124,12 @@ async def set_staff_lang(app: AppContext, actor: Actor, lang: Lang) -> None:
 
 
 async def link_channel(app: AppContext, actor: Actor, channel_id: str, key: str,
-                       force: bool = False) -> Account:
-    """Bind a channel to an account whose tier includes IM group support (rulebook §2)."""
+                       force: bool = False, address: str | None = None) -> Account:
+    """Bind a channel to an account whose tier includes IM group support (rulebook §2).
+    `address` is the group's delivery address, for platforms that need one (kept
+    encrypted; see `addresses`)."""
+    if address is None and addresses.needs_address(app, channel_id):
+        raise Refusal("link.needs_address", key=key)
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key.lower())
         if account is None:
@@ -141,6 +145,8 @@ async def link_channel(app: AppContext, actor: Actor, channel_id: str, key: str,
             if current is not None and current != account.key and \
                     actor.role is not Role.ADMIN:
                 raise Refusal("link.force_admin_only")
+            if address is not None:
+                await addresses.store(s, app, channel_id, address)
             await _bind(s, app, actor, channel_id, account)
     if refused is not None:
         # audited in its own transaction: the refusal rolls nothing back

@@ -45,6 +45,8 @@ class AppContext:
     report_provider: ReportProvider | None = None
     # (team, user, account, channel) -> when that customer was last noted (spares writes)
     noted_customers: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
+    # platforms (the prefix of their qualified ids) whose groups need a delivery address
+    address_platforms: frozenset[str] = frozenset()
 
     def calendar(self, account: Account) -> BusinessCalendar:
         return calendar_for(self.catalog.region(account.region).calendar)

@@ -98,7 +98,7 @@ class JobContext:
             return await self.messenger.post(channel, message, thread_ts=thread_ts, key=key)
         except DeliveryError as exc:
             if exc.retry_after:  # the workspace limit is shared: every channel waits
-                self.pacer.pause(exc.retry_after)
+                self.pacer.pause(exc.retry_after, channel if exc.per_channel else None)
             raise
 
     async def settled(self, tag: str) -> None:

@@ -10,11 +10,14 @@ from bot.messages import Message
 
 class DeliveryError(Exception):
     """A platform call failed. `permanent` ones are not retried (e.g. channel archived).
-    `needed` names the permission the bot lacks, when the platform said so."""
+    `needed` names the permission the bot lacks, when the platform said so. `per_channel`:
+    the rate limit behind `retry_after` is the channel's own, not the platform's."""
 
     def __init__(self, reason: str, *, permanent: bool = False,
-                 retry_after: float | None = None, needed: str | None = None) -> None:
+                 retry_after: float | None = None, needed: str | None = None,
+                 per_channel: bool = False) -> None:
         super().__init__(reason)
+        self.per_channel = per_channel
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after

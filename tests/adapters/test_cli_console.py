@@ -74,6 +74,7 @@ def test_console_command_runs_in_a_fresh_directory(tmp_path: Path) -> None:
     ({"SLACK_API_URL": "ftp://x"}, "SLACK_API_URL must be an http(s) URL"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with"),
     ({"SUPPORTBOT_POLL_SECONDS": "-1"}, "SUPPORTBOT_POLL_SECONDS must be a number"),
+    ({"WECOM_CORP_ID": "ww1", "WECOM_TOKEN": "t"}, "WECOM_ENCODING_AES_KEY is not set"),
     ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
       "SUPPORTBOT_CATALOG": "/nonexistent/catalog.yaml"}, "SUPPORTBOT_CATALOG: cannot read"),
 ])

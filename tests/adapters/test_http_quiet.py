@@ -118,10 +118,13 @@ async def test_a_malformed_signed_payload_is_one_log_line(
 def counters(text: str) -> dict[tuple[str, str], float]:
     found: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
-        m = re.fullmatch(r'supportbot_http_requests_total\{route="([^"]*)",status="(\d+)"\} '
-                         r"(\S+)", line)
+        m = re.fullmatch(r'supportbot_http_requests_total\{platform="([a-z]+)",'
+                         r'route="([^"]*)",status="(\d+)"\} (\S+)', line)
         if m:
-            found[(m[1], m[2])] = float(m[3])
+            # the platform a route serves: /slack/… slack, /wecom/… wecom, /healthz … none
+            assert m[1] == (m[2].split("/")[1] if m[2].startswith(("/slack/", "/wecom/"))
+                            else "none")
+            found[(m[2], m[3])] = float(m[4])
     return found
 
 

@@ -208,7 +208,9 @@ TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
-    verifier = SignatureVerifier(ctx.settings.slack_signing_secret or "")
+    # without Bolt (WeCom only, or Socket Mode) no request is verified here: the verifier
+    # refuses an empty secret, so it gets a placeholder it never uses
+    verifier = SignatureVerifier(ctx.settings.slack_signing_secret or "unused")
 
     async def events(request: web.Request) -> web.Response:
         assert bolt is not None
@@ -285,15 +287,18 @@ def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
         # by route, not path: an unknown path must not mint a new time series
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
+        # the platform a route serves (/slack/events, /wecom/callback); none for /healthz …
+        platform = route.split("/")[1] if route.startswith(("/slack/", "/wecom/")) else "none"
+        labels = {"route": route, "platform": platform}
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            metrics.HTTP_REQUESTS.labels(route=route, status=str(exc.status)).inc()
+            metrics.HTTP_REQUESTS.labels(status=str(exc.status), **labels).inc()
             raise
         except Exception:
-            metrics.HTTP_REQUESTS.labels(route=route, status="500").inc()
+            metrics.HTTP_REQUESTS.labels(status="500", **labels).inc()
             raise
-        metrics.HTTP_REQUESTS.labels(route=route, status=str(response.status)).inc()
+        metrics.HTTP_REQUESTS.labels(status=str(response.status), **labels).inc()
         return response
 
     webapp = web.Application(client_max_size=1024 * 1024, middlewares=[count])

@@ -1,0 +1,205 @@
+"""WeCom's way in: the intelligent robot's callback, `GET/POST /wecom/callback`.
+
+GET is the URL check (verify, decrypt, answer the echostr plaintext). POST is a message: its
+signature is checked, it is decrypted, and a group text that @-mentions the robot becomes a
+command: `@supportbot open S2 …` is `/support open S2 …`, `@supportbot tam ack CS-1001` is
+`/tam ack CS-1001`. The work is done before the POST is answered (within a budget, as for
+Slack); the reply goes to the callback's `response_url` (usable once, for an hour), which
+the whole group sees: WeCom has no reply only one member sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot import metrics
+from bot.adapters.wecom import render
+from bot.adapters.wecom.crypto import CallbackCrypto, CallbackError, encrypted_from_json
+from bot.i18n import Translator
+from bot.services.base import AppContext, seen_event
+from handlers.core import Reply, Request, Router
+
+log = logging.getLogger(__name__)
+
+ACK_BUDGET = 2.0  # seconds of work before answering the POST empty and replying later
+ROOTS = ("support", "tam")
+# the robot's own @mention (and any others) in front of the command
+LEADING_MENTIONS = re.compile(r"^(?:\s*@\S+)+\s*")
+CALLBACK_KEY: web.AppKey[WeComCallback] = web.AppKey("wecom_callback")
+
+
+def command_of(content: str) -> tuple[str, str]:
+    """(root, text) of a message mentioning the robot: leading mentions go, a first word
+    `tam` (or `/tam`) names the staff root, anything else is `support`."""
+    words = LEADING_MENTIONS.sub("", content.strip(), count=1).strip()
+    first, _, rest = words.partition(" ")
+    root = first.lstrip("/").lower()
+    if root in ROOTS:
+        return root, rest.strip()
+    return "support", words
+
+
+def event_id(msgid: str) -> str:
+    """The inbox key of a callback: its msgid, qualified (hashed if it would not fit)."""
+    key = "wecom:" + msgid
+    if len(key) > 64:
+        key = "wecom:" + hashlib.sha256(msgid.encode("utf-8")).hexdigest()[:40]
+    return key
+
+
+class WeComCallback:
+    """The robot's callback handler, with the HTTP session that answers to response_url."""
+
+    def __init__(self, ctx: AppContext, router: Router) -> None:
+        s = ctx.settings
+        assert s.wecom_token and s.wecom_encoding_aes_key
+        self.ctx = ctx
+        self.router = router
+        # an enterprise-internal robot's plaintexts end with an empty receive id (101033)
+        self.crypto = CallbackCrypto(s.wecom_token, s.wecom_encoding_aes_key, "")
+        self.corp = render.qualify(s.wecom_corp_id or "")
+        self.inflight: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            timeout = aiohttp.ClientTimeout(total=self.ctx.settings.slack_timeout_seconds)
+            self._http = aiohttp.ClientSession(timeout=timeout)
+        return self._http
+
+    async def close(self) -> None:
+        """Let replies under way finish, then close the session."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=10)
+        if self._http is not None:
+            await self._http.close()
+
+    def _params(self, request: web.Request) -> tuple[str, str, str]:
+        q = request.query
+        return q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", "")
+
+    async def verify(self, request: web.Request) -> web.Response:
+        sig, ts, nonce = self._params(request)
+        try:
+            plain = self.crypto.verify_url(sig, ts, nonce, request.query.get("echostr", ""))
+        except CallbackError as exc:
+            log.warning("WeCom URL verification refused: %s", exc.reason)
+            return web.Response(status=401, text="")
+        return web.Response(text=plain)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        sig, ts, nonce = self._params(request)
+        try:
+            encrypted = encrypted_from_json(await request.read())
+            plaintext = self.crypto.decrypt(sig, ts, nonce, encrypted)
+        except CallbackError as exc:
+            log.warning("WeCom callback refused: %s", exc.reason)
+            status = 401 if exc.reason == CallbackError.BAD_SIGNATURE else 400
+            return web.Response(status=status, text="")
+        try:
+            body = json.loads(plaintext)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            log.warning("WeCom callback refused: not a JSON object")
+            return web.Response(status=400, text="")
+        metrics.REQUESTS.labels(kind="wecom_" + str(body.get("msgtype", "unknown"))[:20]).inc()
+        req = self.request(body)
+        if req is None:
+            return web.Response(text="")  # nothing for the bot (an event, an image, …)
+        assert req.event_id is not None
+        if req.event_id in self.inflight or await seen_event(self.ctx, req.event_id):
+            # WeCom delivers again when unsure: the first delivery did (or does) the work
+            log.info("duplicate WeCom callback ignored")
+            metrics.DUPLICATE_EVENTS.inc()
+            return web.Response(text="")
+        self.inflight.add(req.event_id)
+        metrics.COMMANDS.labels(root=req.root).inc()
+        # the work runs before the answer, so an answered message is a done one; slow work
+        # carries on and replies when done
+        work = asyncio.ensure_future(self._work(req))
+        response_url = str(body.get("response_url") or "")
+        done, _ = await asyncio.wait({work}, timeout=ACK_BUDGET)
+        task = asyncio.ensure_future(self._answer(work, req, response_url))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        if done:
+            await asyncio.sleep(0)  # let the reply start before the answer goes
+        return web.Response(text="")
+
+    def request(self, body: dict[str, Any]) -> Request | None:
+        """The command a callback carries, or None when it carries none."""
+        if body.get("msgtype") != "text":
+            return None
+        sender = body.get("from")
+        content = (body.get("text") or {}).get("content") if isinstance(body.get("text"),
+                                                                        dict) else None
+        msgid = body.get("msgid")
+        if not isinstance(sender, dict) or not isinstance(content, str) or \
+                not isinstance(msgid, str) or not msgid or not sender.get("userid"):
+            log.warning("WeCom text callback of an unexpected shape ignored")
+            return None
+        user = render.qualify(str(sender["userid"]))
+        if body.get("chattype") == "group" and body.get("chatid"):
+            channel = render.qualify(str(body["chatid"]))
+        else:  # a direct chat with the robot: no group, so no account
+            channel = render.qualify("dm:" + str(sender["userid"]))
+        corp = str(sender.get("corpid") or "")
+        root, text = command_of(content)
+        return Request(root=root, text=text, team_id=render.qualify(corp) if corp else self.corp,
+                       channel_id=channel, user_id=user, event_id=event_id(msgid))
+
+    async def _work(self, req: Request) -> Reply:
+        try:
+            return await self.router.dispatch(req, self.ctx)
+        except Exception:
+            log.exception("unhandled error in a WeCom command")
+            lang = await self.router.reader_lang(req, self.ctx)
+            return Reply(Translator(lang)("error.internal"), refused=True)
+        finally:
+            assert req.event_id is not None
+            self.inflight.discard(req.event_id)
+
+    async def _answer(self, work: asyncio.Future[Reply], req: Request,
+                      response_url: str) -> None:
+        reply = await work
+        if reply.silent or not response_url:
+            return
+        content = render.markdown(reply.as_message(), self.ctx.settings.wecom_bot_name)
+        try:
+            async with self.http().post(response_url, json={
+                    "msgtype": "markdown", "markdown": {"content": content}}) as resp:
+                data: Any = await resp.json(content_type=None) if resp.status < 400 else None
+                if resp.status >= 400:
+                    log.warning("WeCom response_url post failed: HTTP %s", resp.status)
+                elif isinstance(data, dict) and data.get("errcode"):
+                    log.warning("WeCom response_url post failed: errcode %s",
+                                data.get("errcode"))
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            # never str(exc): the URL carries the response code
+            log.warning("WeCom response_url post failed: %s", type(exc).__name__)
+
+
+def add_routes(webapp: web.Application, ctx: AppContext, router: Router) -> WeComCallback:
+    """Serve the robot's callback on the bot's one aiohttp server."""
+    callback = WeComCallback(ctx, router)
+    webapp[CALLBACK_KEY] = callback
+    webapp.router.add_get("/wecom/callback", callback.verify)
+    webapp.router.add_post("/wecom/callback", callback.receive)
+
+    async def closing(_: web.Application) -> None:
+        with contextlib.suppress(Exception):
+            await callback.close()
+
+    webapp.on_cleanup.append(closing)
+    return callback
