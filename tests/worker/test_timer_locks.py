@@ -42,7 +42,7 @@ async def waiting_on_a_lock(ctx: AppContext) -> bool:
 async def test_a_timer_batch_and_an_acknowledgement_take_locks_in_one_order(
         chat: Chat, ctx: AppContext, clock: Clock, messenger: RecordingMessenger) -> None:
     if ctx.db.is_sqlite:
-        pytest.skip("row locks are PostgreSQL's; SQLite has one writer")
+        pytest.skip(reason="row locks are PostgreSQL's; SQLite has one writer")
     worker = Recorder(ctx, messenger, name="w")
     await chat(CUSTOMER, ACME_CH, "/support open S1 core down")  # CS-1001: 10 min
     await chat(CUSTOMER, ACME_CH, "/support open S2 checkout slow")  # CS-1002: 30 min
