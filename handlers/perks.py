@@ -28,7 +28,7 @@ def render_requested(call: Call, r: perks.Requested) -> str:
     """A new request as its requester reads it, with any warnings (a short notice, ...)."""
     t = call.t
     lines = [t("perk.requested", ref=r.ref, perk=t(f"perk.{r.perk}"),
-               when=perks.window_text(t, r.perk, r.start, r.amount))]
+               when=t.perk_window(r.perk, r.start, r.amount))]
     lines += [t(w, **p) for w, p in r.warnings]
     return "\n".join(lines)
 
@@ -68,7 +68,7 @@ async def requests(call: Call) -> Reply:
     lines = [t("perk.requests_header", name=account.name)]
     for r in rows[-REQUESTS_SHOWN:]:
         lines.append(t("perk.request_line", ref=request_ref(r.id), perk=t(f"perk.{r.perk}"),
-                       when=perks.window_text(t, r.perk, r.start_date, r.amount),
+                       when=t.perk_window(r.perk, r.start_date, r.amount),
                        status=t(f"perk.status.{r.status}"),
                        reason=f" — {r.reason}" if r.reason else ""))
     return Reply("\n".join(lines))

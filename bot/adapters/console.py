@@ -12,11 +12,12 @@ import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from difflib import get_close_matches
 from itertools import count
 from typing import TextIO
 
+from bot.adapters.plain import MARK_GLYPH, local_time
 from bot.domain.model import (
     Account,
     Lang,
@@ -45,28 +46,6 @@ NAMES = {v: k for k, v in USERS.items()}
 TYPED_MENTION = re.compile(r"(?<![<\w])@([A-Za-z][A-Za-z0-9]{0,30})\b")
 CONSOLE_COMMANDS = ("as", "reply", "help", "quit", "exit")
 log = logging.getLogger(__name__)
-
-
-def zone_label(moment: datetime) -> str:
-    """`UTC+8`, `UTC-3:30`, `UTC`: an offset every reader understands (abbreviations such as
-    `CST` are ambiguous: China, Cuba or US Central)."""
-    minutes = int((moment.utcoffset() or timedelta(0)).total_seconds() // 60)
-    if minutes == 0:
-        return "UTC"
-    hours, rest = divmod(abs(minutes), 60)
-    return f"UTC{'+' if minutes > 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
-
-
-def local_time(unix: int, tz: tzinfo | None = None) -> str:
-    """`2026-11-28 15:04 (UTC+8)` in `tz`, by default the machine's zone (`TZ` respected)."""
-    moment = datetime.fromtimestamp(unix, UTC).astimezone(tz)
-    return f"{moment:%Y-%m-%d %H:%M} ({zone_label(moment)})"
-
-
-# the console's glyph for each neutral status mark
-MARK_GLYPH = {"breach": "🚨", "warning": "⚠️", "ok": "✅", "error": "❌", "advisory": "📣",
-              "report": "📊",
-              "reminder": "🔔", "ticket": "🎫"}
 
 
 def render(text: str, tz: tzinfo | None = None, names: dict[str, str] | None = None) -> str:

@@ -36,10 +36,6 @@ class Requested:
     warnings: list[tuple[str, dict[str, object]]]
 
 
-def window_text(t: Translator, perk: str, start: date, amount: int) -> str:
-    return t.perk_window(perk, start, amount)
-
-
 async def request_perk(app: AppContext, actor: Actor, channel_id: str, perk: str,
                        start: date, amount: int) -> Requested:
     now = app.clock()
@@ -74,7 +70,7 @@ async def request_perk(app: AppContext, actor: Actor, channel_id: str, perk: str
             await outbox.post(s, now, channel=channel_id, key=f"perk:{row.id}:requested",
                               text=t("perk.requested_notice", user=actor.user_id, ref=ref,
                                      perk=t(f"perk.{perk}"),
-                                     when=window_text(t, perk, start, amount)))
+                                     when=t.perk_window(perk, start, amount)))
     if refusal is not None:
         raise refusal
     return Requested(ref, account, perk, start, amount, decision.warnings)
@@ -89,7 +85,7 @@ async def _tell_approvers(s: AsyncSession, app: AppContext, account: Account,
     def text(t: Translator) -> str:
         lines = [t("perk.approval_needed", ref=ref, account=account.name, key=account.key,
                    perk=t(f"perk.{row.perk}"),
-                   when=window_text(t, row.perk, row.start_date, row.amount),
+                   when=t.perk_window(row.perk, row.start_date, row.amount),
                    user=row.requested_by)]
         lines += [t(w, **p) for w, p in warnings]
         return "\n".join(lines)
@@ -155,7 +151,7 @@ async def decide(app: AppContext, actor: Actor, request_id: int, approve: bool,
             msg = "perk.approved_notice" if approve else "perk.rejected_notice"
             await outbox.post(s, now, channel=row.channel_id, key=f"perk:{row.id}:{row.status}",
                               text=t(msg, ref=ref, perk=t(f"perk.{row.perk}"),
-                                     when=window_text(t, row.perk, row.start_date, row.amount),
+                                     when=t.perk_window(row.perk, row.start_date, row.amount),
                                      reason=row.reason or ""))
     if denied:
         await audit_denial(app, actor, "perk.decide", "not the account's TAM or an admin",

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.console import Console, ConsoleMessenger, Lines, local_time, run_console
+from bot.adapters.console import Console, ConsoleMessenger, Lines, run_console
+from bot.adapters.plain import local_time
 from bot.config import Settings, load_catalog
 from bot.messages import Message
 from bot.services import advisories

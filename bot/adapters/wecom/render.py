@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
-from bot.adapters.console import MARK_GLYPH, local_time
+from bot.adapters.plain import MARK_GLYPH, local_time
 from bot.messages import Button, Message, tokens
 
 PREFIX = "wecom:"
