@@ -9,10 +9,16 @@ from datetime import UTC, date, datetime, timedelta
 
 from bot.adapters.console import render
 from bot.adapters.slack.listeners import reply_body
-from bot.adapters.slack.views import MAX_BLOCKS, home_view, message_blocks, slack_text
+from bot.adapters.slack.views import (
+    MAX_BLOCKS,
+    home_view,
+    message_blocks,
+    neutral_text,
+    slack_text,
+)
 from bot.domain.model import Account, Case, CaseStatus, Lang, Severity, Term, Tier
 from bot.domain.sla import ClockState
-from bot.messages import Button
+from bot.messages import Button, Message, Section
 from bot.services import home
 from bot.services.base import AppContext
 from bot.services.cards import card_message
@@ -78,12 +84,14 @@ async def test_a_time_token_typed_out_of_range_is_shown_as_typed(
         kind=Kind.FORM, fields={"severity": "S2", "summary": typed}), ctx)
     assert not reply.refused, reply.text
     listing = (await chat(CUSTOMER, ACME_CH, "/support cases")).text
-    assert typed in slack_text(listing) and typed in render(listing)
+    # Slack is sent the typed text escaped, which it shows as typed
+    escaped = typed.replace("<", "&lt;").replace(">", "&gt;")
+    assert escaped in slack_text(listing) and typed in render(listing)
     async with ctx.db.read() as s:
         case = await Cases(s).get(1)
     assert case is not None
     card = card_message(case, Lang.EN)
-    assert typed in json.dumps(message_blocks(card)) and typed in render(card.text)
+    assert escaped in json.dumps(message_blocks(card)) and typed in render(card.text)
     # a time the bot writes still renders as a time
     assert "<!date^1764295200^" in slack_text(f"due <t:1764295200> ({typed})")
 
@@ -103,3 +111,21 @@ async def test_a_button_whose_command_does_not_fit_slack_is_left_out_not_cut(
     values = [e["value"] for b in reply_body(short)["blocks"] if b["type"] == "actions"
               for e in b["elements"]]
     assert [Button.from_dict(json.loads(v)).label for v in values] == ["Send"]
+
+
+def test_typed_slack_syntax_becomes_neutral_text_and_is_escaped_on_the_way_back() -> None:
+    """Slack escapes `&`, `<` and `>` in what a user types and wraps links and channels in
+    angle brackets; stored text carries none of that, and literal text sent back to Slack is
+    escaped, so a usage line's `<severity>` never becomes a broken link."""
+    typed = ("ping <@U0ABC|bob>: see <https://status.example/x|status> in <#C01|ops>, "
+             "p99 &lt; 1 s &amp;&amp; errors &gt; 0 <!here>")
+    text = neutral_text(typed)
+    assert text == ("ping <user:U0ABC>: see status (https://status.example/x) in #ops, "
+                    "p99 < 1 s && errors > 0 @here")
+    assert slack_text(text) == ("ping <@U0ABC>: see status (https://status.example/x) in #ops, "
+                                "p99 &lt; 1 s &amp;&amp; errors &gt; 0 @here")
+    assert slack_text("<b>Usage</b>: /support open <severity>") == (
+        "*Usage*: /support open &lt;severity&gt;")
+    # a header is plain_text, which Slack shows as written
+    header = message_blocks(Message("x", title="A < B", sections=(Section(text="x"),)))[0]
+    assert header["text"]["text"] == "A < B"

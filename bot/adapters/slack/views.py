@@ -45,21 +45,47 @@ MARK_EMOJI = {"breach": ":rotating_light:", "warning": ":warning:", "ok": ":whit
 
 
 SLACK_MENTION = re.compile(r"<@([UW][A-Z0-9]{1,30})(?:\|[^>]*)?>")
+# Slack's other angle-bracket forms in typed text: channel links, links with or without a
+# label, special mentions (<!here>) and date tokens
+HELD = "\x00"
+MENTION_HELD = re.compile(HELD + r"([UW][A-Z0-9]{1,30})" + HELD)
+SLACK_LINK = re.compile(r"<([#!]?)([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def _typed_link(m: re.Match[str]) -> str:
+    sigil, target, label = m.group(1), m.group(2), m.group(3)
+    if sigil == "#":
+        return f"#{label or target}"
+    if sigil == "!":
+        return label or f"@{target.split('^')[0]}"
+    return target if not label or label == target else f"{label} ({target})"
 
 
 def neutral_text(text: str) -> str:
     """Text typed in Slack as neutral text: a user mention (`<@U1|bob>`) becomes `<user:U1>`,
-    so handlers and stored summaries never carry Slack's syntax."""
-    return SLACK_MENTION.sub(lambda m: f"<user:{m.group(1)}>", text)
+    links and channel references become their readable form, and Slack's escapes of `&`,
+    `<` and `>` are undone, so handlers and stored summaries never carry Slack's syntax."""
+    text = SLACK_LINK.sub(_typed_link, SLACK_MENTION.sub(HELD + r"\1" + HELD, text))
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    # mentions were set aside first (NUL cannot be typed in Slack) so the link rule leaves
+    # them be
+    return MENTION_HELD.sub(r"<user:\1>", text)
 
 
-def slack_text(text: str) -> str:
+def _escape(text: str) -> str:
+    """Slack's three control characters in a literal run, as Slack asks for mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_text(text: str, *, escape: bool = True) -> str:
     """Neutral markup (`bot.messages`) to Slack mrkdwn: emphasis, code, user mentions, date
-    tokens (each reader's own time zone) and emoji for status marks."""
+    tokens (each reader's own time zone) and emoji for status marks. Literal text is escaped
+    (`a < b` never becomes a link); `escape=False` is for plain_text objects, which Slack
+    shows as written."""
     out: list[str] = []
     for tok in tokens(text):
         if tok.kind == "text":
-            out.append(tok.value)
+            out.append(_escape(tok.value) if escape else tok.value)
         elif tok.kind in ("b", "/b"):
             out.append("*")
         elif tok.kind in ("code", "/code"):
@@ -263,10 +289,12 @@ def message_blocks(message: Message, limit: int = MAX_BLOCKS) -> list[dict[str, 
         return text_blocks(message.text, message.buttons)
     blocks: list[Block] = []
     if message.title:
-        blocks.append(HeaderBlock(text=PlainTextObject(text=slack_text(message.title)[:150])))
+        blocks.append(HeaderBlock(text=PlainTextObject(
+            text=slack_text(message.title, escape=False)[:150])))
     for sec in message.sections:
         if sec.title:
-            blocks.append(HeaderBlock(text=PlainTextObject(text=slack_text(sec.title)[:150])))
+            blocks.append(HeaderBlock(text=PlainTextObject(
+                text=slack_text(sec.title, escape=False)[:150])))
         fields = [MarkdownTextObject(text=slack_text(f"<b>{f.label}</b>\n{f.value}")[:2000])
                   for f in sec.fields[:10]]
         for n, chunk in enumerate(_chunks(slack_text(sec.text or " "))):
