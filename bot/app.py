@@ -98,8 +98,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await site.start()
         log.info("listening on %s:%s (%s)", settings.host, settings.port, ", ".join(
             [*(["Slack " + ("Socket mode" if socket_mode else "HTTP mode")] if slack else []),
-             *(["WeCom"] if settings.wecom else [])]) +
-                 (" and delivering to WeLink" if settings.welink else ""))
+             *(["WeCom"] if settings.wecom else []),
+             *(["WeLink outbound"] if settings.welink else [])]))
         handler = None
         if socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
