@@ -195,6 +195,9 @@ async def test_an_advisory_reaches_slack_wecom_and_welink_groups_once_each(
         assert "acknowledge" not in welink_posts[0].text  # nothing a WeLink member can do
         failed = [c for c in welink.to_group(ROBOT, ok_only=False) if c.code == "58500"]
         assert len(failed) == 1
+        assert [c.errcode for c in wecom.to_group(WECOM_KEY, ok_only=False)].count(-1) == 1
+        assert len(fake.of("chat.postMessage", ok_only=False)) > \
+            len(fake.of("chat.postMessage"))  # Slack's 503 was met, and retried
     finally:
         await worker.messenger.close()  # type: ignore[attr-defined]
         await wecom.close()
