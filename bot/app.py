@@ -39,8 +39,11 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         await db.upgrade()
         # WeCom's groups are posted to through a push webhook each: linking one needs it
         needs_address = frozenset({"wecom"}) if settings.wecom else frozenset()
+        # WeLink's through a webhook robot each, and they cannot command: linked from afar
+        remote = frozenset({"welink"}) if settings.welink else frozenset()
         yield Core(AppContext(db=db, catalog=catalog, settings=settings,
-                              address_platforms=needs_address), build_router())
+                              address_platforms=needs_address | remote,
+                              remote_platforms=remote), build_router())
     finally:
         await db.close()
 
@@ -56,6 +59,14 @@ def messenger_for(ctx: AppContext, slack: Messenger | None) -> RoutingMessenger:
             return await addresses.lookup(ctx, channel)
 
         platforms["wecom"] = WeComMessenger(ctx.settings, address_of)
+    if ctx.settings.welink:
+        from bot.adapters.welink.messenger import WeLinkMessenger
+        from bot.services import addresses
+
+        async def robot_of(channel: str) -> str | None:
+            return await addresses.lookup(ctx, channel)
+
+        platforms["welink"] = WeLinkMessenger(ctx.settings, robot_of)
     return RoutingMessenger(slack, platforms)
 
 
@@ -87,7 +98,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await site.start()
         log.info("listening on %s:%s (%s)", settings.host, settings.port, ", ".join(
             [*(["Slack " + ("Socket mode" if socket_mode else "HTTP mode")] if slack else []),
-             *(["WeCom"] if settings.wecom else [])]))
+             *(["WeCom"] if settings.wecom else []),
+             *(["WeLink outbound"] if settings.welink else [])]))
         handler = None
         if socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler

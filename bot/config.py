@@ -14,6 +14,10 @@ from bot.domain.catalog import Catalog, CatalogError, parse_catalog
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///supportbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_WECOM_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
+DEFAULT_WELINK_API_URL = "https://open.welink.huaweicloud.com/api/"
+
+# WeLink's variables: the open platform app (access token, staff DMs as card messages)
+WELINK_REQUIRED = ("WELINK_CLIENT_ID", "WELINK_CLIENT_SECRET")
 
 # WeCom's variables: the robot's callback (inbound) and the self-built app (staff DMs)
 WECOM_REQUIRED = ("WECOM_CORP_ID", "WECOM_TOKEN", "WECOM_ENCODING_AES_KEY", "WECOM_AGENT_ID",
@@ -52,6 +56,10 @@ class Settings:
     wecom_secret: str | None = field(default=None, repr=False)
     wecom_api_url: str = DEFAULT_WECOM_API_URL
     wecom_bot_name: str = "supportbot"  # the robot's name, as members @-mention it
+    welink_client_id: str | None = None
+    welink_client_secret: str | None = field(default=None, repr=False)
+    welink_api_url: str = DEFAULT_WELINK_API_URL
+    welink_sender: str = "supportbot"  # msgOwner of staff card messages (18 bytes at most)
     # Fernet key encrypting delivery addresses (a WeCom group's push webhook key)
     secret_key: str | None = field(default=None, repr=False)
 
@@ -59,6 +67,11 @@ class Settings:
     def wecom(self) -> bool:
         """Whether WeCom is configured (checked complete by `from_env`)."""
         return self.wecom_corp_id is not None
+
+    @property
+    def welink(self) -> bool:
+        """Whether WeLink is configured (checked complete by `from_env`)."""
+        return self.welink_client_id is not None
 
     @property
     def slack(self) -> bool:
@@ -90,12 +103,13 @@ class Settings:
         admins = frozenset(a.strip() for a in env.get("SUPPORTBOT_ADMINS", "").split(",")
                            if a.strip())
         wecom = _wecom(env)
+        welink = _welink(env)
         secret_key = env.get("SUPPORTBOT_SECRET_KEY") or None
         if secret_key is not None:
             _check_fernet_key(secret_key)
-        elif wecom:
+        elif wecom or welink:
             raise ConfigError("SUPPORTBOT_SECRET_KEY is not set (a Fernet key; it encrypts "
-                              "each WeCom group's push webhook key)")
+                              f"each {'WeCom' if wecom else 'WeLink'} group's webhook key)")
         return cls(
             database_url=db_url,
             slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
@@ -118,6 +132,7 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             secret_key=secret_key,
             **wecom,
+            **welink,
         )
 
     def require_platform(self) -> None:
@@ -125,6 +140,11 @@ class Settings:
         if self.slack_bot_token or self.slack_app_token or self.slack_signing_secret:
             self.require_slack()
         elif not self.wecom:
+            if self.welink:
+                # WeLink documents no callback for group messages: nobody could command
+                raise ConfigError("SLACK_BOT_TOKEN is not set, nor WeCom's WECOM_* "
+                                  "variables: WeLink only delivers, so commands need Slack "
+                                  "or WeCom")
             raise ConfigError("SLACK_BOT_TOKEN is not set, nor WeCom's WECOM_* variables: "
                               "no chat platform is configured")
 
@@ -173,6 +193,29 @@ def _wecom(env: Mapping[str, str]) -> dict[str, Any]:
             "wecom_agent_id": int(given["WECOM_AGENT_ID"]),
             "wecom_secret": given["WECOM_SECRET"], "wecom_api_url": api_url,
             "wecom_bot_name": name or "supportbot"}
+
+
+def _welink(env: Mapping[str, str]) -> dict[str, Any]:
+    """WeLink's settings: the app's client id and secret, both or none."""
+    given = {name: env.get(name, "").strip() for name in WELINK_REQUIRED}
+    if not any(given.values()):
+        return {}
+    for name, value in given.items():
+        if not value:
+            raise ConfigError(f"{name} is not set (WeLink needs both of "
+                              f"{', '.join(WELINK_REQUIRED)})")
+    api_url = env.get("WELINK_API_URL") or DEFAULT_WELINK_API_URL
+    if not api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"WELINK_API_URL must be an http(s) URL, got {api_url!r}")
+    if not api_url.endswith("/"):
+        api_url += "/"
+    sender = (env.get("WELINK_SENDER") or "supportbot").strip()
+    if not sender or len(sender.encode("utf-8")) > 18:
+        raise ConfigError("WELINK_SENDER must be 1 to 18 bytes (WeLink's msgOwner), got "
+                          f"{sender!r}")
+    return {"welink_client_id": given["WELINK_CLIENT_ID"],
+            "welink_client_secret": given["WELINK_CLIENT_SECRET"],
+            "welink_api_url": api_url, "welink_sender": sender}
 
 
 def _check_fernet_key(key: str) -> None:

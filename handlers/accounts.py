@@ -3,6 +3,7 @@ and `/tam link` (binding a group to its account)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from bot.domain.advisories import TAG_KINDS
@@ -107,18 +108,39 @@ async def account_assign(call: Call) -> Reply:
 
 
 async def link(call: Call) -> Reply:
-    """`/tam link <account> [force] [webhook=<address>]`: bind the channel typed in to the
-    account; `webhook=` gives the group's delivery address, for platforms that need one."""
+    """`/tam link <account> [force] [webhook=<address>] [group=<id>]`: bind the channel typed
+    in to the account; `webhook=` gives the group's delivery address, for platforms that need
+    one; `group=` names, instead, a group of a platform that cannot send commands (WeLink)."""
     args, opts = split_options(call.args)
-    unknown = set(opts) - {"webhook"}
+    unknown = set(opts) - {"webhook", "group"}
     if unknown:
-        raise UsageError("error.bad_option", given=sorted(unknown)[0], choices="webhook")
+        raise UsageError("error.bad_option", given=sorted(unknown)[0], choices="webhook, group")
     force = len(args) == 2 and args[1].lower() == "force"
     if len(args) != 1 and not force:
         raise UsageError("error.arg_count", n=1)
-    account = await accounts.link_channel(call.app, call.actor, call.req.channel_id,
+    channel = call.req.channel_id
+    if "group" in opts:
+        channel = remote_group(call, opts["group"])
+    account = await accounts.link_channel(call.app, call.actor, channel,
                                           args[0], force=force, address=opts.get("webhook"))
+    if channel != call.req.channel_id:
+        return call.reply("link.done_remote", key=account.key, group=channel)
     return call.reply("link.done", key=account.key, channel=call.req.channel_id)
+
+
+REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def remote_group(call: Call, given: str) -> str:
+    """The qualified id of a group named with `group=` (`welink:acme-ops`): a platform that
+    cannot send commands, and a name of letters, digits, `.`, `_`, `-`."""
+    platform, sep, name = given.strip().partition(":")
+    remote = sorted(call.app.remote_platforms)
+    if not remote:
+        raise UsageError("link.no_remote_platform")
+    if not sep or platform.lower() not in remote or not REMOTE_NAME.fullmatch(name):
+        raise UsageError("link.bad_group", given=given, example=f"{remote[0]}:acme-ops")
+    return f"{platform.lower()}:{name}"
 
 
 async def account_usage(call: Call) -> Reply:
@@ -178,8 +200,8 @@ def register(router: Router) -> None:
                    role=Role.ADMIN)(account_add)
     router.command("tam", "account assign", "<account> @user",
                    help_id="help.tam.account_assign", role=Role.ADMIN)(account_assign)
-    router.command("tam", "link", "<account> [force] [webhook=URL]", help_id="help.tam.link",
-                   role=Role.TAM)(link)
+    router.command("tam", "link", "<account> [force] [webhook=URL] [group=ID]",
+                   help_id="help.tam.link", role=Role.TAM)(link)
     router.command("tam", "account usage", "<account> <YYYY-MM> <amount>",
                    help_id="help.tam.account_usage", role=Role.TAM)(account_usage)
     router.command("tam", "account renew", "<account> [monthly|annual]",

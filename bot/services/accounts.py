@@ -167,8 +167,11 @@ async def _bind(s: AsyncSession, app: AppContext, actor: Actor, channel_id: str,
                          after={"channel": channel_id, "account": account.key})
     await home.touch(s, account.key, now)
     t = Translator(account.lang)
+    # a group that cannot send commands (WeLink) is told what it will receive instead
+    remote = channel_id.partition(":")[0] in app.remote_platforms
     await outbox.post(s, now, channel=channel_id,
-                      text=t("link.welcome", name=account.name, tier=t(f"tier.{account.tier}")),
+                      text=t("link.welcome_remote" if remote else "link.welcome",
+                             name=account.name, tier=t(f"tier.{account.tier}")),
                       key=f"link:{channel_id}:{account.key}:{int(now.timestamp())}")
 
 

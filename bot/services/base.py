@@ -47,6 +47,9 @@ class AppContext:
     noted_customers: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
     # platforms (the prefix of their qualified ids) whose groups need a delivery address
     address_platforms: frozenset[str] = frozenset()
+    # platforms whose groups cannot send the bot commands (WeLink): a group of theirs is
+    # linked from another chat with `/tam link <account> group=<id> webhook=…`
+    remote_platforms: frozenset[str] = frozenset()
 
     def calendar(self, account: Account) -> BusinessCalendar:
         return calendar_for(self.catalog.region(account.region).calendar)

@@ -75,6 +75,11 @@ def test_console_command_runs_in_a_fresh_directory(tmp_path: Path) -> None:
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with"),
     ({"SUPPORTBOT_POLL_SECONDS": "-1"}, "SUPPORTBOT_POLL_SECONDS must be a number"),
     ({"WECOM_CORP_ID": "ww1", "WECOM_TOKEN": "t"}, "WECOM_ENCODING_AES_KEY is not set"),
+    ({"WELINK_CLIENT_ID": "20261124wlk"}, "WELINK_CLIENT_SECRET is not set"),
+    ({"WELINK_CLIENT_ID": "c", "WELINK_CLIENT_SECRET": "s"}, "SUPPORTBOT_SECRET_KEY is not set"),
+    ({"WELINK_CLIENT_ID": "c", "WELINK_CLIENT_SECRET": "s",
+      "SUPPORTBOT_SECRET_KEY": "qZz5mR8aJc4b0Vq7j6bO3y2Jm0nT1sWcXyZkLm9pQrs="},
+     "WeLink only delivers, so commands need Slack or WeCom"),
     ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
       "SUPPORTBOT_CATALOG": "/nonexistent/catalog.yaml"}, "SUPPORTBOT_CATALOG: cannot read"),
 ])

@@ -1,0 +1,1 @@
+"""WeLink (Huawei Cloud WeLink): group webhook robots and card messages to staff."""
