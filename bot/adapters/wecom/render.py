@@ -169,9 +169,12 @@ def template_card(message: Message, bot_name: str, task_id: str) -> dict[str, An
     for sec in message.sections:
         rows += [{"keyname": _chars(plain(f.label), TITLE_CHARS),
                   "value": _chars(plain(f.value), ROW_VALUE_CHARS)} for f in sec.fields]
+    # what to type, whole (a command cut short runs something else); a button too long
+    # for a key is left out, as in Slack
     rows += [{"keyname": _chars(plain(b.label), TITLE_CHARS),
-              "value": _chars(typed_command(b, bot_name), ROW_VALUE_CHARS)}
-             for b in buttons if not clickable(b)]
+              "value": typed_command(b, bot_name)}
+             for b in buttons if b.ask is not None and
+             len(b.command.encode("utf-8")) <= KEY_BYTES]
     card: dict[str, Any] = {
         "card_type": "button_interaction",
         "main_title": {"title": _chars(title, TITLE_CHARS)},
