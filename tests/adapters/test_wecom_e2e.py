@@ -435,6 +435,10 @@ async def test_texts_to_the_app_are_commands(
     helped = await wecom.wait_for(lambda: [c for c in wecom.to_user(LI)
                                            if "/tam ack" in c.content])
     assert "Chinese command words work too" in helped[0].content
+    # a reply with a button (a plan change's quote to confirm) comes as a card to click
+    assert await app.send(app.text(BOSS, "tam plan wecorp downgrade business")) == (200, "")
+    cards = await wecom.wait_for(lambda: wecom.cards_to(BOSS))
+    assert cards[0]["button_list"][0]["key"].startswith("/tam plan wecorp downgrade business")
 
 
 async def test_a_staff_reply_in_the_group_is_the_first_response(

@@ -45,7 +45,6 @@ from bot.adapters.wecom.crypto import (
 from bot.adapters.wecom.messenger import DM_PREFIX, WeComMessenger
 from bot.domain.model import parse_case_ref
 from bot.i18n import Translator
-from bot.messages import Message
 from bot.services.base import AppContext, seen_event
 from bot.services.messenger import DeliveryError
 from handlers.core import Kind, Reply, Request, Router
@@ -368,10 +367,9 @@ class WeComAppCallback:
                 t = Translator(await self.router.reader_lang(req, self.ctx))
                 await self.messenger.update_card(req.user_id, response_code,
                                                  t("wecom.card_done"))
-            if not reply.silent:
-                await self.messenger.send_markdown(req.user_id, reply.as_message()
-                                                   if reply.message or reply.buttons
-                                                   else Message(reply.text))
+            if not reply.silent:  # a reply with buttons (a quote to confirm) is a card
+                await self.messenger.post(DM_PREFIX + render.unqualify(req.user_id),
+                                          reply.as_message())
         except DeliveryError as exc:  # logged by the messenger, without the token
             log.warning("WeCom app reply not delivered: %s", exc.reason)
 

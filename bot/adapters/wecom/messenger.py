@@ -161,12 +161,6 @@ class WeComMessenger:
             raise DeliveryError("message/send: invalid user", permanent=True)
         return data
 
-    async def send_markdown(self, user_id: str, message: Message) -> None:
-        """An application message to one member (a core user id), as markdown."""
-        await self._app_message(render.unqualify(user_id), {
-            "msgtype": "markdown", "markdown": {
-                "content": render.markdown(message, self.settings.wecom_bot_name)}})
-
     async def update_card(self, user_id: str, response_code: str, replace_name: str) -> None:
         """After a click: the card's buttons become one greyed-out button reading
         `replace_name` (update_template_card, 94945; a response code works once, 72 h)."""
