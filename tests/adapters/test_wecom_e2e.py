@@ -473,6 +473,12 @@ async def test_a_robot_callback_claiming_another_corp_is_refused_and_audited(
         denials = await Audit(s).by_action("denied:tam ack")
     assert case is not None and case.first_response_at is None
     assert [(d.actor, d.team_id) for d in denials] == [("wecom:" + LI, "wecom:wwOtherCorp")]
+    # a group never linked cannot reach WeCorp's case by naming it
+    await robot.say("@supportbot close CS-1001", user=ZHANG, chat=LOOSE_CHAT)
+    assert "not a support group yet" in (await replies(wecom, 5))[4]
+    async with wctx.db.read() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.status.value == "open"
 
 
 async def test_app_callbacks_with_a_bad_signature_a_stale_time_or_another_corp_do_nothing(
