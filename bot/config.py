@@ -60,6 +60,10 @@ class Settings:
     welink_client_secret: str | None = field(default=None, repr=False)
     welink_api_url: str = DEFAULT_WELINK_API_URL
     welink_sender: str = "supportbot"  # msgOwner of staff card messages (18 bytes at most)
+    # the self-built app's own callback (clicks on its cards, messages to it); optional
+    wecom_app_token: str | None = field(default=None, repr=False)
+    wecom_app_encoding_aes_key: str | None = field(default=None, repr=False)
+    wecom_callback_max_age: float = 300.0  # seconds a callback's timestamp may be off
     # Fernet key encrypting delivery addresses (a WeCom group's push webhook key)
     secret_key: str | None = field(default=None, repr=False)
 
@@ -72,6 +76,11 @@ class Settings:
     def welink(self) -> bool:
         """Whether WeLink is configured (checked complete by `from_env`)."""
         return self.welink_client_id is not None
+
+    @property
+    def wecom_app_callback(self) -> bool:
+        """Whether the self-built app's callback is served (its cards may have buttons)."""
+        return self.wecom and self.wecom_app_token is not None
 
     @property
     def slack(self) -> bool:
@@ -188,7 +197,8 @@ def _wecom(env: Mapping[str, str]) -> dict[str, Any]:
     if not api_url.endswith("/"):
         api_url += "/"
     name = (env.get("WECOM_BOT_NAME") or "supportbot").strip().lstrip("@")
-    return {"wecom_corp_id": given["WECOM_CORP_ID"], "wecom_token": given["WECOM_TOKEN"],
+    return {**_wecom_app(env),
+            "wecom_corp_id": given["WECOM_CORP_ID"], "wecom_token": given["WECOM_TOKEN"],
             "wecom_encoding_aes_key": given["WECOM_ENCODING_AES_KEY"],
             "wecom_agent_id": int(given["WECOM_AGENT_ID"]),
             "wecom_secret": given["WECOM_SECRET"], "wecom_api_url": api_url,
@@ -216,6 +226,29 @@ def _welink(env: Mapping[str, str]) -> dict[str, Any]:
     return {"welink_client_id": given["WELINK_CLIENT_ID"],
             "welink_client_secret": given["WELINK_CLIENT_SECRET"],
             "welink_api_url": api_url, "welink_sender": sender}
+
+
+def _wecom_app(env: Mapping[str, str]) -> dict[str, Any]:
+    """The self-built app's callback settings: its Token and EncodingAESKey, both or none,
+    and how far a callback's timestamp may be from now (both callbacks)."""
+    token = env.get("WECOM_APP_TOKEN", "").strip()
+    key = env.get("WECOM_APP_ENCODING_AES_KEY", "").strip()
+    out: dict[str, Any] = {"wecom_callback_max_age": _positive(env, "WECOM_CALLBACK_MAX_AGE",
+                                                               300.0)}
+    if not token and not key:
+        return out
+    if not token or not key:
+        missing = "WECOM_APP_TOKEN" if not token else "WECOM_APP_ENCODING_AES_KEY"
+        raise ConfigError(f"{missing} is not set (the app's callback needs "
+                          "WECOM_APP_TOKEN and WECOM_APP_ENCODING_AES_KEY)")
+    if len(key) != 43:
+        raise ConfigError("WECOM_APP_ENCODING_AES_KEY must be the 43 characters of the app's "
+                          "EncodingAESKey")
+    try:
+        base64.b64decode(key + "=", validate=True)
+    except ValueError as exc:
+        raise ConfigError("WECOM_APP_ENCODING_AES_KEY is not valid base64") from exc
+    return {**out, "wecom_app_token": token, "wecom_app_encoding_aes_key": key}
 
 
 def _check_fernet_key(key: str) -> None:

@@ -84,3 +84,37 @@ class Pacer:
             self._tat[channel] = max(self._tat.get(channel, now), now + seconds)
             return
         self._paused_until = max(self._paused_until, self.now() + seconds)
+
+
+class Window:
+    """Counted limits per key over sliding windows, e.g. WeCom's 20 messages a minute per
+    push webhook, or 30 a minute and 1000 an hour per member for application messages.
+
+    `take(key)` takes a slot and returns 0, or takes nothing and returns how many seconds
+    until the oldest send in the fullest window leaves it. Counting here means the platform
+    never has to say "too fast" (WeCom blocks a webhook for minutes, and drops application
+    messages over the member limit without an error). `clock` is monotonic, in seconds.
+    """
+
+    def __init__(self, limits: tuple[tuple[int, float], ...],
+                 clock: Callable[[], float]) -> None:
+        self.limits = limits  # (count, seconds) pairs
+        self.clock = clock
+        self._span = max((seconds for _, seconds in limits), default=0.0)
+        self._sent: dict[str, list[float]] = {}  # key -> send times within the longest span
+
+    def take(self, key: str) -> float:
+        now = self.clock()
+        sent = [t for t in self._sent.get(key, ()) if t > now - self._span]
+        wait = 0.0
+        for count, seconds in self.limits:
+            recent = [t for t in sent if t > now - seconds]
+            if len(recent) >= count:
+                wait = max(wait, recent[-count] + seconds - now)
+        if wait <= 0:
+            sent.append(now)
+        if sent:
+            self._sent[key] = sent
+        else:
+            self._sent.pop(key, None)
+        return wait

@@ -29,6 +29,7 @@ from bot.services.base import (
     record_event,
     resolve_actor,
 )
+from handlers import aliases
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,10 @@ class Router:
                     cmd.role and not actor.at_least(cmd.role)):
                 continue
             lines.append(f"• {code(self.usage(cmd))} — {t(cmd.help_id)}")
+        words = aliases.listing(root, t("list.sep"), lambda word, command: t(
+            "help.alias_item", word=word, command=command))
+        if words:
+            lines.append(t("help.aliases", words=words))
         lines.append(t("help.footer"))
         return "\n".join(lines)
 
@@ -250,9 +255,10 @@ class Router:
             return await self._dispatch(req, app)
 
     async def _dispatch(self, req: Request, app: AppContext) -> Reply:
-        if req.kind is Kind.COMMAND and req.event_id is not None and \
+        if req.kind in (Kind.COMMAND, Kind.BUTTON) and req.event_id is not None and \
                 not await record_event(app, req.event_id):
-            # the same signed request again: Slack never resends a command, so a replay
+            # the same signed request again (Slack never resends a command) or the same
+            # click delivered twice (WeCom may call back again): done once only
             t = Translator(await self.reader_lang(req, app))
             return Reply(t("error.replayed"), refused=True)
         actor, account = await self.resolve(req, app)
@@ -261,7 +267,7 @@ class Router:
             call = Call(req=req, args=[], actor=actor, app=app, t=t, account=account)
             return await self._run(call, self.events[req.kind], None)
         try:
-            words = shlex.split(req.text)
+            words = aliases.expand(req.root, shlex.split(req.text))
         except ValueError:
             return Reply(t("error.quotes"), refused=True)
         if req.root in self.staff_roots and not actor.is_staff:

@@ -1,9 +1,13 @@
-"""A local fake of WeCom's server API (qyapi), reached over HTTP via WECOM_API_URL, and a
-helper that sends the bot signed, encrypted robot callbacks as WeCom would.
+"""A local fake of WeCom's server API (qyapi), reached over HTTP via WECOM_API_URL, and
+helpers that send the bot signed, encrypted callbacks as WeCom would: the robot's (JSON) and
+the self-built app's (XML).
 
 The fake checks what the bot sends: the corp id and secret on gettoken, the access token on
-message/send, a known webhook key on webhook/send, payload shapes, and markdown within 4096
-bytes. It records every call, and can answer with an errcode (45009, -1, 93000, …) or an
+message/send, a known webhook key on webhook/send, payload shapes, markdown within 4096
+bytes, template cards as the docs shape them (button_interaction: a task id unique per app
+of at most 128 bytes of [0-9A-Za-z_-@], 1 to 6 buttons with unique keys of at most 1024
+bytes, a title or a text), and update_template_card with a response code it issued, used
+once. It records every call, and can answer with an errcode (45009, -1, 93000, …) or an
 HTTP 5xx for the next calls of a method. Tests await conditions on the recording.
 """
 
@@ -13,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -32,6 +37,9 @@ AGENT_ID = 1000002
 TOKEN = "QDG6eK"
 AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 MAX_MARKDOWN = 4096
+APP_TOKEN = "appTok3n"  # the self-built app's callback Token and EncodingAESKey
+APP_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
 
 
 @dataclass
@@ -58,6 +66,8 @@ class FakeWeCom:
         self.webhook_keys: set[str] = set()  # keys of the groups' push webhooks
         self.users: set[str] = set()  # user ids the app may message
         self.tokens: set[str] = set()
+        self.task_ids: set[str] = set()  # cards sent, by task id
+        self.response_codes: dict[str, str] = {}  # unused code -> the task id it updates
         self._faults: dict[str, list[tuple[int, int]]] = {}  # method -> [(errcode, status)]
         self._n = count(1)
         self.server: TestServer | None = None
@@ -68,6 +78,7 @@ class FakeWeCom:
         app.router.add_post("/cgi-bin/message/send", self._message_send)
         app.router.add_post("/cgi-bin/webhook/send", self._webhook_send)
         app.router.add_post("/cgi-bin/aibot/response", self._response)
+        app.router.add_post("/cgi-bin/message/update_template_card", self._update_card)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
 
@@ -98,6 +109,16 @@ class FakeWeCom:
 
     def to_user(self, user: str) -> list[Call]:
         return [c for c in self.of("message/send") if c.body.get("touser") == user]
+
+    def cards_to(self, user: str) -> list[dict[str, Any]]:
+        return [c.body["template_card"] for c in self.to_user(user)
+                if c.body.get("msgtype") == "template_card"]
+
+    def click_code(self, task_id: str) -> str:
+        """A fresh response code for a click on the card `task_id` (as the callback has)."""
+        code = f"rc-click-{next(self._n)}"
+        self.response_codes[code] = task_id
+        return code
 
     async def wait_for(self, predicate: Callable[[], Any], limit: float = 10.0) -> Any:
         async def loop() -> Any:
@@ -136,14 +157,56 @@ class FakeWeCom:
         body = await request.json()
         if q.get("access_token") not in self.tokens:
             return self._answer("message/send", q, body, 40014)
-        problem = _markdown_problem(body)
+        card = body.get("template_card") if body.get("msgtype") == "template_card" else None
+        problem = self._card_problem(card) if card is not None else _markdown_problem(body)
         if problem is None and body.get("agentid") != AGENT_ID:
             problem = 40056
         if problem is not None:
             return self._answer("message/send", q, body, problem)
         if body.get("touser") not in self.users:
             return self._answer("message/send", q, body, 81013)
-        return self._answer("message/send", q, body, 0, {"invaliduser": "", "msgid": "m1"})
+        extra: dict[str, Any] = {"invaliduser": "", "msgid": "m1"}
+        if card is not None:
+            self.task_ids.add(card["task_id"])
+            extra["response_code"] = code = f"rc-send-{next(self._n)}"
+            self.response_codes[code] = card["task_id"]
+        return self._answer("message/send", q, body, 0, extra)
+
+    def _card_problem(self, card: Any) -> int | None:
+        """40008 (invalid message) for a card the docs would not take, else None."""
+        if not isinstance(card, dict) or card.get("card_type") != "button_interaction":
+            return 40008
+        task = card.get("task_id")
+        if not isinstance(task, str) or not TASK_ID.fullmatch(task) or task in self.task_ids:
+            return 40008
+        buttons = card.get("button_list")
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 6:
+            return 40008
+        keys = [b.get("key") for b in buttons if isinstance(b, dict)]
+        if len(keys) != len(buttons) or len(set(keys)) != len(keys) or any(
+                not isinstance(k, str) or not k or len(k.encode()) > 1024 for k in keys) or any(
+                not b.get("text") for b in buttons):
+            return 40008
+        title = (card.get("main_title") or {}).get("title")
+        if not title and not card.get("sub_title_text"):
+            return 40008
+        if len(card.get("horizontal_content_list") or []) > 6:
+            return 40008
+        return None
+
+    async def _update_card(self, request: web.Request) -> web.Response:
+        q = dict(request.query)
+        body = await request.json()
+        if q.get("access_token") not in self.tokens:
+            return self._answer("update_template_card", q, body, 40014)
+        code = str(body.get("response_code", ""))
+        replace = (body.get("button") or {}).get("replace_name")
+        if body.get("agentid") != AGENT_ID:
+            return self._answer("update_template_card", q, body, 40056)
+        if code not in self.response_codes or not isinstance(replace, str) or not replace:
+            return self._answer("update_template_card", q, body, 40008)
+        del self.response_codes[code]  # a code works once
+        return self._answer("update_template_card", q, body, 0)
 
     async def _webhook_send(self, request: web.Request) -> web.Response:
         q = dict(request.query)
@@ -207,9 +270,9 @@ class RobotSender:
             body["chatid"] = chat
         return body
 
-    async def send(self, payload: dict[str, Any], *, signature: str | None = None
-                   ) -> tuple[int, str]:
-        ts, nonce = str(int(time.time())), secrets.token_hex(5)
+    async def send(self, payload: dict[str, Any], *, signature: str | None = None,
+                   timestamp: str | None = None) -> tuple[int, str]:
+        ts, nonce = timestamp or str(int(time.time())), secrets.token_hex(5)
         encrypted, sig = self.crypto.encrypt(json.dumps(payload, ensure_ascii=False), nonce, ts)
         params = {"msg_signature": signature or sig, "timestamp": ts, "nonce": nonce}
         async with self.http.post(self.url, params=params,
@@ -223,6 +286,64 @@ class RobotSender:
         status, text = await self.send(payload)
         assert status == 200 and text == "", (status, text)
         return payload
+
+    async def verify_url(self, echo: str) -> tuple[int, str]:
+        ts, nonce = str(int(time.time())), secrets.token_hex(5)
+        encrypted, sig = self.crypto.encrypt(echo, nonce, ts)
+        async with self.http.get(self.url, params={"msg_signature": sig, "timestamp": ts,
+                                                   "nonce": nonce, "echostr": encrypted}) as r:
+            return r.status, await r.text()
+
+
+class AppSender:
+    """Sends the bot's app callback URL what WeCom would: signed, encrypted XML callbacks of
+    the self-built app (receive id: the corp id)."""
+
+    def __init__(self, base_url: str, *, token: str = APP_TOKEN, aes_key: str = APP_AES_KEY,
+                 corp_id: str = CORP_ID) -> None:
+        self.url = base_url + "/wecom/app/callback"
+        self.crypto = CallbackCrypto(token, aes_key, corp_id)
+        self.corp_id = corp_id
+        self.http = aiohttp.ClientSession()
+        self._n = count(1)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def click(self, user: str, key: str, task_id: str, response_code: str, *,
+              at: int | None = None) -> str:
+        """The plaintext XML of a click on a button_interaction card (90240)."""
+        return (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
+                f"<FromUserName><![CDATA[{user}]]></FromUserName>"
+                f"<CreateTime>{at or int(time.time())}</CreateTime>"
+                "<MsgType><![CDATA[event]]></MsgType>"
+                "<Event><![CDATA[template_card_event]]></Event>"
+                f"<EventKey><![CDATA[{key}]]></EventKey>"
+                f"<TaskId><![CDATA[{task_id}]]></TaskId>"
+                "<CardType><![CDATA[button_interaction]]></CardType>"
+                f"<ResponseCode><![CDATA[{response_code}]]></ResponseCode>"
+                f"<AgentID>{AGENT_ID}</AgentID></xml>")
+
+    def text(self, user: str, content: str) -> str:
+        """The plaintext XML of a text a member sends to the app (90239)."""
+        return (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
+                f"<FromUserName><![CDATA[{user}]]></FromUserName>"
+                f"<CreateTime>{int(time.time())}</CreateTime>"
+                f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>"
+                f"<MsgId>{7000000000000000000 + next(self._n)}</MsgId>"
+                f"<AgentID>{AGENT_ID}</AgentID></xml>")
+
+    async def send(self, plaintext: str, *, signature: str | None = None,
+                   timestamp: str | None = None) -> tuple[int, str]:
+        ts, nonce = timestamp or str(int(time.time())), secrets.token_hex(5)
+        encrypted, sig = self.crypto.encrypt(plaintext, nonce, ts)
+        body = (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
+                f"<Encrypt><![CDATA[{encrypted}]]></Encrypt>"
+                f"<AgentID><![CDATA[{AGENT_ID}]]></AgentID></xml>")
+        params = {"msg_signature": signature or sig, "timestamp": ts, "nonce": nonce}
+        async with self.http.post(self.url, params=params, data=body.encode(),
+                                  headers={"Content-Type": "text/xml"}) as resp:
+            return resp.status, await resp.text()
 
     async def verify_url(self, echo: str) -> tuple[int, str]:
         ts, nonce = str(int(time.time())), secrets.token_hex(5)

@@ -1,6 +1,7 @@
-"""WeCom end to end over HTTP: signed, encrypted robot callbacks into the bot's real aiohttp
-server; webhook posts, application messages and response_url replies out to a local fake
-WeCom. Runs on SQLite and PostgreSQL."""
+"""WeCom end to end over HTTP: signed, encrypted robot callbacks (JSON) and app callbacks
+(XML: card clicks, texts to the app) into the bot's real aiohttp server; webhook posts,
+application messages (markdown and button template cards), card updates and response_url
+replies out to a local fake WeCom. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -23,15 +24,18 @@ from bot.services.base import AppContext, resolve_actor
 from bot.worker import Worker
 from handlers.core import Request, Router
 from storage import jobs
-from storage.repos import Audit, Cases, GroupSecrets
+from storage.repos import Audit, Cases, GroupSecrets, PerkLedger
 from testkit.chat import ACME_CH, ADMIN, TEAM
 from testkit.fake_slack import FakeSlack
 from testkit.fake_wecom import (
     AES_KEY,
     AGENT_ID,
+    APP_AES_KEY,
+    APP_TOKEN,
     CORP_ID,
     CORP_SECRET,
     TOKEN,
+    AppSender,
     FakeWeCom,
     RobotSender,
 )
@@ -64,6 +68,7 @@ async def wctx(sctx: AppContext, wecom: FakeWeCom, router: Router) -> AppContext
                        wecom_encoding_aes_key=AES_KEY, wecom_agent_id=AGENT_ID,
                        wecom_secret=CORP_SECRET, wecom_api_url=wecom.api_url,
                        secret_key=Fernet.generate_key().decode("ascii"),
+                       wecom_app_token=APP_TOKEN, wecom_app_encoding_aes_key=APP_AES_KEY,
                        admins=sctx.settings.admins | {"wecom:" + BOSS})
     ctx = replace(sctx, settings=settings, address_platforms=frozenset({"wecom"}))
     for line in (f"tam staff add <user:wecom:{LI}> tam",
@@ -87,6 +92,14 @@ async def robot(wctx: AppContext, router: Router, fake: FakeSlack,
     yield sender
     await sender.close()
     await server.close()
+
+
+@pytest.fixture
+async def app(robot: RobotSender) -> AsyncIterator[AppSender]:
+    """A sender of the self-built app's callbacks to the same server."""
+    sender = AppSender(robot.url.removesuffix("/wecom/callback"))
+    yield sender
+    await sender.close()
 
 
 def make_worker(ctx: AppContext, name: str = "w") -> Worker:
@@ -335,3 +348,167 @@ async def test_slow_work_answers_at_once_and_replies_when_done(
     monkeypatch.setattr(wecom_app, "ACK_BUDGET", 0.0)  # any work is slower than no budget
     await robot.say("@supportbot tam link wecorp webhook=" + ACME_KEY, user=LI, chat=ACME_CHAT)
     assert "now the support group of wecorp" in (await replies(wecom, 1))[0]
+
+
+async def request_escort(robot: RobotSender, wecom: FakeWeCom, worker: Worker) -> str:
+    """A WeCorp member asks for an escort day; the TAM's card arrives. Returns its task id."""
+    n = len(wecom.of("aibot/response"))
+    await robot.say("@supportbot escort 2026-12-15", user=ZHANG, chat=ACME_CHAT)
+    assert "PR-1001" in (await replies(wecom, n + 1))[n]
+    await deliver(worker)
+    cards = wecom.cards_to(LI)
+    assert len(cards) == 1
+    return str(cards[0]["task_id"])
+
+
+async def test_app_url_verification_uses_the_apps_own_token(app: AppSender) -> None:
+    assert await app.verify_url("echo-app-1") == (200, "echo-app-1")
+    app.crypto = app.crypto.__class__(TOKEN, AES_KEY, CORP_ID)  # the robot's, not the app's
+    assert (await app.verify_url("echo-app-1"))[0] == 401
+
+
+async def test_a_perk_is_approved_by_a_click_on_its_card(
+        robot: RobotSender, app: AppSender, wecom: FakeWeCom, wworker: Worker,
+        wctx: AppContext) -> None:
+    await link_groups(robot, wecom, wworker)
+    task_id = await request_escort(robot, wecom, wworker)
+    card = wecom.cards_to(LI)[0]
+    assert card["card_type"] == "button_interaction" and "PR-1001" in str(card)
+    # Approve is a button whose key is the command; Reject needs a reason: typed instead
+    assert [b["key"] for b in card["button_list"]] == ["/tam approve PR-1001"]
+    assert {"keyname": "Reject", "value": "@supportbot tam reject PR-1001 <Reason for the "
+            "customer>"} in card["horizontal_content_list"]
+    click = app.click(LI, "/tam approve PR-1001", task_id, wecom.click_code(task_id))
+    assert await app.send(click) == (200, "")
+    updates = await wecom.wait_for(lambda: wecom.of("update_template_card"))
+    assert updates[0].body["userids"] == [LI]
+    assert updates[0].body["button"] == {"replace_name": "Done"}
+    said = await wecom.wait_for(lambda: [c for c in wecom.to_user(LI)
+                                         if "PR-1001 approved" in c.content])
+    assert len(said) == 1
+    async with wctx.db.read() as s:
+        row = await PerkLedger(s).request(1)
+    assert row is not None and row.status.value == "approved"
+    assert row.decided_by == "wecom:" + LI
+    await deliver(wworker)
+    assert any("PR-1001" in c.content for c in wecom.to_group(ACME_KEY)[1:])
+    # WeCom calling again with the same click: nothing is done twice
+    assert await app.send(click) == (200, "")
+    await deliver(wworker)
+    assert len(wecom.of("update_template_card", ok_only=False)) == 1
+    assert len([c for c in wecom.to_user(LI) if "PR-1001" in c.content]) == 1
+
+
+async def test_a_click_by_someone_not_allowed_changes_nothing(
+        robot: RobotSender, app: AppSender, wecom: FakeWeCom, wworker: Worker,
+        wctx: AppContext) -> None:
+    await link_groups(robot, wecom, wworker)
+    task_id = await request_escort(robot, wecom, wworker)
+    wecom.users.add(WANG)
+    # a forwarded or forged card: the click runs as WANG, a customer, who is no staff
+    click = app.click(WANG, "/tam approve PR-1001", task_id, wecom.click_code(task_id))
+    assert await app.send(click) == (200, "")
+    said = await wecom.wait_for(lambda: wecom.to_user(WANG))
+    assert "for support staff" in said[0].content
+    assert wecom.of("update_template_card") == []  # the card stays clickable
+    async with wctx.db.read() as s:
+        row = await PerkLedger(s).request(1)
+        denials = await Audit(s).by_action("denied:tam approve")
+    assert row is not None and row.status.value == "pending"
+    assert [(d.actor, d.team_id) for d in denials] == [("wecom:" + WANG, CORP)]
+
+
+async def test_texts_to_the_app_are_commands(
+        robot: RobotSender, app: AppSender, wecom: FakeWeCom, wworker: Worker,
+        wctx: AppContext) -> None:
+    await link_groups(robot, wecom, wworker)
+    await request_escort(robot, wecom, wworker)
+    assert await app.send(app.text(LI, "tam reject PR-1001 no engineer free that day")) == \
+        (200, "")
+    said = await wecom.wait_for(lambda: [c for c in wecom.to_user(LI) if "PR-1001" in
+                                         c.content and c.body.get("msgtype") == "markdown"])
+    assert "rejected" in said[0].content
+    async with wctx.db.read() as s:
+        row = await PerkLedger(s).request(1)
+    assert row is not None and row.status.value == "rejected"
+    assert await app.send(app.text(LI, "tam 帮助")) == (200, "")
+    helped = await wecom.wait_for(lambda: [c for c in wecom.to_user(LI)
+                                           if "/tam ack" in c.content])
+    assert "Chinese command words work too" in helped[0].content
+    # a reply with a button (a plan change's quote to confirm) comes as a card to click
+    assert await app.send(app.text(BOSS, "tam plan wecorp downgrade business")) == (200, "")
+    cards = await wecom.wait_for(lambda: wecom.cards_to(BOSS))
+    assert cards[0]["button_list"][0]["key"].startswith("/tam plan wecorp downgrade business")
+
+
+async def test_a_staff_reply_in_the_group_is_the_first_response(
+        robot: RobotSender, wecom: FakeWeCom, wworker: Worker, wctx: AppContext) -> None:
+    await link_groups(robot, wecom, wworker)
+    await open_case(robot, wecom, wworker)
+    n = len(wecom.of("aibot/response"))
+    # the customer's own follow-up does not count
+    await robot.say("@supportbot CS-1001 still failing", user=ZHANG, chat=ACME_CHAT)
+    async with wctx.db.read() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.first_response_at is None
+    await robot.say("@supportbot CS-1001 looking at it now", user=LI, chat=ACME_CHAT)
+    async with wctx.db.read() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.first_response_at is not None
+    await deliver(wworker)
+    assert len(wecom.of("aibot/response")) == n  # a reply on a case is not answered
+
+
+async def test_a_robot_callback_claiming_another_corp_is_refused_and_audited(
+        robot: RobotSender, wecom: FakeWeCom, wworker: Worker, wctx: AppContext) -> None:
+    await link_groups(robot, wecom, wworker)
+    await open_case(robot, wecom, wworker)
+    payload = robot.text_message("@supportbot tam ack CS-1001", user=LI, chat=ACME_CHAT)
+    payload["from"]["corpid"] = "wwOtherCorp"  # LI's id, in a corp where LI is nobody
+    assert await robot.send(payload) == (200, "")
+    texts = await replies(wecom, 4)
+    assert "for support staff" in texts[3]
+    async with wctx.db.read() as s:
+        case = await Cases(s).get(1)
+        denials = await Audit(s).by_action("denied:tam ack")
+    assert case is not None and case.first_response_at is None
+    assert [(d.actor, d.team_id) for d in denials] == [("wecom:" + LI, "wecom:wwOtherCorp")]
+    # a group never linked cannot reach WeCorp's case by naming it
+    await robot.say("@supportbot close CS-1001", user=ZHANG, chat=LOOSE_CHAT)
+    assert "not a support group yet" in (await replies(wecom, 5))[4]
+    async with wctx.db.read() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.status.value == "open"
+
+
+async def test_app_callbacks_with_a_bad_signature_a_stale_time_or_another_corp_do_nothing(
+        robot: RobotSender, app: AppSender, wecom: FakeWeCom, wworker: Worker,
+        wctx: AppContext, caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    await link_groups(robot, wecom, wworker)
+    task_id = await request_escort(robot, wecom, wworker)
+    click = app.click(LI, "/tam approve PR-1001", task_id, wecom.click_code(task_id))
+    old = str(int(time.time()) - 301)
+    with caplog.at_level(logging.WARNING):
+        assert (await app.send(click, signature="0" * 40))[0] == 401
+        assert (await app.send(click, timestamp=old))[0] == 401
+        other = AppSender(app.url.removesuffix("/wecom/app/callback"), corp_id="wwOtherCorp")
+        try:
+            assert (await other.send(click))[0] == 401  # encrypted for another corp
+        finally:
+            await other.close()
+        # the robot's callback refuses a stale time too
+        payload = robot.text_message("@supportbot open S1 late", user=ZHANG, chat=ACME_CHAT)
+        assert (await robot.send(payload, timestamp=old))[0] == 401
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refused == ["WeCom app callback refused: bad signature",
+                       "WeCom app callback refused: stale timestamp",
+                       "WeCom app callback refused: wrong receive id",
+                       "WeCom callback refused: stale timestamp"]
+    await deliver(wworker)
+    async with wctx.db.read() as s:
+        row = await PerkLedger(s).request(1)
+        assert await Cases(s).count() == 0
+    assert row is not None and row.status.value == "pending"
+    assert wecom.of("update_template_card", ok_only=False) == []

@@ -1,5 +1,6 @@
-"""WeCom pieces on their own: the markdown renderer, the command parser, the messenger's
-errcode sorting and webhook pacing against the fake WeCom, the settings, the routing."""
+"""WeCom pieces on their own: the markdown and template card renderers, the command parser,
+the callback time window, the messenger's errcode sorting, webhook and member pacing and
+cards against the fake WeCom, the settings, the routing."""
 
 from __future__ import annotations
 
@@ -11,12 +12,22 @@ from cryptography.fernet import Fernet
 
 from bot.adapters.routing import RoutingMessenger
 from bot.adapters.wecom import render
-from bot.adapters.wecom.app import command_of, event_id
+from bot.adapters.wecom.app import command_of, event_id, fresh, xml_fields
+from bot.adapters.wecom.crypto import CallbackError
 from bot.adapters.wecom.messenger import WeComMessenger, webhook_key
 from bot.config import ConfigError, Settings
 from bot.messages import Button, Field, Message, Section, bold, code, mark, mention, time_token
 from bot.services.messenger import DeliveryError
-from testkit.fake_wecom import AES_KEY, AGENT_ID, CORP_ID, CORP_SECRET, TOKEN, FakeWeCom
+from testkit.fake_wecom import (
+    AES_KEY,
+    AGENT_ID,
+    APP_AES_KEY,
+    APP_TOKEN,
+    CORP_ID,
+    CORP_SECRET,
+    TOKEN,
+    FakeWeCom,
+)
 from testkit.fakes import RecordingMessenger
 
 KEY = "k-unit-1"
@@ -118,6 +129,23 @@ async def messenger(wecom: FakeWeCom) -> AsyncIterator[tuple[WeComMessenger, Clo
     await m.close()
 
 
+@pytest.fixture
+async def app_messenger(wecom: FakeWeCom) -> AsyncIterator[tuple[WeComMessenger, Clock]]:
+    """The messenger of a bot whose app has a callback: its DMs may carry button cards."""
+    settings = Settings(wecom_corp_id=CORP_ID, wecom_token=TOKEN, wecom_encoding_aes_key=AES_KEY,
+                        wecom_agent_id=AGENT_ID, wecom_secret=CORP_SECRET,
+                        wecom_api_url=wecom.api_url, wecom_app_token=APP_TOKEN,
+                        wecom_app_encoding_aes_key=APP_AES_KEY)
+    clock = Clock()
+
+    async def address_of(channel: str) -> str | None:
+        return None
+
+    m = WeComMessenger(settings, address_of, clock=clock)
+    yield m, clock
+    await m.close()
+
+
 async def test_the_webhook_is_paced_at_20_a_minute(
         messenger: tuple[WeComMessenger, Clock], wecom: FakeWeCom) -> None:
     m, clock = messenger
@@ -213,3 +241,96 @@ def test_a_partial_or_invalid_wecom_configuration_names_the_variable(
         Settings.from_env({**WECOM_ENV, **change})
     assert str(err.value).startswith(named) and "\n" not in str(err.value)
     assert CORP_SECRET not in str(err.value)
+
+
+def test_buttons_become_a_template_card() -> None:
+    msg = Message("Perk request <b>PR-1001</b> from WeCorp (wecorp): escort, 2026-12-15, "
+                  "asked by <user:wecom:zhang>.\nOnly 9 business days ahead.", buttons=(
+                      Button("Approve", "/tam approve PR-1001", "primary"),
+                      Button("Approve", "/tam approve PR-1001"),  # the same key once only
+                      Button("Reject", "/tam reject PR-1001", "danger", ask="Reason"),
+                      Button("Huge", "/tam x " + "y" * 1100)))
+    card = render.template_card(msg, "supportbot", "sb1")
+    assert card is not None and card["card_type"] == "button_interaction"
+    assert card["task_id"] == "sb1"
+    assert card["button_list"] == [{"text": "Approve", "key": "/tam approve PR-1001"}]
+    title = card["main_title"]["title"]
+    assert len(title) == 36 and title.endswith("…") and "<b>" not in title
+    # the whole first line is in the text, in plain text (a card renders no markdown)
+    assert card["sub_title_text"].startswith("Perk request PR-1001 from WeCorp (wecorp)")
+    assert "@zhang" in card["sub_title_text"] and "9 business days" in card["sub_title_text"]
+    assert card["horizontal_content_list"] == [
+        {"keyname": "Reject", "value": "@supportbot tam reject PR-1001 <Reason>"}]
+    assert render.template_card(Message.of("no buttons"), "b", "sb2") is None
+    only_asks = Message.of("x", [Button("Reject", "/tam reject PR-1", ask="why")])
+    assert render.template_card(only_asks, "b", "sb3") is None
+    many = Message.of("x", [Button(f"B{n}", f"/support b {n}") for n in range(9)])
+    assert len(render.template_card(many, "b", "sb4")["button_list"]) == 6  # type: ignore[index]
+    assert render.new_task_id() != render.new_task_id()
+
+
+def test_callback_times_within_the_window_either_way() -> None:
+    assert fresh("1000", 300, 1300.0) and fresh("1600", 300, 1300.0)
+    assert not fresh("999", 300, 1300.0) and not fresh("1601", 300, 1300.0)
+    for bad in ("", "abc", "-5", "１２３", "9" * 20):
+        assert not fresh(bad, 300, 1300.0)
+
+
+def test_app_callback_xml_is_read_without_entities() -> None:
+    assert xml_fields("<xml><MsgType><![CDATA[text]]></MsgType><Content>hi</Content></xml>") \
+        == {"MsgType": "text", "Content": "hi"}
+    for bad in ('<!DOCTYPE x [<!ENTITY e "boom">]><xml><Content>&e;</Content></xml>',
+                "<xml><unclosed></xml>", "<other/>"):
+        with pytest.raises(CallbackError):
+            xml_fields(bad)
+
+
+async def test_a_dm_with_buttons_is_a_card_only_when_the_app_has_a_callback(
+        messenger: tuple[WeComMessenger, Clock], app_messenger: tuple[WeComMessenger, Clock],
+        wecom: FakeWeCom) -> None:
+    msg = Message.of("Approve PR-1?", [Button("Approve", "/tam approve PR-1")])
+    plain, _ = messenger
+    await plain.post(await plain.dm_channel("wecom:li"), msg)
+    assert wecom.to_user("li")[-1].body["msgtype"] == "markdown"
+    carded, _ = app_messenger
+    posted = await carded.post(await carded.dm_channel("wecom:li"), msg)
+    assert wecom.cards_to("li")[0]["task_id"] == posted.ts
+    await carded.post(await carded.dm_channel("wecom:li"), Message("no buttons"))
+    assert wecom.to_user("li")[-1].body["msgtype"] == "markdown"
+
+
+async def test_app_messages_are_paced_at_30_a_minute_per_member(
+        messenger: tuple[WeComMessenger, Clock], wecom: FakeWeCom) -> None:
+    m, clock = messenger
+    wecom.users.add("zhao")
+    li, zhao = await m.dm_channel("wecom:li"), await m.dm_channel("wecom:zhao")
+    for n in range(30):
+        await m.post(li, Message(f"m{n}"))
+    with pytest.raises(DeliveryError) as over:
+        await m.post(li, Message("m30"))
+    assert over.value.retry_after == pytest.approx(60.0) and over.value.per_channel
+    assert not over.value.permanent
+    assert len(wecom.to_user("li")) == 30  # the 31st never reached WeCom, which drops it
+    await m.post(zhao, Message("another member is not held up"))
+    clock.now += 60.0
+    await m.post(li, Message("m30"))
+    assert len(wecom.to_user("li")) == 31
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"WECOM_APP_TOKEN": "t"}, "WECOM_APP_ENCODING_AES_KEY"),
+    ({"WECOM_APP_ENCODING_AES_KEY": APP_AES_KEY}, "WECOM_APP_TOKEN"),
+    ({"WECOM_APP_TOKEN": "t", "WECOM_APP_ENCODING_AES_KEY": "short"},
+     "WECOM_APP_ENCODING_AES_KEY"),
+    ({"WECOM_CALLBACK_MAX_AGE": "-1"}, "WECOM_CALLBACK_MAX_AGE"),
+])
+def test_the_app_callback_settings_come_both_or_none(change: dict[str, str],
+                                                      named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**WECOM_ENV, **change})
+    assert str(err.value).startswith(named)
+    s = Settings.from_env({**WECOM_ENV, "WECOM_APP_TOKEN": APP_TOKEN,
+                           "WECOM_APP_ENCODING_AES_KEY": APP_AES_KEY,
+                           "WECOM_CALLBACK_MAX_AGE": "120"})
+    assert s.wecom_app_callback and s.wecom_callback_max_age == 120.0
+    assert not Settings.from_env(WECOM_ENV).wecom_app_callback

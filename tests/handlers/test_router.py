@@ -17,6 +17,7 @@ from storage.repos import Accounts, Audit, Staff
 from testkit.chat import (
     ACME_CH,
     ADMIN,
+    BIZ_CH,
     CUSTOMER,
     ENGINEER,
     NOWHERE_CH,
@@ -154,3 +155,27 @@ async def test_a_typo_never_points_at_a_command_only_buttons_and_forms_run(
         assert "ack, close" not in reply.text, (line, reply.text)
     reply = await chat(CUSTOMER, ACME_CH, "/support cases2")
     assert "Did you mean <code>cases</code>?" in reply.text
+
+
+async def test_chinese_command_words_run_the_english_subcommands(
+        chat: Chat, ctx: AppContext) -> None:
+    from storage.repos import Cases
+
+    opened = await chat(CUSTOMER, BIZ_CH, "/support 开单 S3 结账接口报错")
+    assert "CS-1001" in opened.text and not opened.refused
+    plan = await chat(CUSTOMER, BIZ_CH, "/support 套餐")
+    assert plan.text == (await chat(CUSTOMER, BIZ_CH, "/support plan")).text
+    cases = await chat(CUSTOMER, BIZ_CH, "/support 工单")
+    assert "CS-1001" in cases.text and not cases.refused
+    # help in Chinese names the words, with full-width punctuation
+    helped = (await chat(CUSTOMER, BIZ_CH, "/support 帮助")).text
+    assert "也可以使用中文命令词：帮助（help）、开单（open）、套餐（plan）" in helped
+    assert helped == (await chat(CUSTOMER, BIZ_CH, "/support help")).text
+    acked = await chat(ADMIN, BIZ_CH, "/tam 受理 CS-1001")
+    assert not acked.refused, acked.text
+    async with ctx.db.read() as s:
+        case = await Cases(s).get(1)
+    assert case is not None and case.first_response_at is not None
+    # a word that is not in the table is an unknown subcommand, as before; nothing done
+    unknown = await chat(CUSTOMER, BIZ_CH, "/support 删除 CS-1001")
+    assert unknown.refused and "删除" in unknown.text

@@ -149,4 +149,5 @@ def test_help_lists_every_command_in_the_stated_order() -> None:
     staff = Actor("T1", "UADMIN", Role.ADMIN)
     lines = router.help_text("support", EN, staff).splitlines()
     assert lines[1].startswith("• <code>/support plan</code>")
-    assert lines[-2].startswith("• <code>/support cancel <request-id></code>")
+    assert lines[-3].startswith("• <code>/support cancel <request-id></code>")
+    assert lines[-2].startswith("Chinese command words work too: 帮助 (help), 开单 (open)")

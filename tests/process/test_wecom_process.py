@@ -1,5 +1,5 @@
-"""`supportbot run` with WeCom alone (no Slack variables): the robot's callback is served,
-commands work, and the worker posts through the group's push webhook."""
+"""`supportbot run` with WeCom alone (no Slack variables): the robot's and the app's callbacks
+are served, commands work, and the worker posts through the group's push webhook."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from cryptography.fernet import Fernet
 from testkit.fake_wecom import (
     AES_KEY,
     AGENT_ID,
+    APP_AES_KEY,
+    APP_TOKEN,
     CORP_ID,
     CORP_SECRET,
     TOKEN,
+    AppSender,
     FakeWeCom,
     RobotSender,
 )
@@ -26,6 +29,7 @@ async def test_run_serves_wecom_without_slack(tmp_path: Path) -> None:
     wecom = FakeWeCom()
     await wecom.start()
     wecom.webhook_keys.add(KEY)
+    wecom.users.add("boss")
     log = tmp_path / "bot.log"
     bot = BotProcess(database_url=f"sqlite+aiosqlite:///{tmp_path}/bot.db",
                      api_url="http://127.0.0.1:9/api/", catalog=fast_catalog(tmp_path), log=log,
@@ -35,8 +39,11 @@ async def test_run_serves_wecom_without_slack(tmp_path: Path) -> None:
                                 "WECOM_ENCODING_AES_KEY": AES_KEY,
                                 "WECOM_AGENT_ID": str(AGENT_ID), "WECOM_SECRET": CORP_SECRET,
                                 "WECOM_API_URL": wecom.api_url,
+                                "WECOM_APP_TOKEN": APP_TOKEN,
+                                "WECOM_APP_ENCODING_AES_KEY": APP_AES_KEY,
                                 "SUPPORTBOT_SECRET_KEY": Fernet.generate_key().decode()})
     robot = RobotSender(bot.url, wecom)
+    app = AppSender(bot.url)
     try:
         await bot.start()
         assert await robot.verify_url("echo-123") == (200, "echo-123")
@@ -49,9 +56,14 @@ async def test_run_serves_wecom_without_slack(tmp_path: Path) -> None:
         assert "now the support group of wecorp" in replies[1].content
         welcome = await wecom.wait_for(lambda: wecom.to_group(KEY))
         assert "support group" in welcome[0].content
+        assert await app.verify_url("echo-app") == (200, "echo-app")
+        assert await app.send(app.text("boss", "tam 帮助")) == (200, "")
+        helped = await wecom.wait_for(lambda: wecom.to_user("boss"))
+        assert "/tam ack" in helped[0].content
     finally:
         bot.stop()
         await robot.close()
+        await app.close()
         await wecom.close()
     text = log.read_text()
     assert "listening on 127.0.0.1" in text and "(WeCom)" in text

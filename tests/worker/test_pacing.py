@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bot.pacing import Later, Pacer
+from bot.pacing import Later, Pacer, Window
 
 
 class Tick:
@@ -97,3 +97,27 @@ async def test_a_stop_ends_a_wait_with_later_and_keeps_the_turn() -> None:
     assert time.monotonic() - began < 5
     # the interrupted message kept its slot: the next one queues behind it
     assert p.reserve("C1") == pytest.approx(60.0, abs=1.0)
+
+
+def test_a_window_counts_each_key_over_every_span() -> None:
+    """WeCom's member limit: 30 a minute and 1000 an hour, each key on its own."""
+    tick = Tick()
+    w = Window(((30, 60.0), (1000, 3600.0)), tick)
+    assert [w.take("li") for _ in range(30)] == [0.0] * 30
+    assert w.take("li") == pytest.approx(60.0)  # the 31st waits for the 1st to leave
+    assert w.take("wang") == 0.0  # another member is not held up
+    tick.t += 30
+    assert w.take("li") == pytest.approx(30.0)  # a refused take took nothing
+    tick.t += 30
+    assert w.take("li") == 0.0
+    # the longer span holds too: 3 in 100 s, though each 10 s allows 2
+    w = Window(((2, 10.0), (3, 100.0)), tick)
+    start = tick.t
+    assert [w.take("k"), w.take("k")] == [0.0, 0.0]
+    assert w.take("k") == pytest.approx(10.0)
+    tick.t += 10
+    assert w.take("k") == 0.0
+    tick.t += 10
+    assert w.take("k") == pytest.approx(start + 100.0 - tick.t)  # the hour-like span
+    tick.t = start + 100.0
+    assert w.take("k") == 0.0

@@ -1,5 +1,7 @@
 """The WeCom `Messenger`: group posts through each group's push webhook, staff DMs through
-the self-built app's application messages; failures sorted for the outbox's retries.
+the self-built app's application messages (a message with buttons as a button template card,
+when the app has a callback for the clicks); failures sorted for the outbox's retries. Both
+are paced to WeCom's documented limits before WeCom has to say "too fast".
 
 What WeCom cannot do is said plainly: no message history (`find` returns None, so a crash
 between a send and its commit may repeat a group message), no edits (`update` posts a new
@@ -13,7 +15,6 @@ import hashlib
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +24,7 @@ import aiohttp
 from bot.adapters.wecom import render
 from bot.config import Settings
 from bot.messages import Message
+from bot.pacing import Window
 from bot.services.messenger import DeliveryError, Posted
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ TOKEN_INVALID = frozenset({40014, 42001})  # invalid / expired access_token: fet
 PERMANENT = frozenset({93000, 93004, 40003, 81013, 40058, 40001, 40013, 40056, 40008,
                        60020, 301002})
 WEBHOOK_PER_MINUTE = 20  # the push webhook's documented limit per robot
+# application messages: at most 30 a minute and 1000 an hour to one member, beyond which
+# WeCom drops them silently ("超过部分会被丢弃不下发", 90236)
+MEMBER_LIMITS = ((30, 60.0), (1000, 3600.0))
 
 
 def webhook_key(address: str) -> str:
@@ -56,7 +61,9 @@ class WeComMessenger:
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._token_expires = 0.0
-        self._sent: dict[str, deque[float]] = {}  # webhook key -> send times, last minute
+        # counted on self.clock at each call, so a test may swap the clock afterwards
+        self._webhooks = Window(((WEBHOOK_PER_MINUTE, 60.0),), lambda: self.clock())
+        self._members = Window(MEMBER_LIMITS, lambda: self.clock())
 
     async def close(self) -> None:
         if self._session is not None:
@@ -114,14 +121,10 @@ class WeComMessenger:
     def _take_slot(self, key: str) -> None:
         """At most 20 messages a minute per webhook, counted here so that WeCom never has to
         say "too fast" (which may block the robot for minutes)."""
-        now = self.clock()
-        sent = self._sent.setdefault(key, deque())
-        while sent and sent[0] <= now - 60.0:
-            sent.popleft()
-        if len(sent) >= WEBHOOK_PER_MINUTE:
+        wait = self._webhooks.take(key)
+        if wait > 0:
             raise DeliveryError("webhook/send: paced (20 a minute)",
-                                retry_after=max(0.1, sent[0] + 60.0 - now), per_channel=True)
-        sent.append(now)
+                                retry_after=max(0.1, wait), per_channel=True)
 
     async def _webhook(self, channel: str, body: dict[str, Any]) -> None:
         key = await self._webhook_key(channel)
@@ -144,7 +147,11 @@ class WeComMessenger:
         self._token_expires = self.clock() + max(60.0, float(data.get("expires_in", 7200)) - 60)
         return token
 
-    async def _app_message(self, user: str, body: dict[str, Any]) -> None:
+    async def _app_message(self, user: str, body: dict[str, Any]) -> dict[str, Any]:
+        wait = self._members.take(user)
+        if wait > 0:  # the member's own limit: only messages to them wait
+            raise DeliveryError("message/send: paced (30 a minute, 1000 an hour per member)",
+                                retry_after=max(0.1, wait), per_channel=True)
         token = await self._access_token()
         data = await self._call("message/send", "message/send", {"access_token": token}, {
             "touser": user, "agentid": self.settings.wecom_agent_id,
@@ -152,12 +159,33 @@ class WeComMessenger:
         if data.get("invaliduser"):
             log.warning("WeCom message/send failed: invalid user")
             raise DeliveryError("message/send: invalid user", permanent=True)
+        return data
+
+    async def update_card(self, user_id: str, response_code: str, replace_name: str) -> None:
+        """After a click: the card's buttons become one greyed-out button reading
+        `replace_name` (update_template_card, 94945; a response code works once, 72 h)."""
+        token = await self._access_token()
+        await self._call("update_template_card", "message/update_template_card",
+                         {"access_token": token}, {
+                             "userids": [render.unqualify(user_id)],
+                             "agentid": self.settings.wecom_agent_id,
+                             "response_code": response_code,
+                             "button": {"replace_name": replace_name}})
 
     # --- the port
 
     async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
         # WeCom has no threads: a thread reply is a message in the group
+        if channel.startswith(DM_PREFIX) and self.settings.wecom_app_callback:
+            # clicks call back to the app, so its messages may carry buttons (a card
+            # needs a callback URL on the app: "没有配置回调接口的应用不可发送支持回调的卡片")
+            task_id = render.new_task_id()
+            card = render.template_card(message, self.settings.wecom_bot_name, task_id)
+            if card is not None:
+                await self._app_message(channel[len(DM_PREFIX):], {
+                    "msgtype": "template_card", "template_card": card})
+                return Posted(channel=channel, ts=task_id)
         await self._send(channel, render.markdown(message, self.settings.wecom_bot_name))
         return Posted(channel=channel, ts=uuid.uuid4().hex[:24])
 
