@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.domain.billing import ChangeKind, Quote, format_money, parse_money
+from bot.domain.billing import ChangeKind, Quote, SplitBasis, format_money, parse_money
 from bot.domain.catalog import Catalog
 from bot.domain.model import Account, Role, Severity, Tier
 from bot.domain.perks import PerkBalance
@@ -35,6 +35,8 @@ def render_plan(t: Translator, catalog: Catalog, account: Account,
                end=account.last_day.isoformat(), region=account.region)]
     if account.cancelled_on is not None:
         lines.append(t("plan.cancelled_line", on=account.cancelled_on.isoformat()))
+    if account.region in catalog.service_exclusions:
+        lines.append(t("plan.region_excluded", region=account.region))
     chans = t.join(t(f"channel.{c}") for c in p.channels)
     if p.tam:
         chans += " — " + (t("plan.tam_is", user=account.tam_user_id)
@@ -55,12 +57,25 @@ def render_plan(t: Translator, catalog: Catalog, account: Account,
                                held=b.held, left=b.left, quota=b.quota))
         if not any(b.quota for b in perk_rows):
             lines.append(t("plan.perks_annual_only"))
+    if p.perks["escort"]:
+        lines.append(t("perk.escort_includes"))
     if account.tier is not Tier.ENTERPRISE:
         nxt = list(Tier)[account.tier.rank + 1]
-        added = [i for i in catalog.plan(nxt).items if i not in p.items]
         lines.append(t("plan.next_tier", tier=t(f"tier.{nxt}"),
-                       items=t.join(t(f"item.{i}") for i in added) or "—"))
+                       items=t.join(next_tier_adds(t, catalog, account.tier, nxt)) or "—"))
     return "\n".join(lines)
+
+
+def next_tier_adds(t: Translator, catalog: Catalog, tier: Tier, nxt: Tier) -> list[str]:
+    """What a higher tier adds: its channels (IM group, enterprise phone line, TAM), the
+    response targets it shortens (S1 < 10 min), then the items of its catalog."""
+    now, then = catalog.plan(tier), catalog.plan(nxt)
+    added = [t(f"upsell.channel.{c}") for c in then.channels if c not in now.channels]
+    faster = [f"{sev.value} {t.target(then.response[sev])}" for sev in Severity
+              if then.response[sev] is not None and then.response[sev] != now.response[sev]]
+    if faster:
+        added.append(t("upsell.faster", targets=t.join(faster)))
+    return added + [t(f"item.{i}") for i in then.items if i not in now.items]
 
 
 async def show_plan(call: Call) -> Reply:
@@ -84,6 +99,7 @@ async def scope(call: Call) -> Reply:
     lines: list[str] = []
     if sw is None:
         lines.append(t("scope.unknown", given=" ".join(call.args), names=names))
+        lines.append(t("scope.elsewhere"))  # seed §5.3: where to ask instead
     else:
         tier = call.account.tier if call.account else None
         covered = tier is not None and catalog.plan(tier).third_party_support
@@ -117,6 +133,14 @@ def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool) -> st
         lines.append(t("plan.no_consumption"))
     elif inc.new_tier is None:
         lines.append(t("plan.incremental_unsubscribe", amount=format_money(inc.old_amount, cur)))
+    elif inc.basis == SplitBasis.USAGE:
+        lines.append(t("plan.incremental_split_usage", old=t(f"tier.{inc.old_tier}"),
+                       days_old=t("count.days", n=inc.days_old),
+                       usage_old=format_money(inc.usage_old or 0, cur),
+                       old_amount=format_money(inc.old_amount, cur),
+                       new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
+                       usage_new=format_money(inc.usage_new or 0, cur),
+                       new_amount=format_money(inc.new_amount, cur)))
     else:
         lines.append(t("plan.incremental_split", old=t(f"tier.{inc.old_tier}"),
                        days_old=t("count.days", n=inc.days_old),
@@ -168,8 +192,24 @@ async def change_plan(call: Call) -> Reply:
                  buttons=(Button(call.t("plan.button_confirm"), command, "primary"),))
 
 
+async def customer_quote(call: Call) -> Reply:
+    """`/support plan quote upgrade|downgrade <tier>`: what a change would cost this group's
+    account, the same quote staff see, read-only (applying it stays with staff)."""
+    if call.account is None:
+        raise Refusal("case.unbound")
+    if len(call.args) != 2 or call.args[0].lower() not in (ChangeKind.UPGRADE,
+                                                           ChangeKind.DOWNGRADE):
+        raise UsageError("plan.quote_usage")
+    new_tier = parse_tier(call.args[1])
+    _, q = await plans.quote(call.app, call.account.key, call.args[0].lower(), new_tier, None)
+    return Reply(render_quote(call.t, call.app.catalog.currency, q, applied=False) + "\n" +
+                 call.t("plan.quote_read_only"))
+
+
 def register(router: Router) -> None:
     router.command("support", "plan", help_id="help.support.plan")(show_plan)
+    router.command("support", "plan quote", "upgrade|downgrade <tier>",
+                   help_id="help.support.plan_quote")(customer_quote)
     router.command("support", "scope", "<software>", help_id="help.support.scope")(scope)
     router.command("tam", "plan", "<account> upgrade|downgrade <tier> | unsubscribe "
                    "[consumption=AMOUNT] [confirm]", help_id="help.tam.plan",
