@@ -11,7 +11,7 @@ from bot.domain.model import Lang, Role, Term
 from bot.i18n import Translator
 from bot.services import accounts, advisories, plans
 from handlers.core import Call, Reply, Router, UsageError, parse_mention, split_options
-from handlers.plans import parse_tier
+from handlers.plans import parse_tier, split_line
 
 
 def parse_user(word: str) -> str:
@@ -139,11 +139,14 @@ def render_estimate(t: Translator, currency: str, fee: plans.MonthFee) -> str:
                  tier=t(f"tier.{account.tier}"), base=base)
     source = (t("usage.from_days", n=fee.days) if fee.basis == "days"
               else t("usage.from_month"))
-    return t("usage.estimate", key=account.key, month=fee.month,
+    text = t("usage.estimate", key=account.key, month=fee.month,
              tier=t(f"tier.{account.tier}"), base=base,
              incremental=format_money(est.incremental, currency),
              total=format_money(est.total, currency),
              consumption=format_money(est.consumption, currency), source=source)
+    if fee.split is not None:  # a month of tier change: the incremental fee is shared
+        text += "\n" + split_line(t, currency, fee.split)
+    return text
 
 
 async def account_usage(call: Call) -> Reply:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.domain.billing import ChangeKind, Quote, SplitBasis, format_money, parse_money
+from bot.domain.billing import (
+    ChangeKind,
+    IncrementalSplit,
+    Quote,
+    SplitBasis,
+    format_money,
+    parse_money,
+)
 from bot.domain.catalog import Catalog
 from bot.domain.model import Account, Role, Severity, Tier
 from bot.domain.perks import PerkBalance
@@ -57,7 +64,7 @@ def render_plan(t: Translator, catalog: Catalog, account: Account,
                                held=b.held, left=b.left, quota=b.quota))
         if not any(b.quota for b in perk_rows):
             lines.append(t("plan.perks_annual_only"))
-    if p.perks["escort"]:
+    if any(b.perk == "escort" and b.quota for b in perk_rows):
         lines.append(t("perk.escort_includes"))
     if account.tier is not Tier.ENTERPRISE:
         nxt = list(Tier)[account.tier.rank + 1]
@@ -116,6 +123,23 @@ async def scope(call: Call) -> Reply:
     return Reply("\n".join(lines))
 
 
+def split_line(t: Translator, cur: str, inc: IncrementalSplit) -> str:
+    """A month's incremental fee shared by two tiers, and on what basis (seed §6)."""
+    if inc.basis == SplitBasis.USAGE:
+        return t("plan.incremental_split_usage", old=t(f"tier.{inc.old_tier}"),
+                 days_old=t("count.days", n=inc.days_old),
+                 usage_old=format_money(inc.usage_old or 0, cur),
+                 old_amount=format_money(inc.old_amount, cur),
+                 new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
+                 usage_new=format_money(inc.usage_new or 0, cur),
+                 new_amount=format_money(inc.new_amount, cur))
+    return t("plan.incremental_split", old=t(f"tier.{inc.old_tier}"),
+             days_old=t("count.days", n=inc.days_old),
+             old_amount=format_money(inc.old_amount, cur),
+             new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
+             new_amount=format_money(inc.new_amount, cur))
+
+
 def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool) -> str:
     """The quote as the TAM reads it: the rule, the money, what changes for the customer."""
     cur = currency
@@ -133,20 +157,8 @@ def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool) -> st
         lines.append(t("plan.no_consumption"))
     elif inc.new_tier is None:
         lines.append(t("plan.incremental_unsubscribe", amount=format_money(inc.old_amount, cur)))
-    elif inc.basis == SplitBasis.USAGE:
-        lines.append(t("plan.incremental_split_usage", old=t(f"tier.{inc.old_tier}"),
-                       days_old=t("count.days", n=inc.days_old),
-                       usage_old=format_money(inc.usage_old or 0, cur),
-                       old_amount=format_money(inc.old_amount, cur),
-                       new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
-                       usage_new=format_money(inc.usage_new or 0, cur),
-                       new_amount=format_money(inc.new_amount, cur)))
     else:
-        lines.append(t("plan.incremental_split", old=t(f"tier.{inc.old_tier}"),
-                       days_old=t("count.days", n=inc.days_old),
-                       old_amount=format_money(inc.old_amount, cur),
-                       new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
-                       new_amount=format_money(inc.new_amount, cur)))
+        lines.append(split_line(t, cur, inc))
     if q.kind == ChangeKind.UPGRADE:
         lines.append(t("plan.upgrade_perks_note"))
     if q.kind == ChangeKind.UNSUBSCRIBE:

@@ -11,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.billing import (
     ChangeKind,
     FeeEstimate,
+    IncrementalSplit,
     Quote,
     Refused,
     estimate_month,
     quote_change,
+    split_incremental,
     usage_before,
 )
 from bot.domain.model import Account, PlanChange, Term, Tier
@@ -62,6 +64,7 @@ class MonthFee:
     basis: str
     days: int  # day figures recorded for the month
     base: int  # the tier's base fee for a month
+    split: IncrementalSplit | None = None  # the month had a tier change: the split as quoted
 
 
 async def fee_estimate(app: AppContext, key: str, month: str | None = None) -> MonthFee:
@@ -75,10 +78,20 @@ async def fee_estimate(app: AppContext, key: str, month: str | None = None) -> M
         if not MONTH.match(month):
             raise Refusal("usage.bad_month", given=month)
         consumption, basis = await month_consumption(s, account.key, month)
-        days = len(await Usage(s).daily(account.key, month))
+        daily = await Usage(s).daily(account.key, month)
+        change = next((c for c in reversed(await PlanChanges(s).for_account(account.key))
+                       if c.new_tier is not None and c.effective.strftime("%Y-%m") == month),
+                      None)
     fees = app.catalog.plan(account.tier).fees
+    split = None
+    if change is not None and consumption is not None and change.new_tier is not None:
+        # a month of tier change: each tier's share, as the quote computes it (seed §6)
+        split = split_incremental(app.catalog, Tier(change.old_tier), Tier(change.new_tier),
+                                  change.effective, consumption,
+                                  usage_before(daily, change.effective))
     return MonthFee(account, month, None if consumption is None
-                    else estimate_month(fees, consumption), basis, days, fees.base)
+                    else estimate_month(fees, consumption), basis, len(daily), fees.base,
+                    split)
 
 
 async def record_usage(app: AppContext, actor: Actor, key: str, month: str,

@@ -116,8 +116,9 @@ async def test_every_case_for_an_excluded_region_carries_the_notice(
         ("cn-east-3", "cdn purge slow")]
     # in Chinese for a Chinese group
     zh = await paris(CUSTOMER, BIZ_CH, "/support open S4 对象存储访问慢 region=eu-paris")
-    assert ("区域 eu-paris 不在支持计划服务区域内（不含欧洲-巴黎、北美-亚特兰大）。案例已提交；如需该区域"
-            "资源的服务，请联系我们：热线电话 4000-955-988或950808（7x24小时）或云产品工单。") in zh.text
+    assert ("区域 eu-paris 不在支持计划服务区域内（不含欧洲-巴黎、北美-亚特兰大）。"
+            "案例已提交；如需该区域资源的服务，请联系我们："
+            "热线电话 4000-955-988或950808（7x24小时）或云产品工单。") in zh.text
 
 
 @pytest.mark.parametrize(("line", "expected"), [
@@ -184,8 +185,10 @@ async def test_what_an_escort_day_includes_in_the_plan_and_the_confirmation(
     review = await chat(CUSTOMER, ACME_CH, "/support review availability 2026-12-10")
     assert "escort day" not in review.text
     zh = (await chat(CUSTOMER, BIZ_CH, "/support plan")).text
-    assert ("护航服务每天包括：活动前的容量确认；活动中7x24小时后台巡检、IM保障群、指定的技术服务经理，"
-            "紧急事件响应时长小于10分钟。如需更长时间的深度护航，请购买云上保障护航服务（标准版）。") in zh
+    assert ("护航服务每天包括：活动前的容量确认；"
+            "活动中7x24小时后台巡检、IM保障群、指定的技术服务经理，"
+            "紧急事件响应时长小于10分钟。"
+            "如需更长时间的深度护航，请购买云上保障护航服务（标准版）。") in zh
 
 
 async def test_software_outside_the_table_is_pointed_to_its_vendor_and_community(
@@ -195,7 +198,8 @@ async def test_software_outside_the_table_is_pointed_to_its_vendor_and_community
             "for support; you can also buy third-party software or services in the cloud "
             "marketplace, or ask in the official forum of the cloud community.") in reply
     zh = (await chat(CUSTOMER, BIZ_CH, "/support scope redis")).text
-    assert "请向软件供应商或相关社区寻求支持；也可以在云市场购买第三方软件或服务，或在云社区的官方论坛上寻求帮助" in zh
+    assert ("请向软件供应商或相关社区寻求支持；"
+            "也可以在云市场购买第三方软件或服务，或在云社区的官方论坛上寻求帮助") in zh
     assert "vendor or its community" not in (await chat(CUSTOMER, ACME_CH,
                                                          "/support scope nginx")).text
 
@@ -250,7 +254,8 @@ async def test_usage_answers_with_the_months_fee_estimate(chat: Chat) -> None:
         assert refused.refused and "is not a month or a day" in refused.text
     await chat(ADMIN, NOWHERE_CH, "/tam language zh")
     zh = await chat(ADMIN, NOWHERE_CH, "/tam account usage bizco")
-    assert zh.text == ("bizco，2026-11（商业级）：基础支持费 USD 90.00 + 增量支持费 USD 11,620.00 = "
+    assert zh.text == ("bizco，2026-11（商业级）：基础支持费 USD 90.00 + "
+                       "增量支持费 USD 11,620.00 = "
                        "<b>USD 11,710.00</b>（消费 USD 200,000.00，按月度金额）。")
 
 
@@ -290,6 +295,12 @@ async def test_the_quote_says_which_split_it_used(chat: Chat) -> None:
     await chat(ADMIN, NOWHERE_CH, "/tam language zh")
     zh = (await chat(ADMIN, NOWHERE_CH, "/tam plan bizco upgrade enterprise")).text
     assert "本月增量费用，按各级别对应天数的实际消费分摊：商业级 23 天（消费 USD 46,000.00）" in zh
+    await chat(ADMIN, NOWHERE_CH, "/tam language en")
+    # once applied, the month's estimate shows the same split
+    await chat(ADMIN, NOWHERE_CH, "/tam plan bizco upgrade enterprise confirm")
+    estimate = (await chat(TAM, NOWHERE_CH, "/tam account usage bizco")).text.splitlines()
+    assert estimate[0].startswith("bizco, 2026-11 (Enterprise): base fee USD 13,500.00")
+    assert estimate[1] == by_usage.splitlines()[4]
 
 
 # --- point 7: the quote a customer may ask for

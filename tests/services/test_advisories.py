@@ -85,7 +85,8 @@ async def test_planned_events_are_excluded_where_an_advisory_is_made(chat: Chat)
     assert "Managed Detection and Response (MDR)" in help_text and "red-team" in help_text
     await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UTAMZH> tam lang=zh")
     zh = await chat("UTAMZH", NOWHERE_CH, SEND)
-    assert "护网行动等计划性事件不在企业优护计划范围内；如有需求，客户可购买管理检测与响应 MDR。" in zh.text
+    assert ("护网行动等计划性事件不在企业优护计划范围内；"
+            "如有需求，客户可购买管理检测与响应 MDR。") in zh.text
     assert "管理检测与响应 MDR" in (await chat("UTAMZH", NOWHERE_CH, "/tam help")).text
 
 

@@ -258,7 +258,8 @@ async def test_pending_requests_count_in_downgrade_and_unsubscribe_checks(chat: 
     assert "PR-1002" in (await chat(CUSTOMER, BIZ_CH, "/support escort 2026-12-10 1")).text
     await chat(ADMIN, NOWHERE_CH, "/tam language zh")
     reply = await chat(ADMIN, NOWHERE_CH, "/tam plan bizco unsubscribe")
-    assert reply.text.startswith("已拒绝：本计划年度有一项云上保障护航服务（基础版）天数申请正在等待审批")
+    assert reply.text.startswith("已拒绝：本计划年度有一项"
+                                 "云上保障护航服务（基础版）天数申请正在等待审批")
     assert "已使用" not in reply.text
 
 
