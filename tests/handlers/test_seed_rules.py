@@ -141,7 +141,13 @@ async def test_a_bad_region_is_refused_naming_the_regions_and_opens_nothing(
 
 async def test_the_hotline_numbers_where_the_bot_points_to_the_hotline(chat: Chat) -> None:
     unbound = await chat(CUSTOMER, NOWHERE_CH, "/support open S2 checkout down")
-    assert f"call the hotline {HOTLINE} (7x24)" in unbound.text
+    assert (f"call the hotline {HOTLINE} (7x24; Business and Enterprise plans: the enterprise "
+            f"line, {ENTERPRISE_LINE})") in unbound.text
+    await chat(ADMIN, NOWHERE_CH, "/tam language zh")
+    zh_unbound = await chat(ADMIN, NOWHERE_CH, "/support open S2 订单接口不可用")
+    assert "热线电话 4000-955-988或950808（7x24小时；商业级和企业级可拨打企业电话专线 " \
+        "4000-955-988或950808按1转2）" in zh_unbound.text
+    await chat(ADMIN, NOWHERE_CH, "/tam language en")
     lower = await chat(ADMIN, "CDEV", "/tam link devco")
     assert f"the hotline {HOTLINE} (7x24), or upgrade to Business" in lower.text
     help_text = (await chat(CUSTOMER, ACME_CH, "/support help")).text
