@@ -140,8 +140,10 @@ def split_line(t: Translator, cur: str, inc: IncrementalSplit) -> str:
              new_amount=format_money(inc.new_amount, cur))
 
 
-def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool) -> str:
-    """The quote as the TAM reads it: the rule, the money, what changes for the customer."""
+def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool,
+                 for_customer: bool = False) -> str:
+    """The quote as the TAM reads it: the rule, the money, what changes for the customer.
+    `for_customer`: the same figures, without telling them to run staff commands."""
     cur = currency
     lines = [t(f"plan.{'applied' if applied else 'quote'}.{q.kind}", key=q.account_key,
                old=t(f"tier.{q.old_tier}"),
@@ -154,7 +156,8 @@ def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool) -> st
                    amount=format_money(abs(due), cur)))
     inc = q.incremental
     if inc is None:
-        lines.append(t("plan.no_consumption"))
+        lines.append(t("plan.no_consumption_customer" if for_customer
+                       else "plan.no_consumption"))
     elif inc.new_tier is None:
         lines.append(t("plan.incremental_unsubscribe", amount=format_money(inc.old_amount, cur)))
     else:
@@ -214,8 +217,8 @@ async def customer_quote(call: Call) -> Reply:
         raise UsageError("plan.quote_usage")
     new_tier = parse_tier(call.args[1])
     _, q = await plans.quote(call.app, call.account.key, call.args[0].lower(), new_tier, None)
-    return Reply(render_quote(call.t, call.app.catalog.currency, q, applied=False) + "\n" +
-                 call.t("plan.quote_read_only"))
+    return Reply(render_quote(call.t, call.app.catalog.currency, q, applied=False,
+                              for_customer=True) + "\n" + call.t("plan.quote_read_only"))
 
 
 def register(router: Router) -> None:

@@ -316,6 +316,12 @@ async def test_customers_get_the_staff_quote_read_only(chat: Chat, ctx: AppConte
     staff = (await chat(ADMIN, NOWHERE_CH, "/tam plan acme downgrade business")).text
     reply = await chat(CUSTOMER, ACME_CH, "/support plan quote downgrade business")
     quote = staff.splitlines()[:-1]  # the staff quote without its confirm hint
+    # the same figures; where staff are told how to record consumption, the customer reads
+    # how the incremental fee is charged
+    assert quote[4].startswith("• This month's incremental fee: no consumption figure yet. "
+                               "Record one with <code>/tam account usage</code>")
+    quote[4] = ("• This month's incremental fee: no consumption figure recorded yet; it is "
+                "charged at the start of next month on this month's consumption.")
     assert reply.text.splitlines() == [*quote, "This is a quote only; nothing was changed. "
                                        "Your TAM or an admin applies a plan change."]
     assert quote[0] == "<b>Quote</b> — downgrade acme from Enterprise to Business on 2026-11-24:"
