@@ -22,6 +22,10 @@ from bot.domain.catalog import Target
 from bot.domain.model import Lang
 
 TIME_TOKEN = re.compile(r"<t:(-?\d+)>")
+# Deployment data every message may name without its caller passing it: `{hotline}` is the
+# catalog's `contact.hotline`, `{enterprise_line}` its `contact.enterprise_line` (the numbers
+# and menu path of seed §3/§5.1). A deployment changes them in the locale catalogs.
+CONTACT_FIELDS = ("hotline", "enterprise_line")
 
 
 @lru_cache(maxsize=4)
@@ -63,6 +67,9 @@ class Translator:
         template = self._template(msg_id, params)
         if template is None:
             return msg_id
+        for name in CONTACT_FIELDS:
+            if name not in params and "{" + name + "}" in template:
+                params[name] = self(f"contact.{name}")
         return template.format(**params) if params else template
 
     def join(self, items: Iterable[str]) -> str:

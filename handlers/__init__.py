@@ -15,8 +15,8 @@ from handlers.core import Command, Router
 # together, while help reads by task across features (`plan` first, `scope` after the case
 # commands, ...), so the order is stated here once; a command not listed goes last.
 HELP_ORDER: dict[str, tuple[str, ...]] = {
-    "support": ("plan", "open", "cases", "sla", "case", "close", "scope", "escort", "review",
-                "requests", "acknowledge", "cancel"),
+    "support": ("plan", "plan quote", "open", "cases", "sla", "case", "close", "scope",
+                "escort", "review", "requests", "acknowledge", "cancel"),
     "tam": ("staff add", "language", "account add", "account assign", "link", "ack",
             "severity", "resolve", "account usage", "account renew", "approve", "reject",
             "plan", "account tag", "advisory", "advisory status", "advisories", "report",

@@ -12,7 +12,7 @@ from bot.domain.model import Lang, Role, Term
 from bot.i18n import Translator
 from bot.services import accounts, advisories, plans
 from handlers.core import Call, Reply, Router, UsageError, parse_mention, split_options
-from handlers.plans import parse_tier
+from handlers.plans import parse_tier, split_line
 
 
 def parse_user(word: str) -> str:
@@ -92,10 +92,18 @@ async def account_add(call: Call) -> Reply:
     lang = parse_lang(opts.get("lang", "en"))
     account = await accounts.add_account(call.app, call.actor, pos[0], tier, term, start,
                                          opts.get("region"), opts.get("name"), lang)
-    return call.reply("account.added", key=account.key, name=account.name,
-                      tier=account.tier.value, term=account.term.value,
-                      start=account.start.isoformat(), end=account.last_day.isoformat(),
-                      region=account.region, lang=account.lang.value)
+    text = call.t("account.added", key=account.key, name=account.name,
+                  tier=account.tier.value, term=account.term.value,
+                  start=account.start.isoformat(), end=account.last_day.isoformat(),
+                  region=account.region, lang=account.lang.value)
+    return Reply(text + _excluded_note(call, account.key, account.region))
+
+
+def _excluded_note(call: Call, key: str, region: str) -> str:
+    """For staff: the account's region is outside the service area (seed §3)."""
+    if region not in call.app.catalog.service_exclusions:
+        return ""
+    return "\n" + call.t("account.region_excluded", key=key, region=region)
 
 
 async def account_assign(call: Call) -> Reply:
@@ -123,9 +131,29 @@ async def link(call: Call) -> Reply:
         channel = remote_group(call, opts["group"])
     account = await accounts.link_channel(call.app, call.actor, channel,
                                           args[0], force=force, address=opts.get("webhook"))
+    note = _excluded_note(call, account.key, account.region)
     if channel != call.req.channel_id:
-        return call.reply("link.done_remote", key=account.key, group=channel)
-    return call.reply("link.done", key=account.key, channel=call.req.channel_id)
+        return Reply(call.t("link.done_remote", key=account.key, group=channel) + note)
+    return Reply(call.t("link.done", key=account.key, channel=call.req.channel_id) + note)
+
+
+def render_estimate(t: Translator, currency: str, fee: plans.MonthFee) -> str:
+    """A month's fee estimate as staff read it: base + incremental = total, and from what."""
+    account, est = fee.account, fee.estimate
+    base = format_money(fee.base, currency)
+    if est is None:
+        return t("usage.estimate_none", key=account.key, month=fee.month,
+                 tier=t(f"tier.{account.tier}"), base=base)
+    source = (t("usage.from_days", n=fee.days) if fee.basis == "days"
+              else t("usage.from_month"))
+    text = t("usage.estimate", key=account.key, month=fee.month,
+             tier=t(f"tier.{account.tier}"), base=base,
+             incremental=format_money(est.incremental, currency),
+             total=format_money(est.total, currency),
+             consumption=format_money(est.consumption, currency), source=source)
+    if fee.split is not None:  # a month of tier change: the incremental fee is shared
+        text += "\n" + split_line(t, currency, fee.split)
+    return text
 
 
 REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -144,20 +172,28 @@ def remote_group(call: Call, given: str) -> str:
 
 
 async def account_usage(call: Call) -> Reply:
-    """`/tam account usage <account> <YYYY-MM> <amount>`: a month's cloud consumption."""
-    if len(call.args) != 3:
-        raise UsageError("error.arg_count", n=3)
-    amount = parse_money(call.args[2])
-    if amount is None:
-        raise UsageError("usage.bad_amount", given=call.args[2])
-    account, before = await plans.record_usage(call.app, call.actor, call.args[0],
-                                               call.args[1], amount)
+    """`/tam account usage <account> [YYYY-MM|YYYY-MM-DD] [amount]`: record a month's (or a
+    day's) cloud consumption; always answered with the month's fee estimate."""
+    if not 1 <= len(call.args) <= 3:
+        raise UsageError("error.arg_count_range", lo=1, hi=3)
     currency = call.app.catalog.currency
-    money = format_money(amount, currency)
-    if before is None:
-        return call.reply("usage.recorded", key=account.key, month=call.args[1], amount=money)
-    return call.reply("usage.replaced", key=account.key, month=call.args[1], amount=money,
-                      before=format_money(before, currency))
+    period = call.args[1] if len(call.args) >= 2 else None
+    lines: list[str] = []
+    if len(call.args) == 3:
+        assert period is not None
+        amount = parse_money(call.args[2])
+        if amount is None:
+            raise UsageError("usage.bad_amount", given=call.args[2])
+        account, before = await plans.record_usage(call.app, call.actor, call.args[0],
+                                                   period, amount)
+        money = format_money(amount, currency)
+        lines.append(call.t("usage.recorded", key=account.key, month=period, amount=money)
+                     if before is None else
+                     call.t("usage.replaced", key=account.key, month=period, amount=money,
+                            before=format_money(before, currency)))
+    fee = await plans.fee_estimate(call.app, call.args[0], period[:7] if period else None)
+    lines.append(render_estimate(call.t, currency, fee))
+    return Reply("\n".join(lines))
 
 
 async def account_renew(call: Call) -> Reply:
@@ -202,7 +238,7 @@ def register(router: Router) -> None:
                    help_id="help.tam.account_assign", role=Role.ADMIN)(account_assign)
     router.command("tam", "link", "<account> [force] [webhook=URL] [group=ID]",
                    help_id="help.tam.link", role=Role.TAM)(link)
-    router.command("tam", "account usage", "<account> <YYYY-MM> <amount>",
+    router.command("tam", "account usage", "<account> [YYYY-MM|YYYY-MM-DD] [amount]",
                    help_id="help.tam.account_usage", role=Role.TAM)(account_usage)
     router.command("tam", "account renew", "<account> [monthly|annual]",
                    help_id="help.tam.account_renew", role=Role.ADMIN)(account_renew)

@@ -84,7 +84,8 @@ async def advisory(call: Call) -> Reply:
                       if call.form_value(n)]
     if not call.args:
         if call.req.can_open_form:
-            return Reply(call.t("advisory.form_opened"), form=Form("advisory"))
+            return Reply(call.t("advisory.form_opened"),
+                         form=Form("advisory", description=call.t("advisory.planned_events")))
         raise UsageError("advisory.need_fields", kinds=call.t.join(KINDS),
                          severities=call.t.join(ADVISORY_SEVERITIES))
     spec, confirm = parse_spec(call)
@@ -98,6 +99,7 @@ async def advisory(call: Call) -> Reply:
     return Reply(call.t("advisory.preview", title=spec.title,
                         groups=call.t("count.groups", n=groups),
                         accounts=call.t("count.accounts", n=accounts_n)) + "\n" +
+                 call.t("advisory.planned_events") + "\n" +
                  call.t("advisory.confirm_hint", command=command),
                  buttons=(Button(call.t("advisory.button_send"), command, "primary"),))
 

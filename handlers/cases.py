@@ -79,23 +79,53 @@ def _parse_severity(call: Call, word: str) -> Severity:
 
 # --- /support: the customer's cases ---------------------------------------------------------
 
+# the severities whose confirmation repeats the self-assessment note (seed §5.2)
+TOP_SEVERITIES = frozenset({Severity.S1, Severity.S2})
+
+
+def _take_region(args: list[str]) -> tuple[list[str], str | None]:
+    """`region=<id>` anywhere among the arguments (other `a=b` words stay in the summary)."""
+    rest: list[str] = []
+    region: str | None = None
+    for a in args:
+        if a.lower().startswith("region="):
+            region = a.split("=", 1)[1].strip()
+            if not region:
+                raise UsageError("case.empty_region")
+        else:
+            rest.append(a)
+    return rest, region
+
+
+def _opened_lines(t: Translator, opened: cases.Opened) -> list[str]:
+    """The notices of a newly opened case, and the self-assessment note after S1/S2."""
+    lines = [t(msg_id, **params) for msg_id, params in opened.notices]
+    if opened.case.requested_severity in TOP_SEVERITIES:
+        lines.append(t("case.severity_note"))
+    return lines
+
+
 async def open_case(call: Call) -> Reply:
-    """`/support open <severity> <summary...>`; without arguments, the form (where one can
-    open) or what is missing."""
+    """`/support open <severity> <summary...> [region=<id>]`; without arguments, the form
+    (where one can open) or what is missing."""
     if not call.args:
         if call.account is None:
             raise Refusal("case.unbound")
         if call.req.can_open_form:
-            return Reply(call.t("case.form_opened"), form=Form("open_case"))
+            return Reply(call.t("case.form_opened"),
+                         form=Form("open_case", description=call.t("case.severity_note")))
         raise UsageError("case.need_severity")
-    severity = _parse_severity(call, call.args[0])
+    args, region = _take_region(call.args)
+    if not args:
+        raise UsageError("case.need_severity")
+    severity = _parse_severity(call, args[0])
     opened = await cases.open_case(call.app, call.actor, call.req.channel_id, severity,
-                                   " ".join(call.args[1:]))
+                                   " ".join(args[1:]), region=region)
     t = call.t
     lines = [t("case.opened", ref=opened.case.ref, sev=opened.case.severity.value,
                target=t.target(Target.parse_label(opened.case.target_label)),
                due=time_token(opened.case.due_at))]
-    lines += [t(msg_id, **params) for msg_id, params in opened.notices]
+    lines += _opened_lines(t, opened)
     return Reply("\n".join(lines))
 
 
@@ -222,7 +252,7 @@ async def open_from_form(call: Call) -> Reply:
                                    call.form_value("software") or None)
     t = call.t
     lines = [t("case.opened_short", ref=opened.case.ref)]
-    lines += [t(m, **p) for m, p in opened.notices]
+    lines += _opened_lines(t, opened)
     return Reply("\n".join(lines))
 
 
@@ -230,7 +260,8 @@ async def intake(call: Call) -> Reply:
     """Offer the open-case form for a message (shortcut, reaction button), prefilled with
     its text; refused before any form opens when the channel cannot take a case."""
     await cases.check_intake(call.app, call.req.channel_id)
-    return Reply("", form=Form("open_case", {"message": call.form_value("message")}))
+    return Reply("", form=Form("open_case", {"message": call.form_value("message")},
+                               description=call.t("case.severity_note")))
 
 
 async def reaction(call: Call) -> Reply:
@@ -291,7 +322,8 @@ async def card_close(call: Call) -> Reply:
 
 
 def register(router: Router) -> None:
-    router.command("support", "open", "<severity> <summary...>",
+    router.help_note("support", "help.support.contacts")
+    router.command("support", "open", "<severity> <summary...> [region=<region>]",
                    help_id="help.support.open")(open_case)
     router.command("support", "cases", help_id="help.support.cases")(list_cases)
     router.command("support", "sla", help_id="help.support.sla")(sla)

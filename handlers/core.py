@@ -58,6 +58,7 @@ class Form:
 
     kind: str
     prefill: dict[str, str] = field(default_factory=dict)
+    description: str = ""  # neutral markup shown above the fields (a rule to keep in mind)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class Router:
     def __init__(self) -> None:
         self.commands: list[Command] = []
         self.events: dict[Kind, Handler] = {}
+        self.notes: dict[str, list[str]] = {}  # root -> message ids help ends with
 
     def command(self, root: str, path: str, usage: str = "", *, help_id: str,
                 role: Role | None = None, hidden: bool = False,
@@ -164,6 +166,10 @@ class Router:
                                          hidden, dict(form_fields or {})))
             return fn
         return register
+
+    def help_note(self, root: str, msg_id: str) -> None:
+        """A line `/<root> help` shows after the commands (e.g. where the hotline is)."""
+        self.notes.setdefault(root, []).append(msg_id)
 
     def on(self, kind: Kind) -> Callable[[Handler], Handler]:
         """Register the handler of a non-command interaction (reaction, thread reply, ...)."""
@@ -190,6 +196,7 @@ class Router:
         if words:
             lines.append(t("help.aliases", words=words))
         lines.append(t("help.footer"))
+        lines += [t(msg_id) for msg_id in self.notes.get(root, ())]
         return "\n".join(lines)
 
     def suggest(self, root: str, words: list[str], actor: Actor

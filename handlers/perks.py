@@ -30,6 +30,8 @@ def render_requested(call: Call, r: perks.Requested) -> str:
     lines = [t("perk.requested", ref=r.ref, perk=t(f"perk.{r.perk}"),
                when=t.perk_window(r.perk, r.start, r.amount))]
     lines += [t(w, **p) for w, p in r.warnings]
+    if r.perk == "escort":  # what the day brings, and where longer escorts are bought
+        lines.append(t("perk.escort_includes"))
     return "\n".join(lines)
 
 

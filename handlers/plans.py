@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.domain.billing import ChangeKind, Quote, format_money, parse_money
+from bot.domain.billing import (
+    ChangeKind,
+    IncrementalSplit,
+    Quote,
+    SplitBasis,
+    format_money,
+    parse_money,
+)
 from bot.domain.catalog import Catalog
 from bot.domain.model import Account, Role, Severity, Tier
 from bot.domain.perks import PerkBalance
@@ -35,6 +42,8 @@ def render_plan(t: Translator, catalog: Catalog, account: Account,
                end=account.last_day.isoformat(), region=account.region)]
     if account.cancelled_on is not None:
         lines.append(t("plan.cancelled_line", on=account.cancelled_on.isoformat()))
+    if account.region in catalog.service_exclusions:
+        lines.append(t("plan.region_excluded", region=account.region))
     chans = t.join(t(f"channel.{c}") for c in p.channels)
     if p.tam:
         chans += " — " + (t("plan.tam_is", user=account.tam_user_id)
@@ -55,12 +64,25 @@ def render_plan(t: Translator, catalog: Catalog, account: Account,
                                held=b.held, left=b.left, quota=b.quota))
         if not any(b.quota for b in perk_rows):
             lines.append(t("plan.perks_annual_only"))
+    if any(b.perk == "escort" and b.quota for b in perk_rows):
+        lines.append(t("perk.escort_includes"))
     if account.tier is not Tier.ENTERPRISE:
         nxt = list(Tier)[account.tier.rank + 1]
-        added = [i for i in catalog.plan(nxt).items if i not in p.items]
         lines.append(t("plan.next_tier", tier=t(f"tier.{nxt}"),
-                       items=t.join(t(f"item.{i}") for i in added) or "—"))
+                       items=t.join(next_tier_adds(t, catalog, account.tier, nxt)) or "—"))
     return "\n".join(lines)
+
+
+def next_tier_adds(t: Translator, catalog: Catalog, tier: Tier, nxt: Tier) -> list[str]:
+    """What a higher tier adds: its channels (IM group, enterprise phone line, TAM), the
+    response targets it shortens (S1 < 10 min), then the items of its catalog."""
+    now, then = catalog.plan(tier), catalog.plan(nxt)
+    added = [t(f"upsell.channel.{c}") for c in then.channels if c not in now.channels]
+    faster = [f"{sev.value} {t.target(then.response[sev])}" for sev in Severity
+              if then.response[sev] is not None and then.response[sev] != now.response[sev]]
+    if faster:
+        added.append(t("upsell.faster", targets=t.join(faster)))
+    return added + [t(f"item.{i}") for i in then.items if i not in now.items]
 
 
 async def show_plan(call: Call) -> Reply:
@@ -84,6 +106,7 @@ async def scope(call: Call) -> Reply:
     lines: list[str] = []
     if sw is None:
         lines.append(t("scope.unknown", given=" ".join(call.args), names=names))
+        lines.append(t("scope.elsewhere"))  # seed §5.3: where to ask instead
     else:
         tier = call.account.tier if call.account else None
         covered = tier is not None and catalog.plan(tier).third_party_support
@@ -100,8 +123,27 @@ async def scope(call: Call) -> Reply:
     return Reply("\n".join(lines))
 
 
-def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool) -> str:
-    """The quote as the TAM reads it: the rule, the money, what changes for the customer."""
+def split_line(t: Translator, cur: str, inc: IncrementalSplit) -> str:
+    """A month's incremental fee shared by two tiers, and on what basis (seed §6)."""
+    if inc.basis == SplitBasis.USAGE:
+        return t("plan.incremental_split_usage", old=t(f"tier.{inc.old_tier}"),
+                 days_old=t("count.days", n=inc.days_old),
+                 usage_old=format_money(inc.usage_old or 0, cur),
+                 old_amount=format_money(inc.old_amount, cur),
+                 new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
+                 usage_new=format_money(inc.usage_new or 0, cur),
+                 new_amount=format_money(inc.new_amount, cur))
+    return t("plan.incremental_split", old=t(f"tier.{inc.old_tier}"),
+             days_old=t("count.days", n=inc.days_old),
+             old_amount=format_money(inc.old_amount, cur),
+             new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
+             new_amount=format_money(inc.new_amount, cur))
+
+
+def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool,
+                 for_customer: bool = False) -> str:
+    """The quote as the TAM reads it: the rule, the money, what changes for the customer.
+    `for_customer`: the same figures, without telling them to run staff commands."""
     cur = currency
     lines = [t(f"plan.{'applied' if applied else 'quote'}.{q.kind}", key=q.account_key,
                old=t(f"tier.{q.old_tier}"),
@@ -114,15 +156,12 @@ def render_quote(t: Translator, currency: str, q: Quote, *, applied: bool) -> st
                    amount=format_money(abs(due), cur)))
     inc = q.incremental
     if inc is None:
-        lines.append(t("plan.no_consumption"))
+        lines.append(t("plan.no_consumption_customer" if for_customer
+                       else "plan.no_consumption"))
     elif inc.new_tier is None:
         lines.append(t("plan.incremental_unsubscribe", amount=format_money(inc.old_amount, cur)))
     else:
-        lines.append(t("plan.incremental_split", old=t(f"tier.{inc.old_tier}"),
-                       days_old=t("count.days", n=inc.days_old),
-                       old_amount=format_money(inc.old_amount, cur),
-                       new=t(f"tier.{inc.new_tier}"), days_new=t("count.days", n=inc.days_new),
-                       new_amount=format_money(inc.new_amount, cur)))
+        lines.append(split_line(t, cur, inc))
     if q.kind == ChangeKind.UPGRADE:
         lines.append(t("plan.upgrade_perks_note"))
     if q.kind == ChangeKind.UNSUBSCRIBE:
@@ -168,8 +207,24 @@ async def change_plan(call: Call) -> Reply:
                  buttons=(Button(call.t("plan.button_confirm"), command, "primary"),))
 
 
+async def customer_quote(call: Call) -> Reply:
+    """`/support plan quote upgrade|downgrade <tier>`: what a change would cost this group's
+    account, the same quote staff see, read-only (applying it stays with staff)."""
+    if call.account is None:
+        raise Refusal("case.unbound")
+    if len(call.args) != 2 or call.args[0].lower() not in (ChangeKind.UPGRADE,
+                                                           ChangeKind.DOWNGRADE):
+        raise UsageError("plan.quote_usage")
+    new_tier = parse_tier(call.args[1])
+    _, q = await plans.quote(call.app, call.account.key, call.args[0].lower(), new_tier, None)
+    return Reply(render_quote(call.t, call.app.catalog.currency, q, applied=False,
+                              for_customer=True) + "\n" + call.t("plan.quote_read_only"))
+
+
 def register(router: Router) -> None:
     router.command("support", "plan", help_id="help.support.plan")(show_plan)
+    router.command("support", "plan quote", "upgrade|downgrade <tier>",
+                   help_id="help.support.plan_quote")(customer_quote)
     router.command("support", "scope", "<software>", help_id="help.support.scope")(scope)
     router.command("tam", "plan", "<account> upgrade|downgrade <tier> | unsubscribe "
                    "[consumption=AMOUNT] [confirm]", help_id="help.tam.plan",

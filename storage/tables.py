@@ -215,11 +215,12 @@ class PerkLedgerRow(Base):
 
 
 class UsageRow(Base):
-    """A month's cloud consumption at list price (minor units), recorded by staff."""
+    """A month's (or one day's) cloud consumption at list price (minor units), recorded by
+    staff: `month` is `YYYY-MM` for a month's figure, `YYYY-MM-DD` for a day's."""
 
     __tablename__ = "account_usage"
     account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
-    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    month: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM[-DD]
     amount: Mapped[int] = mapped_column(BigInteger)
     recorded_by: Mapped[str] = mapped_column(ChatId)
     recorded_at: Mapped[datetime]

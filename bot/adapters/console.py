@@ -362,6 +362,8 @@ class Console:
                 Request(root=req.root, text=req.text, team_id=req.team_id,
                         channel_id=req.channel_id, user_id=req.user_id), self.ctx))
             return
+        if form.description:  # what the form would show above its fields
+            self.say(form.description)
         if not self.interactive:
             self.say(t("console.open_how", severities=severities))
             return

@@ -42,17 +42,21 @@ class AccountProfile:
     tags: Mapping[str, frozenset[str]] = field(default_factory=dict)  # kind -> values
 
 
+def proactive_care(catalog: Catalog, account: Account) -> bool:
+    """Whether the account's tier includes proactive care (seed §5.7: enterprise only)."""
+    return "proactive_care" in catalog.plan(account.tier).items
+
+
 def reaches(catalog: Catalog, profile: AccountProfile, targeting: Targeting,
             today: date) -> bool:
     """Whether an advisory with this targeting goes to the account's groups."""
     account = profile.account
     if not account.in_force(today):
         return False
-    if targeting.accounts:
-        if account.key not in targeting.accounts:
-            return False
-    elif "proactive_care" not in catalog.plan(account.tier).items:
-        return False  # proactive care is an enterprise entitlement
+    if not proactive_care(catalog, account):
+        return False  # an enterprise entitlement, also for accounts named one by one
+    if targeting.accounts and account.key not in targeting.accounts:
+        return False
     regions = profile.tags.get("region", frozenset()) | {account.region}
     if targeting.regions and not targeting.regions & regions:
         return False

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import calendar as _calendar
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from bot.domain.catalog import PERKS, Catalog, Fees
 from bot.domain.model import Account, Term, Tier
@@ -60,6 +61,31 @@ def base_for_remaining(fees: Fees, account: Account, on: date) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class FeeEstimate:
+    """A month's support fee for one tier: base (prepaid) + incremental (postpaid)."""
+
+    consumption: int
+    base: int
+    incremental: int
+
+    @property
+    def total(self) -> int:
+        return self.base + self.incremental
+
+
+def estimate_month(fees: Fees, consumption: int) -> FeeEstimate:
+    """The month's fee from its recorded consumption (seed §6: base + incremental)."""
+    return FeeEstimate(consumption, fees.base, incremental_fee(fees, consumption))
+
+
+class SplitBasis:
+    """How a month's incremental fee is shared between two tiers (seed §6)."""
+
+    USAGE = "usage"  # by the consumption of each tier's days (daily figures known)
+    DAYS = "days"  # prorated by days (no daily figures for the old tier's days)
+
+
+@dataclass(frozen=True, slots=True)
 class IncrementalSplit:
     old_tier: Tier
     new_tier: Tier | None
@@ -67,15 +93,31 @@ class IncrementalSplit:
     days_new: int
     old_amount: int
     new_amount: int
+    basis: str = SplitBasis.DAYS
+    usage_old: int | None = None  # consumption of the old tier's days, when known
+    usage_new: int | None = None
 
     @property
     def total(self) -> int:
         return self.old_amount + self.new_amount
 
 
+def usage_before(daily: Mapping[date, int], on: date) -> int | None:
+    """The consumption of the month's days before `on`, when every one of them has a daily
+    figure; None when any is missing (then the split is prorated by days)."""
+    first = on.replace(day=1)
+    days = [first + timedelta(days=i) for i in range((on - first).days)]
+    if not days or any(d not in daily for d in days):
+        return None
+    return sum(daily[d] for d in days)
+
+
 def split_incremental(catalog: Catalog, old: Tier, new: Tier | None, on: date,
-                      consumption: int) -> IncrementalSplit:
-    """The month's incremental fee split by days between the old and the new tier."""
+                      consumption: int, used_before: int | None = None) -> IncrementalSplit:
+    """The month's incremental fee between the old and the new tier. Seed §6: each tier is
+    charged for what its days consumed. With `used_before` (the consumption of the days
+    before `on`, from daily figures) each tier's incremental fee for the month is weighted by
+    its days' share of the consumption; without it, by its share of the days."""
     days_in_month = _calendar.monthrange(on.year, on.month)[1]
     days_old = on.day - 1
     days_new = days_in_month - days_old
@@ -83,6 +125,13 @@ def split_incremental(catalog: Catalog, old: Tier, new: Tier | None, on: date,
     if new is None:  # unsubscribe: the month's incremental fee is still charged (§7)
         return IncrementalSplit(old, None, days_in_month, 0, old_inc, 0)
     new_inc = incremental_fee(catalog.plan(new).fees, consumption)
+    if used_before is not None and consumption > 0:
+        u_old = min(used_before, consumption)
+        u_new = consumption - u_old
+        return IncrementalSplit(old, new, days_old, days_new,
+                                _share(old_inc, u_old, consumption),
+                                _share(new_inc, u_new, consumption),
+                                SplitBasis.USAGE, u_old, u_new)
     return IncrementalSplit(old, new, days_old, days_new,
                             _share(old_inc, days_old, days_in_month),
                             _share(new_inc, days_new, days_in_month))
@@ -121,16 +170,25 @@ class Refused:
 
 def quote_change(catalog: Catalog, account: Account, kind: str, new_tier: Tier | None,
                  on: date, consumption: int | None, perks_used: dict[str, int],
-                 changes_last_year: int) -> Quote | Refused:
-    """Check the §7 rules and price a plan change; nothing is applied here."""
+                 changes_last_year: int, perks_pending: Mapping[str, int] | None = None,
+                 used_before: int | None = None) -> Quote | Refused:
+    """Check the §7 rules and price a plan change; nothing is applied here.
+
+    `perks_used` counts every claim on a quota, pending requests included (approving one
+    later must not overdraw the new plan); `perks_pending` says how many of them are still
+    pending, so a refusal says "pending" rather than "used" for those. `used_before`: the
+    consumption of the month's days before `on`, when daily figures give it."""
     if on < account.start or on >= account.end:
         return Refused("plan.outside_term", {"start": account.start.isoformat(),
                                              "end": account.end.isoformat()})
+    pending = {p: n for p, n in (perks_pending or {}).items() if n > 0}
     used_any = {p: n for p, n in perks_used.items() if n > 0}
     if kind == ChangeKind.UNSUBSCRIBE:
+        consumed = sorted(p for p, n in used_any.items() if n > pending.get(p, 0))
+        if consumed:
+            return Refused("plan.unsubscribe_after_perk", {"perk": consumed[0]})
         if used_any:
-            perk = sorted(used_any)[0]
-            return Refused("plan.unsubscribe_after_perk", {"perk": perk})
+            return Refused("plan.unsubscribe_pending_perk", {"perk": sorted(used_any)[0]})
     else:
         assert new_tier is not None
         if new_tier is account.tier:
@@ -148,15 +206,16 @@ def quote_change(catalog: Catalog, account: Account, kind: str, new_tier: Tier |
             new_quota = catalog.plan(new_tier).perks
             for perk in PERKS:
                 if new_quota[perk] - perks_used.get(perk, 0) < 0:
+                    held = pending.get(perk, 0)
                     return Refused("plan.downgrade_perk", {
-                        "perk": perk, "used": perks_used.get(perk, 0),
+                        "perk": perk, "used": perks_used.get(perk, 0) - held, "held": held,
                         "quota": new_quota[perk], "tier": new_tier.value})
     old_fees = catalog.plan(account.tier).fees
     unused = unused_base(old_fees, account, on)
     new_base = 0 if new_tier is None else base_for_remaining(catalog.plan(new_tier).fees,
                                                              account, on)
-    split = None if consumption is None else split_incremental(catalog, account.tier,
-                                                               new_tier, on, consumption)
+    split = None if consumption is None else split_incremental(
+        catalog, account.tier, new_tier, on, consumption, used_before)
     return Quote(kind, account.key, account.tier, new_tier, on, unused, new_base, split)
 
 

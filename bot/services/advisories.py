@@ -17,6 +17,7 @@ from bot.domain.advisories import (
     AdvisorySummary,
     NewAdvisory,
     Targeting,
+    proactive_care,
     reaches,
 )
 from bot.domain.model import Account, DeliveryStatus, Lang, advisory_ref
@@ -76,6 +77,11 @@ async def _targets(s: AsyncSession, app: AppContext, targeting: Targeting,
     unknown = sorted(targeting.accounts - {a.profile.account.key for a in audience})
     if unknown:
         raise Refusal("account.unknown", key=unknown[0])
+    for a in sorted(audience, key=lambda a: a.profile.account.key):
+        account = a.profile.account
+        if account.key in targeting.accounts and not proactive_care(app.catalog, account):
+            # naming an account does not widen the entitlement: say the rule, send nothing
+            raise Refusal("advisory.not_enterprise", key=account.key, tier=account.tier.value)
     found: list[tuple[Account, str]] = []
     for a in audience:
         account = a.profile.account

@@ -8,9 +8,10 @@ from bot.i18n import Translator
 from bot.messages import Button, Field, Message, Section, mention, time_token
 
 
-def card_message(case: Case, lang: Lang) -> Message:
+def card_message(case: Case, lang: Lang, excluded: bool = False) -> Message:
     """The card: title line, status/opener/target/due (and first response) fields, the
-    buttons that still make sense (acknowledge while waiting, close while active), a hint."""
+    buttons that still make sense (acknowledge while waiting, close while active), a hint.
+    `excluded`: the case's region is outside the service area, said in a field."""
     t = Translator(lang)
     status = t(f"status.{case.status.value}")
     if case.breached:  # stays on the card after a late answer: the SLA was missed
@@ -22,6 +23,8 @@ def card_message(case: Case, lang: Lang) -> Message:
               Field(t("card.opener"), mention(case.opener_user_id)),
               Field(t("card.target"), target),
               Field(t("card.due"), time_token(case.due_at))]
+    if excluded:
+        fields.append(Field(t("card.region"), t("card.region_excluded", region=case.region)))
     if case.first_response_at is not None:
         fields.append(Field(t("card.first_response"),
                             f"{time_token(case.first_response_at)} "

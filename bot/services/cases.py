@@ -91,6 +91,9 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
         if region is not None and region not in app.catalog.regions:
             raise Refusal("account.bad_region", region=region,
                           choices=", ".join(sorted(app.catalog.regions)))
+        # a case is for the region named, else for the account's own: the service-area
+        # notice applies to either (seed §3: Paris and Atlanta are outside it)
+        region = region or account.region
         terms = _terms_for(app, account, severity, now, await escort_windows(s, account.key))
         case = await Cases(s).add(NewCase(
             account_key=account.key, team_id=actor.team_id, channel_id=channel_id,
@@ -106,13 +109,15 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
         await _schedule_timers(s, case, terms.warn_at, now)
         await outbox.sync_card(s, now, case.id, case.version)
         await home.touch(s, account.key, now)
-        await _notify_staff(s, app, account, case, "notice.new_case", now, "new")
+        await _notify_staff(s, app, account, case,
+                            "notice.new_case_excluded" if region in
+                            app.catalog.service_exclusions else "notice.new_case", now, "new")
         opened = Opened(case=case, account=account)
         if terms.refiled:
             opened.notices.append(("case.refiled", {"requested": severity.value,
                                                     "filed": terms.severity.value,
                                                     "tier": account.tier.value}))
-        if region is not None and region in app.catalog.service_exclusions:
+        if region in app.catalog.service_exclusions:
             opened.notices.append(("case.region_excluded", {"region": region}))
         t = Translator(account.lang)
         for msg_id, params in opened.notices:
@@ -130,6 +135,7 @@ async def _notify_staff(s: AsyncSession, app: AppContext, account: Account, case
     def text(t: Translator) -> str:
         return t(msg_id, ref=case.ref, account=account.name, key=account.key,
                  sev=case.severity.value, summary=case.summary, due=time_token(case.due_at),
+                 region=case.region or "",
                  d=t.duration(delta) if delta is not None else "")
 
     if app.settings.duty_channel:

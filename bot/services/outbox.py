@@ -119,7 +119,8 @@ async def relay_card(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
             raise DeliveryError("case vanished", permanent=True)
         if case.version > int(job.payload["version"]) and case.card_ts is not None:
             return {"outcome": "superseded"}  # a newer sync renders the latest state
-        card = card_message(case, account.lang)
+        card = card_message(case, account.lang,
+                            excluded=case.region in ctx.app.catalog.service_exclusions)
         if case.card_ts is None:
             # one key per case (not per version): an earlier sync job of this case may
             # have posted the card and died before storing its ts; find it, don't repost

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.billing import ChangeKind, Quote, Refused, quote_change
+from bot.domain.billing import (
+    ChangeKind,
+    FeeEstimate,
+    IncrementalSplit,
+    Quote,
+    Refused,
+    estimate_month,
+    quote_change,
+    split_incremental,
+    usage_before,
+)
 from bot.domain.model import Account, PlanChange, Term, Tier
 from bot.domain.perks import granted
 from bot.i18n import Translator
@@ -18,12 +28,76 @@ from bot.services.base import Actor, AppContext, Refusal, require_manager
 from storage.repos import Accounts, Audit, Bindings, PerkLedger, PlanChanges, Usage
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+DAY = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-\d{2}$")
+
+
+def _period(text: str) -> str:
+    """A month (`YYYY-MM`) or one day (`YYYY-MM-DD`) a consumption figure is for."""
+    if MONTH.match(text):
+        return text
+    if DAY.match(text):
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            pass
+    raise Refusal("usage.bad_month", given=text)
+
+
+async def month_consumption(s: AsyncSession, key: str, month: str) -> tuple[int | None, str]:
+    """A month's consumption: its recorded figure ("month"), else the sum of the day figures
+    recorded so far ("days"), else None."""
+    figure = await Usage(s).get(key, month)
+    if figure is not None:
+        return figure, "month"
+    daily = await Usage(s).daily(key, month)
+    return (sum(daily.values()), "days") if daily else (None, "month")
+
+
+@dataclass(frozen=True)
+class MonthFee:
+    """The fee estimate of an account's month (`estimate` None without a consumption
+    figure); `basis` says whether the figure is the month's or the sum of its days'."""
+
+    account: Account
+    month: str
+    estimate: FeeEstimate | None
+    basis: str
+    days: int  # day figures recorded for the month
+    base: int  # the tier's base fee for a month
+    split: IncrementalSplit | None = None  # the month had a tier change: the split as quoted
+
+
+async def fee_estimate(app: AppContext, key: str, month: str | None = None) -> MonthFee:
+    """This month's (or the given month's) support fee for the account at its current tier:
+    base, incremental from the recorded consumption, total (seed §6)."""
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key.lower())
+        if account is None:
+            raise Refusal("account.unknown", key=key)
+        month = month or app.clock().astimezone(app.tz(account)).strftime("%Y-%m")
+        if not MONTH.match(month):
+            raise Refusal("usage.bad_month", given=month)
+        consumption, basis = await month_consumption(s, account.key, month)
+        daily = await Usage(s).daily(account.key, month)
+        change = next((c for c in reversed(await PlanChanges(s).for_account(account.key))
+                       if c.new_tier is not None and c.effective.strftime("%Y-%m") == month),
+                      None)
+    fees = app.catalog.plan(account.tier).fees
+    split = None
+    if change is not None and consumption is not None and change.new_tier is not None:
+        # a month of tier change: each tier's share, as the quote computes it (seed §6)
+        split = split_incremental(app.catalog, Tier(change.old_tier), Tier(change.new_tier),
+                                  change.effective, consumption,
+                                  usage_before(daily, change.effective))
+    return MonthFee(account, month, None if consumption is None
+                    else estimate_month(fees, consumption), basis, len(daily), fees.base,
+                    split)
 
 
 async def record_usage(app: AppContext, actor: Actor, key: str, month: str,
                        amount: int) -> tuple[Account, int | None]:
-    if not MONTH.match(month):
-        raise Refusal("usage.bad_month", given=month)
+    """Record a month's or a day's consumption; the previous figure, if any."""
+    month = _period(month)
     now = app.clock()
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key.lower())
@@ -48,14 +122,17 @@ async def _quote(s: AsyncSession, app: AppContext, key: str, kind: str,
     on = now.astimezone(app.tz(account)).date()
     if not account.in_force(on):
         raise Refusal("plan.cancelled", key=account.key, on=str(account.cancelled_on))
+    month = on.strftime("%Y-%m")
     if consumption is None:
-        consumption = await Usage(s).get(account.key, on.strftime("%Y-%m"))
+        consumption, _ = await month_consumption(s, account.key, month)
+    # with a day figure for each of the old tier's days, the split follows their usage
+    before = usage_before(await Usage(s).daily(account.key, month), on)
     held, used = await PerkLedger(s).totals(account.key, account.start)
     # a pending request counts as used: approving it later must not overdraw the new plan
     claimed = {p: held.get(p, 0) + used.get(p, 0) for p in set(held) | set(used)}
     changes = await PlanChanges(s).count_since(account.key, now - timedelta(days=365))
     result = quote_change(app.catalog, account, kind, new_tier, on, consumption, claimed,
-                          changes)
+                          changes, perks_pending=held, used_before=before)
     if isinstance(result, Refused):
         raise Refusal(result.msg_id, **result.params)
     return account, result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +33,14 @@ class Usage:
     async def get(self, account_key: str, month: str) -> int | None:
         row = await self.s.get(UsageRow, (account_key, month))
         return row.amount if row else None
+
+    async def daily(self, account_key: str, month: str) -> dict[date, int]:
+        """The day figures recorded for a month (`YYYY-MM`), by day."""
+        rows = (await self.s.execute(
+            select(UsageRow.month, UsageRow.amount)
+            .where(UsageRow.account_key == account_key,
+                   UsageRow.month.like(f"{month}-%")))).all()
+        return {date.fromisoformat(m): amount for m, amount in rows}
 
 
 def _change(r: PlanChangeRow) -> PlanChange:

@@ -133,6 +133,7 @@ def test_walkthrough_piped_then_ctrl_c(tmp_path: Path) -> None:
     assert "— your support group. Commands:" not in text
     # no form in a pipe: exactly what to type
     assert "Type /support open <S1-S5> <summary>" in text
+    assert "Grade the severity objectively" in text  # the form's note, said in a pipe too
     assert "S1 core-down, S2 prod-down, S3 prod-impaired, S4 impaired, S5 guidance" in text
     # `@bob` as the help suggests: a new user the admin can make staff and become
     assert "/tam staff add @bob engineer, then /as bob" in text  # /help says so
@@ -166,7 +167,10 @@ def test_at_a_terminal_the_form_is_asked_and_ctrl_c_leaves(tmp_path: Path) -> No
     try:
         assert "customer> " in read_until(fd, "customer> ")
         os.write(fd, b"/support open\n")
-        assert "Severity (S1/S2/S3/S4/S5; empty to cancel): " in read_until(fd, "cancel): ")
+        form = read_until(fd, "cancel): ")
+        assert "Severity (S1/S2/S3/S4/S5; empty to cancel): " in form
+        # the form's description comes first: the seed's severity self-assessment note
+        assert 0 <= form.find("Grade the severity objectively") < form.find("Severity (S1")
         os.write(fd, b"S9\n")
         asked = read_until(fd, "cancel): ")
         assert "“S9” is not a severity" in asked

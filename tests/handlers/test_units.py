@@ -149,5 +149,9 @@ def test_help_lists_every_command_in_the_stated_order() -> None:
     staff = Actor("T1", "UADMIN", Role.ADMIN)
     lines = router.help_text("support", EN, staff).splitlines()
     assert lines[1].startswith("• <code>/support plan</code>")
-    assert lines[-3].startswith("• <code>/support cancel <request-id></code>")
-    assert lines[-2].startswith("Chinese command words work too: 帮助 (help), 开单 (open)")
+    assert lines[-4].startswith("• <code>/support cancel <request-id></code>")
+    assert lines[-3].startswith("Chinese command words work too: 帮助 (help), 开单 (open)")
+    # after the severities, where the hotline and the enterprise line are (seed §3, §5.1)
+    assert lines[-1] == ("Hotline 4000-955-988 or 950808 (7x24) for every plan; Business and "
+                         "Enterprise also have the enterprise phone line: 4000-955-988 or "
+                         "950808, then press 1 and 2 (7x24).")

@@ -42,9 +42,52 @@ async def test_tags_target_and_preview_counts_groups(chat: Chat) -> None:
     assert "1 group of 1 account" in (await chat(TAM, NOWHERE_CH,
                                             SEND + " regions=cn-north-4")).text
     assert "2 groups of 1 account" in (await chat(TAM, NOWHERE_CH, SEND + " accounts=zeta")).text
-    # chosen accounts may include non-enterprise ones
-    assert "1 group of 1 account" in (await chat(TAM, NOWHERE_CH, SEND + " accounts=bizco")).text
     assert "No group matches" in (await chat(TAM, NOWHERE_CH, SEND + " software=iis")).text
+
+
+NOT_ENTERPRISE = ("bizco is on the Business plan: advisories (enterprise proactive care) "
+                  "reach Enterprise accounts only. Name Enterprise accounts in accounts=, or "
+                  "leave it out to reach all of them. Nothing was sent.")
+
+
+async def test_advisories_reach_enterprise_accounts_only_even_when_named(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger) -> None:
+    """Seed §5.7: proactive care (企业优护计划) is an Enterprise service. Naming a Business
+    account does not widen it: refused with the rule, nothing sent, to anyone."""
+    await drain(worker, rounds=3)
+    messenger.sent.clear()
+    for line in (SEND + " accounts=bizco", SEND + " accounts=bizco confirm",
+                 SEND + " accounts=acme,bizco confirm"):
+        reply = await chat(TAM, NOWHERE_CH, line)
+        assert reply.refused and reply.text == NOT_ENTERPRISE, line
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UTAMZH> tam lang=zh")
+    zh = await chat("UTAMZH", NOWHERE_CH, SEND + " accounts=bizco")
+    assert zh.text.startswith("bizco 的支持级别为商业级：通告（企业优护计划）仅发送给企业级账号")
+    async with ctx.db.transaction() as s:
+        assert await Audit(s).by_action("advisory.send") == []
+    # all enterprise accounts: the business group is not among them
+    assert "on its way to 3 groups" in (await chat(TAM, NOWHERE_CH, SEND + " confirm")).text
+    await drain(worker, rounds=3)
+    assert {s.target for s in messenger.sent if s.kind == "post"} == {ACME_CH, "CZ1", "CZ2"}
+    assert messenger.texts(target=BIZ_CH) == []
+
+
+async def test_planned_events_are_excluded_where_an_advisory_is_made(chat: Chat) -> None:
+    """Seed §5.7: planned events (e.g. 护网行动) are not covered; the pointer is MDR. Said in
+    the preview, on the form and in help, in both languages."""
+    note = ("Proactive care does not cover planned events such as red-team exercises "
+            "(护网行动); for those, the customer can buy Managed Detection and Response (MDR).")
+    preview = await chat(TAM, NOWHERE_CH, SEND)
+    assert note in preview.text.splitlines()
+    form = await chat(TAM, NOWHERE_CH, "/tam advisory", can_open_form=True)
+    assert form.form is not None and form.form.description == note
+    help_text = (await chat(TAM, NOWHERE_CH, "/tam help")).text
+    assert "Managed Detection and Response (MDR)" in help_text and "red-team" in help_text
+    await chat(ADMIN, NOWHERE_CH, "/tam staff add <user:UTAMZH> tam lang=zh")
+    zh = await chat("UTAMZH", NOWHERE_CH, SEND)
+    assert ("护网行动等计划性事件不在企业优护计划范围内；"
+            "如有需求，客户可购买管理检测与响应 MDR。") in zh.text
+    assert "管理检测与响应 MDR" in (await chat("UTAMZH", NOWHERE_CH, "/tam help")).text
 
 
 @pytest.mark.parametrize(("line", "expected"), [

@@ -248,9 +248,19 @@ async def test_concurrent_requests_never_exceed_the_quota(chat: Chat) -> None:
 async def test_pending_requests_count_in_downgrade_and_unsubscribe_checks(chat: Chat) -> None:
     await chat(CUSTOMER, ACME_CH, "/support escort 2026-12-10 2")
     reply = await chat(ADMIN, NOWHERE_CH, "/tam plan acme downgrade business confirm")
-    assert "would leave Escort days overdrawn" in reply.text and "2 used" in reply.text
+    assert "would leave Escort days overdrawn (0 used and 2 pending this plan year" in reply.text
     reply = await chat(ADMIN, NOWHERE_CH, "/tam plan acme unsubscribe confirm")
-    assert "cannot be unsubscribed mid-term" in reply.text
+    # a request still waiting for approval is pending, not "used"
+    assert reply.text == ("Refused: a request for Escort days is pending this plan year, so the "
+                          "current plan order cannot be unsubscribed mid-term. Withdraw it first "
+                          "(<code>/support cancel</code>) or have it rejected.")
+    assert "has been used" not in reply.text
+    assert "PR-1002" in (await chat(CUSTOMER, BIZ_CH, "/support escort 2026-12-10 1")).text
+    await chat(ADMIN, NOWHERE_CH, "/tam language zh")
+    reply = await chat(ADMIN, NOWHERE_CH, "/tam plan bizco unsubscribe")
+    assert reply.text.startswith("已拒绝：本计划年度有一项"
+                                 "云上保障护航服务（基础版）天数申请正在等待审批")
+    assert "已使用" not in reply.text
 
 
 async def test_upgrade_then_downgrade_grants_no_perks(chat: Chat) -> None:

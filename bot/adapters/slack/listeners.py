@@ -100,10 +100,12 @@ async def _open_form(ctx: AppContext, router: Router, client: AsyncWebClient,
     lang = await router.reader_lang(req, ctx)
     regions = sorted(ctx.catalog.regions)
     if reply.form.kind == "advisory":
-        view = views.advisory_modal(lang, req.channel_id, regions)
+        view = views.advisory_modal(lang, req.channel_id, regions,
+                                    description=reply.form.description)
     else:
         view = views.open_case_modal(lang, req.channel_id,
-                                     reply.form.prefill.get("message", ""), regions)
+                                     reply.form.prefill.get("message", ""), regions,
+                                     description=reply.form.description)
     await client.views_open(trigger_id=body["trigger_id"], view=view)
 
 

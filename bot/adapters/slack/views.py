@@ -150,9 +150,18 @@ def ask_modal(button: Button, channel_id: str) -> dict[str, Any]:
     }
 
 
+def _description_blocks(description: str) -> list[dict[str, Any]]:
+    """A form's description (neutral markup) as a context block above its fields."""
+    if not description:
+        return []
+    return [ContextBlock(elements=[MarkdownTextObject(
+        text=slack_text(description)[:SECTION_LIMIT])]).to_dict()]
+
+
 def open_case_modal(lang: Lang, channel_id: str, prefill: str = "",
-                    regions: Sequence[str] = ()) -> dict[str, Any]:
-    """The intake form: severity, summary, description, region, third-party software."""
+                    regions: Sequence[str] = (), description: str = "") -> dict[str, Any]:
+    """The intake form: severity, summary, description, region, third-party software; the
+    form's description (the severity self-assessment note) above them."""
     t = Translator(lang)
     summary = " ".join(prefill.split())[:150]
     options = [{"text": {"type": "plain_text", "text": f"{s.value} · {t('severity.' + s.value)}"},
@@ -183,6 +192,7 @@ def open_case_modal(lang: Lang, channel_id: str, prefill: str = "",
         "submit": {"type": "plain_text", "text": t("form.submit")[:24]},
         "close": {"type": "plain_text", "text": t("form.cancel")[:24]},
         "blocks": [
+            *_description_blocks(description),
             {"type": "input", "block_id": "severity",
              "label": {"type": "plain_text", "text": t("form.severity")},
              "element": {"type": "static_select", "action_id": "value", "options": options}},
@@ -227,8 +237,10 @@ def reaction_offer_blocks(lang: Lang, channel_id: str, ts: str) -> list[dict[str
     ]
 
 
-def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str]) -> dict[str, Any]:
-    """The advisory form; its submission becomes the text command, previewed first."""
+def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str],
+                   description: str = "") -> dict[str, Any]:
+    """The advisory form; its submission becomes the text command, previewed first. The
+    form's description (what proactive care does not cover) is shown above the fields."""
     t = Translator(lang)
 
     def select(block_id: str, label: str, options: list[tuple[str, str]], *,
@@ -253,6 +265,7 @@ def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str]) -> dict[
         "submit": {"type": "plain_text", "text": t("form.advisory_send")[:24]},
         "close": {"type": "plain_text", "text": t("form.cancel")[:24]},
         "blocks": [
+            *_description_blocks(description),
             text("title", t("form.adv_title")),
             select("kind", t("form.adv_kind"),
                    [(k, t(f"advisory.kind.{k}")) for k in KINDS]),
