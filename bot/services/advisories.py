@@ -155,8 +155,8 @@ class _Store:
 
     async def head(self, advisory_id: int) -> broadcast.Head | None:
         a = await self.repo.get(advisory_id)
-        return broadcast.Head(a.team_id, a.created_by, a.total, a.progress_channel,
-                              a.progress_ts) if a else None
+        return broadcast.Head(advisory_ref(a.id), a.team_id, a.created_by, a.total,
+                              a.progress_channel, a.progress_ts) if a else None
 
     async def delivery(self, advisory_id: int, channel_id: str) -> Delivery | None:
         return await self.repo.delivery(advisory_id, channel_id)
@@ -198,11 +198,11 @@ class AdvisoryBroadcast(broadcast.Broadcast):
                                   f"/support acknowledge {advisory_ref(advisory_id)}",
                                   "primary")])
 
-    def progress_text(self, t: Translator, advisory_id: int, counts: dict[str, int],
-                      total: int, done: bool, failed: list[broadcast.DeliveryRecord]) -> str:
+    def progress_text(self, t: Translator, head: broadcast.Head, counts: dict[str, int],
+                      done: bool, failed: list[broadcast.DeliveryRecord]) -> str:
         lines = [t("advisory.progress_done" if done else "advisory.progress",
-                   ref=advisory_ref(advisory_id), sent=counts[DeliveryStatus.SENT],
-                   total=total, failed=counts[DeliveryStatus.FAILED])]
+                   ref=head.ref, sent=counts[DeliveryStatus.SENT], total=head.total,
+                   failed=counts[DeliveryStatus.FAILED])]
         lines += [t("advisory.failed_group", account=f.account_key, channel=f.channel_id,
                     error=f.error or "") for f in failed]
         return "\n".join(lines)

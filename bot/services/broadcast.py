@@ -46,13 +46,16 @@ class DeliveryRecord(Protocol):
 
 @dataclass(frozen=True)
 class Head:
-    """Who sent a broadcast, to how many groups, and where their progress message is."""
+    """Who sent a broadcast, to how many groups, and where their progress message is;
+    `ref` and `kind` name it in the progress message (`AD-1001`; `INC-1001`, `update`)."""
 
+    ref: str
     team_id: str
     created_by: str
     total: int
     progress_channel: str | None
     progress_ts: str | None
+    kind: str = ""
 
 
 class Store(Protocol):
@@ -90,8 +93,8 @@ class Broadcast(ABC):
         """What the delivery's group reads (None: the broadcast vanished)."""
 
     @abstractmethod
-    def progress_text(self, t: Translator, broadcast_id: int, counts: dict[str, int],
-                      total: int, done: bool, failed: list[DeliveryRecord]) -> str: ...
+    def progress_text(self, t: Translator, head: Head, counts: dict[str, int], done: bool,
+                      failed: list[DeliveryRecord]) -> str: ...
 
     # --- queueing, in the transaction that creates the broadcast
 
@@ -169,7 +172,7 @@ class Broadcast(ABC):
                 await jobs.enqueue(s, self.progress_kind, later, {self.id_field: broadcast_id},
                                    f"{self.prefix}:{broadcast_id}:progress:"
                                    f"{int(later.timestamp()) // PROGRESS_EVERY}", now)
-        text = self.progress_text(t, broadcast_id, counts, head.total, done, failed)
+        text = self.progress_text(t, head, counts, done, failed)
         if head.progress_ts is None or head.progress_channel is None:
             channel = await ctx.messenger.dm_channel(head.created_by)
             posted = await ctx.deliver(f"{self.prefix}:{broadcast_id}:progress", channel,

@@ -21,7 +21,7 @@ from bot.domain.model import (
 )
 from bot.domain.sla import SlaTerms, sla_terms
 from bot.i18n import Translator, time_token
-from bot.services import home, outbox
+from bot.services import home, incident_links, outbox
 from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Denied, Refusal
 from bot.services.job import JobContext
@@ -108,6 +108,7 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
         await home.touch(s, account.key, now)
         await _notify_staff(s, app, account, case, "notice.new_case", now, "new")
         opened = Opened(case=case, account=account)
+        opened.notices += await incident_links.link_new_case(s, app, account, case, now)
         if terms.refiled:
             opened.notices.append(("case.refiled", {"requested": severity.value,
                                                     "filed": terms.severity.value,
