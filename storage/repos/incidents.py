@@ -129,17 +129,17 @@ class Incidents:
         ids = [i.id for i in incidents]
         if not ids:
             return []
-        groups = dict((await self.s.execute(
+        groups = {i: int(n) for i, n in (await self.s.execute(
             select(D.incident_id, func.count(func.distinct(D.channel_id)))
             .where(D.incident_id.in_(ids), D.status == DeliveryStatus.SENT.value)
-            .group_by(D.incident_id))).tuples().all())
+            .group_by(D.incident_id))).all()}
         linked: dict[int, tuple[int, int]] = {}
         for incident_id, status, answered, n in (await self.s.execute(
                 select(L.incident_id, CaseRow.status, CaseRow.first_response_at.is_not(None),
                        func.count())
                 .join(CaseRow, CaseRow.id == L.case_id).where(L.incident_id.in_(ids))
                 .group_by(L.incident_id, CaseRow.status,
-                          CaseRow.first_response_at.is_not(None)))).tuples().all():
+                          CaseRow.first_response_at.is_not(None)))).all():
             total, waiting = linked.get(incident_id, (0, 0))
             waiting += n if status == CaseStatus.OPEN.value and not answered else 0
             linked[incident_id] = (total + n, waiting)
@@ -151,8 +151,8 @@ class Incidents:
     async def groups(self, incident_id: int) -> list[tuple[str, str]]:
         """(account, channel) of every group an earlier post of the incident went to."""
         rows = (await self.s.execute(select(D.account_key, D.channel_id).distinct()
-                                     .where(D.incident_id == incident_id))).tuples().all()
-        return sorted(rows)
+                                     .where(D.incident_id == incident_id))).all()
+        return sorted((key, channel) for key, channel in rows)
 
     async def reached(self, account_key: str) -> set[int]:
         """Incidents some post of which went to one of the account's groups."""
@@ -257,7 +257,7 @@ class IncidentPosts:
     async def counts(self, post_id: int) -> dict[str, int]:
         rows = (await self.s.execute(select(D.status, func.count())
                                      .where(D.post_id == post_id)
-                                     .group_by(D.status))).tuples().all()
+                                     .group_by(D.status))).all()
         counts = no_counts()
         counts.update({DeliveryStatus(k): int(v) for k, v in rows})
         return counts
