@@ -130,9 +130,14 @@ async def update(app: AppContext, actor: Actor, incident_id: int, text: str, *,
         groups = await _post(s, app, actor, incident, PostKind.UPDATE, text, respond, now)
         responded = 0
         if respond:
-            for c in await Incidents(s).cases(incident.id, active_only=True):
-                if c.awaiting and await cases.first_response(app, actor, c.case_id,
-                                                             via="incident"):
+            waiting = [c.case_id for c in await Incidents(s).cases(incident.id,
+                                                                   active_only=True)
+                       if c.awaiting]
+            # all their rows first, lowest id first, as SLA timers firing together take
+            # them: taken one by one in another order, the two could deadlock
+            await Cases(s).lock(sorted(waiting))
+            for case_id in sorted(waiting):
+                if await cases.first_response(app, actor, case_id, via="incident"):
                     responded += 1
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="incident.update",
