@@ -21,13 +21,14 @@ from storage.repos import Audit, Incidents, Tags
 async def link_new_case(s: AsyncSession, app: AppContext, account: Account, case: Case,
                         now: datetime) -> list[tuple[str, dict[str, Any]]]:
     """In the transaction opening `case`: link it to every open incident affecting its
-    group, and say so (notices for the confirmation and the case thread, with each
+    group (by the account's tags now, or because a post of it went to this group), and say
+    so (notices for the confirmation and the case thread, with each
     incident's latest status). One indexed query when no incident is open."""
     open_incidents = await Incidents(s).open()
     if not open_incidents:
         return []
     profile = AccountProfile(account, await Tags(s).of(account.key))
-    reached = await Incidents(s).reached(account.key)
+    reached = await Incidents(s).reached(account.key, case.channel_id)
     today = now.astimezone(app.tz(account)).date()
     t = Translator(account.lang)
     linked: list[Incident] = []

@@ -154,11 +154,13 @@ class Incidents:
                                      .where(D.incident_id == incident_id))).all()
         return sorted((key, channel) for key, channel in rows)
 
-    async def reached(self, account_key: str) -> set[int]:
-        """Incidents some post of which went to one of the account's groups."""
-        rows = await self.s.scalars(select(D.incident_id).distinct()
-                                    .where(D.account_key == account_key))
-        return set(rows.all())
+    async def reached(self, account_key: str, channel_id: str | None = None) -> set[int]:
+        """Incidents some post of which went to one of the account's groups (or to the
+        group `channel_id`)."""
+        q = select(D.incident_id).distinct().where(D.account_key == account_key)
+        if channel_id is not None:
+            q = q.where(D.channel_id == channel_id)
+        return set((await self.s.scalars(q)).all())
 
     # --- linked cases
 

@@ -269,3 +269,28 @@ async def test_each_group_gets_each_post_once_when_a_post_is_retried_elsewhere(
     final = [s.text for s in messenger.sent if s.target in (TAM, f"DM-{TAM}")
              and "INC-1001" in s.text]
     assert "done: sent 2 / 2, failed 0" in final[-1]
+
+
+async def test_a_group_the_bot_cannot_post_to_is_failed_once_and_reported(
+        chat: Chat, ctx: AppContext, worker: Worker, messenger: RecordingMessenger) -> None:
+    await drain(worker, rounds=3)
+    original = messenger.post
+    tries: list[str] = []
+
+    async def post(channel: str, message: Message, *, thread_ts: str | None = None,
+                   key: str | None = None) -> Posted:
+        if channel == "CZ2" and "Network loss" in message.text:
+            tries.append(channel)
+            raise DeliveryError("chat.postMessage: not_in_channel", permanent=True)
+        return await original(channel, message, thread_ts=thread_ts, key=key)
+
+    messenger.post = post  # type: ignore[method-assign]
+    await chat(TAM, NOWHERE_CH, '/tam incident declare cn-east-3 "Network loss"')
+    await drain(worker, rounds=4)
+    assert tries == ["CZ2"]  # not retried
+    final = [s.text for s in messenger.sent if s.target in (TAM, f"DM-{TAM}")
+             and "INC-1001" in s.text][-1]
+    assert "done: sent 1 / 2, failed 1" in final
+    assert "CZ2 (zeta): chat.postMessage: not_in_channel" in final
+    listing = (await chat(ENGINEER, NOWHERE_CH, "/tam incident list")).text
+    assert "reached 1 group" in listing

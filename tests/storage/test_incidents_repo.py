@@ -76,6 +76,8 @@ async def test_incidents_posts_deliveries_and_links(db: Database) -> None:
         assert await repo.groups(incident.id) == [("acme", "C1"), ("zeta", "C2")]
         assert await repo.reached("acme") == {incident.id}
         assert await repo.reached("nobody") == set()
+        assert await repo.reached("acme", "C1") == {incident.id}
+        assert await repo.reached("acme", "C2") == set()
         assert [i.ref for i in await repo.of_case(a.id)] == ["INC-1001"]
         # by due time: zeta's case is due first
         assert [c.ref for c in await repo.cases(incident.id)] == [b.ref, a.ref]
