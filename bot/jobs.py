@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services import advisories, cases, home, maintenance, outbox, reports
+from bot.services import advisories, cases, home, incidents, maintenance, outbox, reports
 from bot.services.base import AppContext
 from bot.services.job import Job, JobHandler
 
@@ -74,6 +74,8 @@ def standard() -> Registry:
     r.add(advisories.POST, advisories.run_post)
     r.add(advisories.PROGRESS, advisories.run_progress)
     r.add(advisories.REMIND, advisories.run_remind)
+    r.add(incidents.POST, incidents.BROADCAST.run_post)
+    r.add(incidents.PROGRESS, incidents.BROADCAST.run_progress)
     r.add(home.REFRESH, home.run_refresh)
     r.add(reports.POST, reports.run_post)
     r.add(reports.SCHEDULE, reports.run_schedule)

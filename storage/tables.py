@@ -335,3 +335,64 @@ class GroupSecretRow(Base):
     channel_id: Mapped[str] = mapped_column(ChatId, primary_key=True)
     secret: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime]
+
+
+class IncidentRow(Base):
+    """A platform incident declared by staff: one region, maybe some products."""
+
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(ChatId)
+    region: Mapped[str] = mapped_column(String(64))
+    products: Mapped[list[str]] = mapped_column(JSON)
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    declared_by: Mapped[str] = mapped_column(ChatId)
+    declared_at: Mapped[datetime]
+    latest: Mapped[str | None] = mapped_column(Text)
+    latest_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(ChatId)
+    resolved_at: Mapped[datetime | None]
+
+
+class IncidentPostRow(Base):
+    """One broadcast of an incident to its groups (declaration, update, resolution)."""
+
+    __tablename__ = "incident_posts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    respond: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(ChatId)
+    created_at: Mapped[datetime]
+    total: Mapped[int] = mapped_column(Integer)
+    progress_channel: Mapped[str | None] = mapped_column(ChatId)
+    progress_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class IncidentDeliveryRow(Base):
+    """One incident post to one group: pending, sent or failed."""
+
+    __tablename__ = "incident_deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("incident_posts.id"), index=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), index=True)
+    channel_id: Mapped[str] = mapped_column(ChatId)
+    status: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("post_id", "channel_id"),)
+
+
+class IncidentCaseRow(Base):
+    """A case linked to an incident (opened in an affected group meanwhile, or by staff)."""
+
+    __tablename__ = "incident_cases"
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True, index=True)
+    linked_by: Mapped[str] = mapped_column(ChatId)
+    linked_at: Mapped[datetime]

@@ -15,6 +15,7 @@ from bot.domain.advisories import (
     REMINDED,
     Advisory,
     AdvisorySummary,
+    Delivery,
     NewAdvisory,
     Targeting,
     proactive_care,
@@ -23,15 +24,13 @@ from bot.domain.advisories import (
 from bot.domain.model import Account, DeliveryStatus, Lang, advisory_ref
 from bot.i18n import Translator
 from bot.messages import Button, Message
-from bot.services import home, outbox
+from bot.services import broadcast, home, outbox
 from bot.services.base import Actor, AppContext, Denied, Refusal, require_manager
 from bot.services.job import JobContext
-from bot.services.messenger import DeliveryError
 from storage import jobs
 from storage.repos import Accounts, Advisories, Audit, Bindings, Staff, Tags
 
 POST, PROGRESS, REMIND = "advisory.post", "advisory.progress", "advisory.remind"
-PROGRESS_EVERY = 2  # seconds between progress message updates
 
 
 @dataclass(frozen=True)
@@ -128,16 +127,12 @@ async def _send(app: AppContext, actor: Actor, spec: AdvisorySpec, now: datetime
                         dedupe_key=dedupe),
             [(account.key, channel) for account, channel in targets])
         ref = advisory_ref(row.id)
-        for _, channel in targets:
-            await jobs.enqueue(s, POST, now, {"advisory_id": row.id, "channel": channel},
-                               f"adv:{row.id}:{channel}", now)
+        await BROADCAST.queue(s, row.id, [channel for _, channel in targets], now)
         if spec.severity in REMINDED:
             due = now + timedelta(hours=app.settings.advisory_ack_hours)
             for key in sorted({a.key for a, _ in targets}):
                 await jobs.enqueue(s, REMIND, due, {"advisory_id": row.id, "account": key},
                                    f"adv:{row.id}:{key}:remind", now)
-        await jobs.enqueue(s, PROGRESS, now, {"advisory_id": row.id},
-                           f"adv:{row.id}:progress:start", now)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="advisory.send",
                              after={"advisory": ref, "groups": len(targets),
@@ -158,89 +153,71 @@ def advisory_text(t: Translator, a: Advisory) -> str:
     return "\n".join(lines)
 
 
-async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
-    """Post one advisory to one group; a group the bot cannot reach is marked failed."""
-    app = ctx.app
-    advisory_id, channel = int(job.payload["advisory_id"]), str(job.payload["channel"])
-    async with app.db.transaction() as s:
+class _Store:
+    """The advisory tables as a broadcast store."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.repo = Advisories(s)
+
+    async def head(self, advisory_id: int) -> broadcast.Head | None:
+        a = await self.repo.get(advisory_id)
+        return broadcast.Head(advisory_ref(a.id), a.team_id, a.created_by, a.total,
+                              a.progress_channel, a.progress_ts) if a else None
+
+    async def delivery(self, advisory_id: int, channel_id: str) -> Delivery | None:
+        return await self.repo.delivery(advisory_id, channel_id)
+
+    async def failed(self, advisory_id: int, limit: int) -> list[broadcast.DeliveryRecord]:
+        return list(await self.repo.deliveries(advisory_id, status=DeliveryStatus.FAILED,
+                                               limit=limit))
+
+    async def counts(self, advisory_id: int) -> dict[str, int]:
+        return await self.repo.counts(advisory_id)
+
+    async def settle(self, advisory_id: int, channel_id: str, status: DeliveryStatus,
+                     at: datetime, ts: str | None = None, error: str | None = None
+                     ) -> str | None:
+        return await self.repo.settle(advisory_id, channel_id, status, at, ts=ts, error=error)
+
+    async def set_progress(self, advisory_id: int, channel: str, ts: str) -> None:
+        await self.repo.set_progress(advisory_id, channel, ts)
+
+
+class AdvisoryBroadcast(broadcast.Broadcast):
+    """An advisory to its groups, with the Acknowledged button; the App Home shows them."""
+
+    prefix, id_field, post_kind, progress_kind = "adv", "advisory_id", POST, PROGRESS
+    touch_home = True
+
+    def store(self, s: AsyncSession) -> _Store:
+        return _Store(s)
+
+    async def message(self, s: AsyncSession, advisory_id: int,
+                      delivery: broadcast.DeliveryRecord) -> Message | None:
         advisory = await Advisories(s).get(advisory_id)
-        delivery = await Advisories(s).delivery(advisory_id, channel)
-        account = await Accounts(s).get(delivery.account_key) if delivery else None
-    if advisory is None or delivery is None or account is None:
-        raise DeliveryError("advisory vanished", permanent=True)
-    if delivery.status != DeliveryStatus.PENDING:
-        return {"outcome": delivery.status}
-    t = Translator(account.lang)
-    ref = advisory_ref(advisory_id)
-    try:
-        posted = await ctx.deliver(job.key, channel, Message.of(
-            advisory_text(t, advisory),
-            [Button(t("advisory.button_ack"), f"/support acknowledge {ref}", "primary")]),
-            recover=job.attempts > 1)
-    except DeliveryError as exc:
-        if not exc.permanent:
-            raise
-        await _settle(app, advisory_id, channel, DeliveryStatus.FAILED, error=exc.reason)
-        return {"outcome": DeliveryStatus.FAILED, "error": exc.reason}
-    await _settle(app, advisory_id, channel, DeliveryStatus.SENT, ts=posted.ts)
-    return {"outcome": DeliveryStatus.SENT, "ts": posted.ts}
+        account = await Accounts(s).get(delivery.account_key)
+        if advisory is None or account is None:
+            return None
+        t = Translator(account.lang)
+        return Message.of(advisory_text(t, advisory),
+                          [Button(t("advisory.button_ack"),
+                                  f"/support acknowledge {advisory_ref(advisory_id)}",
+                                  "primary")])
+
+    def progress_text(self, t: Translator, head: broadcast.Head, counts: dict[str, int],
+                      done: bool, failed: list[broadcast.DeliveryRecord]) -> str:
+        lines = [t("advisory.progress_done" if done else "advisory.progress",
+                   ref=head.ref, sent=counts[DeliveryStatus.SENT], total=head.total,
+                   failed=counts[DeliveryStatus.FAILED])]
+        lines += [t("advisory.failed_group", account=f.account_key, channel=f.channel_id,
+                    error=f.error or "") for f in failed]
+        return "\n".join(lines)
 
 
-async def _settle(app: AppContext, advisory_id: int, channel: str, status: DeliveryStatus,
-                  ts: str | None = None, error: str | None = None) -> None:
-    now = app.clock()
-    async with app.db.transaction() as s:
-        key = await Advisories(s).settle(advisory_id, channel, status, now, ts=ts, error=error)
-        counts = await Advisories(s).counts(advisory_id)
-        if key:
-            await home.touch(s, key, now)
-        # progress updates are coalesced: one job per few seconds, and a final one
-        settled = counts[DeliveryStatus.SENT] + counts[DeliveryStatus.FAILED]
-        done = settled >= sum(counts.values())
-        bucket = "final" if done else str(int(now.timestamp()) // PROGRESS_EVERY)
-        await jobs.enqueue(s, PROGRESS, now, {"advisory_id": advisory_id},
-                           f"adv:{advisory_id}:progress:{bucket}", now)
-
-
-async def run_progress(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
-    """Post or update the sender's progress message: sent / total / failed."""
-    app = ctx.app
-    advisory_id = int(job.payload["advisory_id"])
-    async with app.db.transaction() as s:
-        advisory = await Advisories(s).get(advisory_id)
-        if advisory is None:
-            raise DeliveryError("advisory vanished", permanent=True)
-        counts = await Advisories(s).counts(advisory_id)
-        failed = await Advisories(s).deliveries(advisory_id, status=DeliveryStatus.FAILED,
-                                                limit=20)
-        member = await Staff(s).get(advisory.team_id, advisory.created_by)
-    t = Translator(member.lang if member else Lang.EN)
-    done = counts[DeliveryStatus.SENT] + counts[DeliveryStatus.FAILED] >= advisory.total
-    if not done:
-        # deliveries settling concurrently may each miss that they were the last: look
-        # again shortly, until the final count is shown
-        now = app.clock()
-        later = now + timedelta(seconds=PROGRESS_EVERY)
-        async with app.db.transaction() as s:
-            await jobs.enqueue(s, PROGRESS, later, {"advisory_id": advisory_id},
-                               f"adv:{advisory_id}:progress:"
-                               f"{int(later.timestamp()) // PROGRESS_EVERY}", now)
-    lines = [t("advisory.progress_done" if done else "advisory.progress",
-               ref=advisory_ref(advisory.id), sent=counts[DeliveryStatus.SENT],
-               total=advisory.total, failed=counts[DeliveryStatus.FAILED])]
-    lines += [t("advisory.failed_group", account=f.account_key, channel=f.channel_id,
-                error=f.error or "") for f in failed]
-    text = "\n".join(lines)
-    if advisory.progress_ts is None or advisory.progress_channel is None:
-        channel = await ctx.messenger.dm_channel(advisory.created_by)
-        posted = await ctx.deliver(f"adv:{advisory_id}:progress", channel,
-                                   Message(text), recover=True)
-        async with app.db.transaction() as s:
-            await Advisories(s).set_progress(advisory_id, posted.channel, posted.ts)
-        return {"ts": posted.ts}
-    await ctx.messenger.update(advisory.progress_channel, advisory.progress_ts,
-                               Message(text))
-    return {"ts": advisory.progress_ts}
+BROADCAST = AdvisoryBroadcast()
+run_post = BROADCAST.run_post
+run_progress = BROADCAST.run_progress
+PROGRESS_EVERY = broadcast.PROGRESS_EVERY
 
 
 async def run_remind(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.domain.catalog import Target
 from bot.domain.model import Case, CaseStatus, Lang
 from bot.i18n import Translator
 from bot.messages import Button, Field, Message, Section, mention, time_token
 
 
-def card_message(case: Case, lang: Lang, excluded: bool = False) -> Message:
-    """The card: title line, status/opener/target/due (and first response) fields, the
-    buttons that still make sense (acknowledge while waiting, close while active), a hint.
-    `excluded`: the case's region is outside the service area, said in a field."""
+def card_message(case: Case, lang: Lang, excluded: bool = False,
+                 incidents: Sequence[str] = ()) -> Message:
+    """The card: title line, status/opener/target/due (and first response, linked
+    incidents) fields, the buttons that still make sense (acknowledge while waiting,
+    close while active), a hint. `excluded`: the case's region is outside the service area,
+    said in a field."""
     t = Translator(lang)
     status = t(f"status.{case.status.value}")
     if case.breached:  # stays on the card after a late answer: the SLA was missed
@@ -29,6 +33,8 @@ def card_message(case: Case, lang: Lang, excluded: bool = False) -> Message:
         fields.append(Field(t("card.first_response"),
                             f"{time_token(case.first_response_at)} "
                             f"{mention(case.first_response_by or '')}"))
+    if incidents:
+        fields.append(Field(t("card.incident"), t.join(incidents)))
     buttons: list[Button] = []
     if case.status.is_active:
         if case.status is CaseStatus.OPEN:

@@ -21,7 +21,7 @@ from bot.domain.model import (
 )
 from bot.domain.sla import SlaTerms, sla_terms
 from bot.i18n import Translator, time_token
-from bot.services import home, outbox
+from bot.services import home, incident_links, outbox
 from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Denied, Refusal
 from bot.services.job import JobContext
@@ -113,6 +113,7 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
                             "notice.new_case_excluded" if region in
                             app.catalog.service_exclusions else "notice.new_case", now, "new")
         opened = Opened(case=case, account=account)
+        opened.notices += await incident_links.link_new_case(s, app, account, case, now)
         if terms.refiled:
             opened.notices.append(("case.refiled", {"requested": severity.value,
                                                     "filed": terms.severity.value,

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.messages import Button, Message
+from bot.services import incident_links
 from bot.services.cards import card_message
 from bot.services.job import JobContext, NotReady
 from bot.services.messenger import DeliveryError
@@ -115,12 +116,14 @@ async def relay_card(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
         async with ctx.app.db.transaction() as s:
             case = await Cases(s).get(case_id)
             account = await Accounts(s).get(case.account_key) if case else None
+            linked = await incident_links.card_incidents(s, case_id) if case else []
         if case is None or account is None:
             raise DeliveryError("case vanished", permanent=True)
         if case.version > int(job.payload["version"]) and case.card_ts is not None:
             return {"outcome": "superseded"}  # a newer sync renders the latest state
         card = card_message(case, account.lang,
-                            excluded=case.region in ctx.app.catalog.service_exclusions)
+                            excluded=case.region in ctx.app.catalog.service_exclusions,
+                            incidents=linked)
         if case.card_ts is None:
             # one key per case (not per version): an earlier sync job of this case may
             # have posted the card and died before storing its ts; find it, don't repost

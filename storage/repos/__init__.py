@@ -7,6 +7,7 @@ from storage.repos.audit import Audit
 from storage.repos.cases import Cases
 from storage.repos.home import Viewers
 from storage.repos.inbox import Inbox
+from storage.repos.incidents import IncidentPosts, Incidents
 from storage.repos.perks import PerkLedger
 from storage.repos.plans import PlanChanges, Usage
 from storage.repos.reports import Reports
@@ -14,4 +15,5 @@ from storage.repos.secrets import GroupSecrets
 from storage.repos.staff import ANY_TEAM, Staff
 
 __all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "GroupSecrets",
-           "Inbox", "PerkLedger", "PlanChanges", "Reports", "Staff", "Tags", "Usage", "Viewers"]
+           "Inbox", "IncidentPosts", "Incidents", "PerkLedger", "PlanChanges", "Reports",
+           "Staff", "Tags", "Usage", "Viewers"]

@@ -102,6 +102,8 @@ async def _open_form(ctx: AppContext, router: Router, client: AsyncWebClient,
     if reply.form.kind == "advisory":
         view = views.advisory_modal(lang, req.channel_id, regions,
                                     description=reply.form.description)
+    elif reply.form.kind == "incident":
+        view = views.incident_modal(lang, req.channel_id, regions)
     else:
         view = views.open_case_modal(lang, req.channel_id,
                                      reply.form.prefill.get("message", ""), regions,
@@ -173,6 +175,21 @@ def register_forms(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
         req = _request(body, "tam advisory", Kind.FORM, channel,
                        fields=views.modal_values(view))
         await _answer(client, None, body, await router.dispatch(req, ctx), channel)
+
+    @bolt.view(views.INCIDENT_CALLBACK)
+    async def on_incident(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """Declared like the text command; a field at fault is shown on the form."""
+        view = body.get("view") or {}
+        channel = str(view.get("private_metadata") or "")
+        req = _request(body, "tam incident declare", Kind.FORM, channel,
+                       fields=views.modal_values(view))
+        reply = await router.dispatch(req, ctx)
+        if reply.field_errors:
+            await ack(response_action="errors",
+                      errors={k: views.slack_text(v) for k, v in reply.field_errors.items()})
+            return
+        await ack()
+        await _answer(client, None, body, reply, channel)
 
     @bolt.view(views.OPEN_CASE_CALLBACK)
     async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:

@@ -36,6 +36,7 @@ RUN_ACTION = "run_command"
 RUN_ASK_ACTION = "run_command_ask"
 RUN_ASK_CALLBACK = "run_command_ask"
 ADVISORY_CALLBACK = "advisory_form"
+INCIDENT_CALLBACK = "incident_form"
 
 
 # Slack's own glyph for each neutral status mark
@@ -237,28 +238,30 @@ def reaction_offer_blocks(lang: Lang, channel_id: str, ts: str) -> list[dict[str
     ]
 
 
+def _select(block_id: str, label: str, options: list[tuple[str, str]], *,
+            multi: bool = False, optional: bool = False) -> dict[str, Any]:
+    return {"type": "input", "block_id": block_id, "optional": optional,
+            "label": {"type": "plain_text", "text": label},
+            "element": {"type": "multi_static_select" if multi else "static_select",
+                        "action_id": "value",
+                        "options": [{"text": {"type": "plain_text", "text": text[:75]},
+                                     "value": value} for value, text in options[:100]]}}
+
+
+def _text(block_id: str, label: str, *, multiline: bool = False, optional: bool = False,
+          max_length: int = 150) -> dict[str, Any]:
+    return {"type": "input", "block_id": block_id, "optional": optional,
+            "label": {"type": "plain_text", "text": label},
+            "element": {"type": "plain_text_input", "action_id": "value",
+                        "multiline": multiline, "max_length": max_length}}
+
+
 def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str],
                    description: str = "") -> dict[str, Any]:
     """The advisory form; its submission becomes the text command, previewed first. The
     form's description (what proactive care does not cover) is shown above the fields."""
     t = Translator(lang)
-
-    def select(block_id: str, label: str, options: list[tuple[str, str]], *,
-               multi: bool = False, optional: bool = False) -> dict[str, Any]:
-        return {"type": "input", "block_id": block_id, "optional": optional,
-                "label": {"type": "plain_text", "text": label},
-                "element": {"type": "multi_static_select" if multi else "static_select",
-                            "action_id": "value",
-                            "options": [{"text": {"type": "plain_text", "text": text[:75]},
-                                         "value": value} for value, text in options[:100]]}}
-
-    def text(block_id: str, label: str, *, multiline: bool = False, optional: bool = False,
-             max_length: int = 150) -> dict[str, Any]:
-        return {"type": "input", "block_id": block_id, "optional": optional,
-                "label": {"type": "plain_text", "text": label},
-                "element": {"type": "plain_text_input", "action_id": "value",
-                            "multiline": multiline, "max_length": max_length}}
-
+    select, text = _select, _text
     return {
         "type": "modal", "callback_id": ADVISORY_CALLBACK, "private_metadata": channel_id,
         "title": {"type": "plain_text", "text": t("form.advisory_title")[:24]},
@@ -277,6 +280,22 @@ def advisory_modal(lang: Lang, channel_id: str, regions: Sequence[str],
             text("products", t("form.adv_products"), optional=True, max_length=300),
             text("software", t("form.adv_software"), optional=True, max_length=300),
             text("accounts", t("form.adv_accounts"), optional=True, max_length=1000),
+        ],
+    }
+
+
+def incident_modal(lang: Lang, channel_id: str, regions: Sequence[str]) -> dict[str, Any]:
+    """The declare-an-incident form; its submission runs `/tam incident declare`."""
+    t = Translator(lang)
+    return {
+        "type": "modal", "callback_id": INCIDENT_CALLBACK, "private_metadata": channel_id,
+        "title": {"type": "plain_text", "text": t("form.incident_title")[:24]},
+        "submit": {"type": "plain_text", "text": t("form.incident_submit")[:24]},
+        "close": {"type": "plain_text", "text": t("form.cancel")[:24]},
+        "blocks": [
+            _select("region", t("form.inc_region"), [(r, r) for r in regions]),
+            _text("products", t("form.inc_products"), optional=True, max_length=300),
+            _text("title", t("form.inc_title")),
         ],
     }
 
