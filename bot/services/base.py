@@ -16,6 +16,7 @@ from bot.domain.calendar import BusinessCalendar, calendar_for
 from bot.domain.catalog import Catalog
 from bot.domain.model import Account, Lang, Role
 from bot.i18n import Translator
+from bot.services.mailer import Mailer
 from storage.db import Database
 from storage.repos import Audit, Inbox, Staff
 
@@ -47,6 +48,8 @@ class AppContext:
     noted_customers: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
     # platforms (the prefix of their qualified ids) whose groups need a delivery address
     address_platforms: frozenset[str] = frozenset()
+    # how monthly reports are emailed (SMTP); None: email is off, reports go to groups only
+    mailer: Mailer | None = None
 
     def calendar(self, account: Account) -> BusinessCalendar:
         return calendar_for(self.catalog.region(account.region).calendar)
