@@ -4,6 +4,7 @@ HTML has headings, emphasis and the images shown inline by content id)."""
 from __future__ import annotations
 
 import html
+import unicodedata
 from zoneinfo import ZoneInfo
 
 from bot.adapters.plain import MARK_GLYPH, local_time
@@ -51,6 +52,12 @@ def html_line(text: str, tz: ZoneInfo) -> str:
     return "".join(out)
 
 
+def _rule(text: str, char: str) -> str:
+    """A line under `text` as wide as it shows (CJK characters take two columns)."""
+    width = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return char * min(72, width)
+
+
 def plain_body(message: Message, tz: ZoneInfo) -> str:
     """The text part: the title, then each section's heading underlined and its text."""
     if not message.sections:
@@ -58,12 +65,12 @@ def plain_body(message: Message, tz: ZoneInfo) -> str:
     parts: list[str] = []
     if message.title:
         title = text_line(message.title, tz).strip()
-        parts.append(f"{title}\n{'=' * min(72, len(title) * 2)}")
+        parts.append(f"{title}\n{_rule(title, '=')}")
     for section in message.sections:
         block = []
         if section.title:
             heading = text_line(section.title, tz)
-            block.append(f"{heading}\n{'-' * min(72, len(heading) * 2)}")
+            block.append(f"{heading}\n{_rule(heading, '-')}")
         if section.text:
             block.append(text_line(section.text, tz))
         block += [f"{text_line(f.label, tz)}: {text_line(f.value, tz)}" for f in section.fields]
