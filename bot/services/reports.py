@@ -443,9 +443,9 @@ async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
 async def run_email(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Email one account's report for a month to one recipient: HTML with a plain-text
     part and the chart inline. A 4xx or a lost connection is retried with backoff (the
-    worker's policy); a 5xx is final: logged once, staff told once, the job ends."""
-    from bot.charts import report_chart  # matplotlib loads only when a report is made
-
+    worker's policy); a 5xx is final: logged once, staff told once, the job ends. The lease
+    is checked (and extended) just before the mail leaves: a mail server cannot be asked
+    whether it already has a mail, so no two workers may send it."""
     key, label, to = (str(job.payload["account"]), str(job.payload["month"]),
                       str(job.payload["to"]))
     year, month = int(label[:4]), int(label[5:])
@@ -466,6 +466,8 @@ async def run_email(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     t = Translator(account.lang)
     images: tuple[Image, ...] = ()
     if app.settings.report_charts and report.stats.total_opened:
+        from bot.charts import report_chart  # matplotlib loads only when a chart is made
+
         labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
                   "severity": t("report.chart_severity")}
         png = await asyncio.to_thread(report_chart, report.stats,
@@ -474,6 +476,7 @@ async def run_email(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     mail = Email(to=to, subject=t("report.email_subject", name=account.name, month=label),
                  message=email_message(report, t), key=job.key, timezone=account.timezone,
                  images=images)
+    await ctx.keep_lease(job)
     try:
         message_id = await app.mailer.send(mail)
     except DeliveryError as exc:

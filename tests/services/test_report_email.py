@@ -335,3 +335,29 @@ async def test_an_unreachable_server_delays_the_mail(
         assert len(back.received) == 1
     finally:
         await back.close()
+
+
+async def test_a_run_whose_lease_ran_out_does_not_send_beside_the_newer_claim(
+        mail_ctx: AppContext, chat: Chat, smtp: SmtpServer, clock: Clock,
+        messenger: RecordingMessenger) -> None:
+    """Slow preparation (a blocked event loop) can outlive a lease: the job is claimed again,
+    and only the newest claim may hand the mail over; the stale run stops untouched."""
+    from bot.services.job import JobContext, LeaseLost
+
+    await chat(TAM, NOWHERE_CH, "/tam account email acme add ops@acme.example")
+    await chat(TAM, NOWHERE_CH, "/tam report acme 2026-10")
+    lease = timedelta(seconds=30)
+    async with mail_ctx.db.transaction() as s:
+        first = [j for j in await jobs.claim(s, clock.now, "w", lease, 10)
+                 if j.kind == "report.email"][0]
+    clock.advance(seconds=31)  # the lease runs out while the first run prepares
+    async with mail_ctx.db.transaction() as s:
+        second = [j for j in await jobs.claim(s, clock.now, "w", lease, 10)
+                  if j.kind == "report.email"][0]
+    assert (first.id, first.attempts, second.attempts) == (second.id, 1, 2)
+    ctx = JobContext(mail_ctx, messenger, clock.now, worker="w", lease=lease)
+    with pytest.raises(LeaseLost):
+        await reports.run_email(ctx, first)
+    assert smtp.received == []
+    result = await reports.run_email(ctx, second)
+    assert result["message_id"] and len(smtp.received) == 1
