@@ -17,10 +17,10 @@ from handlers.core import Command, Router
 HELP_ORDER: dict[str, tuple[str, ...]] = {
     "support": ("plan", "open", "cases", "sla", "case", "close", "scope", "escort", "review",
                 "requests", "acknowledge", "cancel"),
-    "tam": ("staff add", "language", "account add", "account assign", "link", "ack",
-            "severity", "resolve", "account usage", "account renew", "approve", "reject",
+    "tam": ("staff add", "language", "account add", "account assign", "account show", "link",
+            "ack", "severity", "resolve", "account usage", "account renew", "approve", "reject",
             "plan", "account tag", "advisory", "advisory status", "advisories", "report",
-            "breaches"),
+            "account email", "account set", "breaches"),
 }
 
 

@@ -348,12 +348,12 @@ async def test_a_run_whose_lease_ran_out_does_not_send_beside_the_newer_claim(
     await chat(TAM, NOWHERE_CH, "/tam report acme 2026-10")
     lease = timedelta(seconds=30)
     async with mail_ctx.db.transaction() as s:
-        first = [j for j in await jobs.claim(s, clock.now, "w", lease, 10)
-                 if j.kind == "report.email"][0]
+        first = next(j for j in await jobs.claim(s, clock.now, "w", lease, 10)
+                     if j.kind == "report.email")
     clock.advance(seconds=31)  # the lease runs out while the first run prepares
     async with mail_ctx.db.transaction() as s:
-        second = [j for j in await jobs.claim(s, clock.now, "w", lease, 10)
-                  if j.kind == "report.email"][0]
+        second = next(j for j in await jobs.claim(s, clock.now, "w", lease, 10)
+                      if j.kind == "report.email")
     assert (first.id, first.attempts, second.attempts) == (second.id, 1, 2)
     ctx = JobContext(mail_ctx, messenger, clock.now, worker="w", lease=lease)
     with pytest.raises(LeaseLost):
@@ -361,3 +361,24 @@ async def test_a_run_whose_lease_ran_out_does_not_send_beside_the_newer_claim(
     assert smtp.received == []
     result = await reports.run_email(ctx, second)
     assert result["message_id"] and len(smtp.received) == 1
+
+
+async def test_the_commands_answer_in_chinese_for_chinese_staff(
+        mail_ctx: AppContext, chat: Chat) -> None:
+    await chat(TAM, NOWHERE_CH, "/tam language zh")
+
+    async def say(line: str) -> str:
+        return (await chat(TAM, NOWHERE_CH, line)).text
+
+    assert "“ops@”不是邮箱地址" in await say("/tam account email acme add ops@")
+    added = await say("/tam account email acme add ops@acme.example")
+    assert added == "ops@acme.example 将通过邮件接收 acme 的月报。"
+    listed = await say("/tam account email acme list")
+    assert listed == "acme 的月报发送至 1 个邮箱：ops@acme.example"
+    assert "acme 的月报已设为跳过（专属云）" in await say(
+        "/tam account set acme report=skip reason=dedicated")
+    shown = await say("/tam account show acme")
+    assert "月报：<b>已跳过</b>（专属云）。" in shown and "邮件：发送至 1 个收件人。" in shown
+    queued = await say("/tam report acme 2026-10")
+    assert "同时将通过邮件发送给 1 个收件人。" in queued
+    assert "注意：acme 的定期月报已设为跳过（专属云）；本次为按需生成。" in queued
