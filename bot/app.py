@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.adapters.routing import RoutingMessenger
 from bot.config import Settings, load_catalog
 from bot.services.base import AppContext
+from bot.services.mailer import Mailer
 from bot.services.messenger import Messenger
 from bot.worker import worker_running
 from handlers import build_router
@@ -43,9 +44,19 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         remote = frozenset({"welink"}) if settings.welink else frozenset()
         yield Core(AppContext(db=db, catalog=catalog, settings=settings,
                               address_platforms=needs_address | remote,
-                              remote_platforms=remote), build_router())
+                              remote_platforms=remote, mailer=mailer_for(settings)),
+                   build_router())
     finally:
         await db.close()
+
+
+def mailer_for(settings: Settings) -> Mailer | None:
+    """The SMTP client when SUPPORTBOT_SMTP_HOST is set; None: reports are not emailed."""
+    if not settings.email:
+        return None
+    from bot.adapters.email.smtp import SmtpMailer
+
+    return SmtpMailer(settings)
 
 
 def messenger_for(ctx: AppContext, slack: Messenger | None) -> RoutingMessenger:
@@ -77,6 +88,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     from bot.adapters.slack.messenger import SlackMessenger
 
     settings.require_platform()
+    if not settings.email:
+        log.info("SUPPORTBOT_SMTP_HOST is not set: monthly reports go to groups only, not by "
+                 "email")
     if settings.duty_channel is None:
         log.warning("SUPPORTBOT_DUTY_CHANNEL is not set: breach notices reach only the "
                     "accounts' TAMs, and none at all for accounts without a TAM")

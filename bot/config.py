@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain.catalog import Catalog, CatalogError, parse_catalog
+from bot.domain.reports import parse_address
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///supportbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -66,6 +67,18 @@ class Settings:
     wecom_callback_max_age: float = 300.0  # seconds a callback's timestamp may be off
     # Fernet key encrypting delivery addresses (a WeCom group's push webhook key)
     secret_key: str | None = field(default=None, repr=False)
+    # SMTP for the monthly report by email; no host: email is off
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_tls: str = "starttls"  # starttls | ssl | none
+    smtp_from: str | None = None
+
+    @property
+    def email(self) -> bool:
+        """Whether reports are also sent by email (SMTP is configured)."""
+        return self.smtp_host is not None
 
     @property
     def wecom(self) -> bool:
@@ -142,6 +155,7 @@ class Settings:
             secret_key=secret_key,
             **wecom,
             **welink,
+            **_smtp(env),
         )
 
     def require_platform(self) -> None:
@@ -249,6 +263,43 @@ def _wecom_app(env: Mapping[str, str]) -> dict[str, Any]:
     except ValueError as exc:
         raise ConfigError("WECOM_APP_ENCODING_AES_KEY is not valid base64") from exc
     return {**out, "wecom_app_token": token, "wecom_app_encoding_aes_key": key}
+
+
+SMTP_TLS_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+def _smtp(env: Mapping[str, str]) -> dict[str, Any]:
+    """SMTP's settings: none without SUPPORTBOT_SMTP_HOST; the others are checked with it."""
+    host = env.get("SUPPORTBOT_SMTP_HOST", "").strip()
+    others = ("SUPPORTBOT_SMTP_PORT", "SUPPORTBOT_SMTP_USER", "SUPPORTBOT_SMTP_PASSWORD",
+              "SUPPORTBOT_SMTP_TLS", "SUPPORTBOT_SMTP_FROM")
+    if not host:
+        given = [name for name in others if env.get(name, "").strip()]
+        if given:
+            raise ConfigError(f"SUPPORTBOT_SMTP_HOST is not set, but {given[0]} is (email "
+                              "needs the SMTP server's host name)")
+        return {}
+    tls = (env.get("SUPPORTBOT_SMTP_TLS") or "starttls").strip().lower()
+    if tls not in SMTP_TLS_PORTS:
+        raise ConfigError(f"SUPPORTBOT_SMTP_TLS must be starttls, ssl or none, got {tls!r}")
+    port_text = (env.get("SUPPORTBOT_SMTP_PORT") or str(SMTP_TLS_PORTS[tls])).strip()
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"SUPPORTBOT_SMTP_PORT must be a TCP port number (1-65535), got "
+                          f"{port_text!r}")
+    user = env.get("SUPPORTBOT_SMTP_USER", "").strip() or None
+    password = env.get("SUPPORTBOT_SMTP_PASSWORD") or None
+    if (user is None) != (password is None):
+        missing = "SUPPORTBOT_SMTP_PASSWORD" if password is None else "SUPPORTBOT_SMTP_USER"
+        raise ConfigError(f"{missing} is not set (SMTP authentication needs both "
+                          "SUPPORTBOT_SMTP_USER and SUPPORTBOT_SMTP_PASSWORD, or neither)")
+    sender = env.get("SUPPORTBOT_SMTP_FROM", "").strip()
+    if not sender:
+        raise ConfigError("SUPPORTBOT_SMTP_FROM is not set (the reports' sender address, "
+                          "e.g. support@example.com)")
+    if parse_address(sender) is None:
+        raise ConfigError(f"SUPPORTBOT_SMTP_FROM must be an email address, got {sender!r}")
+    return {"smtp_host": host, "smtp_port": int(port_text), "smtp_user": user,
+            "smtp_password": password, "smtp_tls": tls, "smtp_from": sender}
 
 
 def _check_fernet_key(key: str) -> None:

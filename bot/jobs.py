@@ -79,6 +79,7 @@ def standard() -> Registry:
     r.add(home.REFRESH, home.run_refresh)
     r.add(reports.POST, reports.run_post)
     r.add(reports.SCHEDULE, reports.run_schedule)
+    r.add(reports.EMAIL, reports.run_email)
     r.add(maintenance.PRUNE, maintenance.run_prune)
     r.on_start(reports.ensure_schedule)
     r.on_start(maintenance.ensure)

@@ -27,7 +27,7 @@ from bot.jobs import JobKind, Registry, standard
 from bot.pacing import Later, Pacer
 from bot.services import failures
 from bot.services.base import AppContext
-from bot.services.job import InFlight, JobContext, NotReady
+from bot.services.job import InFlight, JobContext, LeaseLost, NotReady
 from bot.services.messenger import DeliveryError, Messenger
 from storage import jobs
 from storage.db import JOBS_CHANNEL
@@ -35,10 +35,6 @@ from storage.db import JOBS_CHANNEL
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
-
-
-class LeaseLost(Exception):
-    """Another worker took the job over (our lease expired); roll back our effects."""
 
 
 class Worker:
@@ -154,7 +150,8 @@ class Worker:
         return max(0.0, min(wait, self.poll))
 
     def _context(self, started: datetime) -> JobContext:
-        return JobContext(self.app, self.messenger, started, self.pacer, self._running)
+        return JobContext(self.app, self.messenger, started, self.pacer, self._running,
+                          worker=self.name, lease=self.lease)
 
     async def _run(self, job: jobs.Job) -> None:
         started = self.app.clock()
@@ -166,6 +163,9 @@ class Worker:
             if kind is None:
                 raise DeliveryError(f"no handler for job kind {job.kind}", permanent=True)
             result = await kind.run(self._context(started), job)
+        except LeaseLost as exc:
+            log.warning("%s; this run stops and leaves it to the newer claim", exc)
+            return
         except NotReady as exc:
             await self._retry(job, started + timedelta(seconds=1), str(exc))
             return

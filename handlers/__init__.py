@@ -17,11 +17,11 @@ from handlers.core import Command, Router
 HELP_ORDER: dict[str, tuple[str, ...]] = {
     "support": ("plan", "plan quote", "open", "cases", "sla", "case", "close", "incident",
                 "scope", "escort", "review", "requests", "acknowledge", "cancel"),
-    "tam": ("staff add", "language", "account add", "account assign", "link", "ack",
-            "severity", "resolve", "account usage", "account renew", "approve", "reject",
+    "tam": ("staff add", "language", "account add", "account assign", "account show", "link",
+            "ack", "severity", "resolve", "account usage", "account renew", "approve", "reject",
             "plan", "account tag", "advisory", "advisory status", "advisories", "report",
-            "breaches", "incident declare", "incident update", "incident resolve",
-            "incident link", "incident unlink", "incident list"),
+            "account email", "account set", "breaches", "incident declare", "incident update",
+            "incident resolve", "incident link", "incident unlink", "incident list"),
 }
 
 

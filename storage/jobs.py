@@ -108,6 +108,18 @@ async def finish_many(s: AsyncSession, job_ids: list[int], worker: str, now: dat
     return True
 
 
+async def renew(s: AsyncSession, job: Job, worker: str, now: datetime,
+                lease: timedelta) -> bool:
+    """Extend the lease of this claim of the job (this worker, this attempt); False when the
+    job was claimed again since (a lease ran out and a worker, maybe this one, took it up)
+    or is finished."""
+    r = await s.execute(update(JobRow).where(JobRow.id == job.id, JobRow.locked_by == worker,
+                                             JobRow.attempts == job.attempts,
+                                             JobRow.status == PENDING)
+                        .values(locked_until=now + lease))
+    return bool(r.rowcount)  # type: ignore[attr-defined]
+
+
 async def retry(s: AsyncSession, job_id: int, worker: str, due_at: datetime, error: str,
                 dead: bool = False, uncount: bool = False) -> None:
     """Release a leased job to run again at `due_at` (or give up on it). `uncount` gives the

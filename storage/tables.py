@@ -396,3 +396,24 @@ class IncidentCaseRow(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True, index=True)
     linked_by: Mapped[str] = mapped_column(ChatId)
     linked_at: Mapped[datetime]
+
+
+class ReportSettingRow(Base):
+    """An account's monthly-report setting: skipped (and why) when data cannot be collected
+    (a proof-of-concept stage, dedicated cloud); no row means reports are produced."""
+
+    __tablename__ = "report_settings"
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
+    skip_reason: Mapped[str | None] = mapped_column(String(16))  # poc | dedicated
+    set_by: Mapped[str] = mapped_column(ChatId)
+    set_at: Mapped[datetime]
+
+
+class ReportRecipientRow(Base):
+    """An email address an account's monthly report is sent to."""
+
+    __tablename__ = "report_recipients"
+    account_key: Mapped[str] = mapped_column(ForeignKey("accounts.key"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(254), primary_key=True)
+    added_by: Mapped[str] = mapped_column(ChatId)
+    added_at: Mapped[datetime]

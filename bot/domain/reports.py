@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -10,6 +11,34 @@ from zoneinfo import ZoneInfo
 
 from bot.domain.calendar import BusinessCalendar
 from bot.domain.model import Severity
+
+# why a report may be skipped (seed 5.8): data cannot be collected for an account in a
+# proof-of-concept stage (its architecture still changes) or on dedicated cloud
+SKIP_REASONS = ("poc", "dedicated")
+
+_LOCAL = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def parse_address(text: str) -> str | None:
+    """An email address as typed (`Ops@Acme.com`, `<ops@acme.com>`, `mailto:ops@acme.com`)
+    in the one form the bot keeps (lower case), or None when it is not one: a local part
+    and a dotted domain whose last label is not a number, nothing else (no name, no comma,
+    no space)."""
+    t = text.strip()
+    if t.startswith("<") and t.endswith(">"):
+        t = t[1:-1]
+    if t.lower().startswith("mailto:"):
+        t = t[7:]
+    t = t.lower()
+    if len(t) > 254 or t.count("@") != 1:
+        return None
+    local, domain = t.split("@")
+    labels = domain.split(".")
+    if not 0 < len(local) <= 64 or not _LOCAL.fullmatch(local) or len(labels) < 2 or \
+            not all(_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
+        return None
+    return t
 
 
 def report_deadline(year: int, month: int, cal: BusinessCalendar) -> date:

@@ -16,6 +16,7 @@ from bot.domain.calendar import BusinessCalendar, calendar_for
 from bot.domain.catalog import Catalog
 from bot.domain.model import Account, Lang, Role
 from bot.i18n import Translator
+from bot.services.mailer import Mailer
 from storage.db import Database
 from storage.repos import Audit, Inbox, Staff
 
@@ -50,6 +51,8 @@ class AppContext:
     # platforms whose groups cannot send the bot commands (WeLink): a group of theirs is
     # linked from another chat with `/tam link <account> group=<id> webhook=…`
     remote_platforms: frozenset[str] = frozenset()
+    # how monthly reports are emailed (SMTP); None: email is off, reports go to groups only
+    mailer: Mailer | None = None
 
     def calendar(self, account: Account) -> BusinessCalendar:
         return calendar_for(self.catalog.region(account.region).calendar)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,15 +20,21 @@ from bot.messages import Message
 from bot.pacing import Later, Pacer
 from bot.services.base import AppContext
 from bot.services.messenger import DeliveryError, Messenger, Posted
+from storage import jobs as job_rows
 from storage.jobs import Job
 
-__all__ = ["InFlight", "Job", "JobContext", "JobHandler", "Later", "NotReady"]
+__all__ = ["InFlight", "Job", "JobContext", "JobHandler", "Later", "LeaseLost", "NotReady"]
 
 log = logging.getLogger(__name__)
 
 
 class NotReady(Exception):
     """The job depends on something not there yet (e.g. the case card); try again soon."""
+
+
+class LeaseLost(Exception):
+    """The job was claimed again while this run was still going (its lease ran out): this
+    run stops and leaves the job alone, the newer claim does the work."""
 
 
 class InFlight:
@@ -73,6 +79,8 @@ class JobContext:
     pacer: Pacer = field(default_factory=Pacer)
     inflight: InFlight = field(default_factory=InFlight)
     session: AsyncSession | None = None
+    worker: str | None = None  # the claiming worker's name and its lease, for `keep_lease`
+    lease: timedelta | None = None
 
     def clock(self) -> datetime:
         return self.app.clock()
@@ -103,6 +111,18 @@ class JobContext:
 
     async def settled(self, tag: str) -> None:
         await self.inflight.settled(tag)
+
+    async def keep_lease(self, job: Job) -> None:
+        """Before an effect that cannot be looked for afterwards (an email), make sure this
+        claim is still the job's latest and extend its lease; raise `LeaseLost` when the job
+        was claimed again meanwhile (slow preparation outlived the lease), so that only one
+        run has the effect."""
+        if self.worker is None or self.lease is None:
+            return
+        async with self.app.db.transaction() as s:
+            if not await job_rows.renew(s, job, self.worker, self.clock(), self.lease):
+                raise LeaseLost(f"job {job.id} was claimed again while attempt {job.attempts} "
+                                "was preparing")
 
     def lock(self, name: str) -> asyncio.Lock:
         return self.inflight.lock(name)

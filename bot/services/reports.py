@@ -1,5 +1,7 @@
 """Monthly service reports: figures from the bot's own data (per tenant), sections a deployment
-provides, a chart, posted to the account's group on schedule or on demand."""
+provides, a chart, posted to the account's group on schedule or on demand, and emailed to
+the account's recipients (one outbox job per recipient and month). An account whose data
+cannot be collected (a proof-of-concept stage, dedicated cloud) may have its report skipped."""
 
 from __future__ import annotations
 
@@ -15,22 +17,25 @@ from bot.domain.catalog import PERKS
 from bot.domain.model import Account
 from bot.domain.perks import granted
 from bot.domain.reports import (
+    SKIP_REASONS,
     CaseFact,
     CaseStats,
     PerkMonth,
     ReportRecord,
     case_stats,
     month_bounds,
+    parse_address,
     plan_year_of,
     previous_month,
     report_deadline,
     units_in_month,
 )
 from bot.i18n import Translator
-from bot.messages import Message
+from bot.messages import Message, Section
 from bot.services import failures
 from bot.services.base import Actor, AppContext, Refusal, ReportProvider, require_manager
 from bot.services.job import JobContext
+from bot.services.mailer import Email, Image
 from bot.services.messenger import DeliveryError
 from storage import jobs
 from storage.repos import (
@@ -41,13 +46,22 @@ from storage.repos import (
     Cases,
     PerkLedger,
     PlanChanges,
+    ReportRecipients,
     Reports,
+    ReportSettings,
 )
 
 log = logging.getLogger(__name__)
 
-POST, SCHEDULE = "report.post", "report.schedule"
-SECTIONS = ("resources", "security", "spending", "advice")
+POST, SCHEDULE, EMAIL = "report.post", "report.schedule", "report.email"
+# what a deployment's ReportProvider may supply (the bot has no such data)
+SECTIONS = ("summary", "resources", "security", "advice", "spending")
+# the report's sections: the seed's own list (5.8: 概要, 服务总结, 资源概况, 服务工单, 安全防护,
+# 优化建议) in its order, then the bot's extras
+OUTLINE = ("overview", "summary", "resources", "tickets", "security", "advice",
+           "spending", "perks", "care", "plan_changes")
+MAX_RECIPIENTS = 20
+CHART_CID = "chart"
 RUN_AT = time(10, 0)  # local time on the 1st when scheduled reports are produced
 
 
@@ -171,33 +185,92 @@ def _tickets_text(s: CaseStats, t: Translator) -> str:
              breaches=s.breaches, resolution=resolution)
 
 
-def render(report: Report, t: Translator) -> str:
-    """The report as text: it stands alone when charts are off."""
+def _summary_text(report: Report, t: Translator) -> str:
+    """Service summary (服务总结): what support did this month, in figures."""
     s = report.stats
-    lines = [t("report.title", name=report.account.name, month=report.label,
-               deadline=report.deadline.isoformat()),
-             t("report.overview", tier=t(f"tier.{report.account.tier}"),
-               term=t(f"term.{report.account.term}"), cases=_cases_text(s, t))]
-    lines.append(_tickets_text(s, t))
+    return t("report.summary", handled=s.total_opened, resolved=s.resolved,
+             breaches=s.breaches, perks=sum(b.used for b in report.perks),
+             advisories=report.advisories_sent)
+
+
+def outline(report: Report, t: Translator) -> list[tuple[str, str]]:
+    """(heading, text) of each section, in the order of `OUTLINE`."""
+    s = report.stats
     perks = t("list.sep_major").join(t("report.perk_cell", perk=t(f"perk.{b.perk}"), used=b.used,
                         left=b.left) for b in report.perks if b.quota)
-    lines.append(t("report.perks", perks=perks or t("report.none")))
-    lines.append(t("report.advisories", sent=t("count.advisories", n=report.advisories_sent),
-                   acked=report.advisories_acked))
     changes = t("list.sep_major").join(
         t("report.change_cell", kind=t(f"report.kind.{kind}"), old=t(f"tier.{old}"),
           new=t(f"tier.{new}") if new else "—", on=on.isoformat())
         for kind, old, new, on in report.plan_changes)
-    lines.append(t("report.plan_changes", changes=changes or t("report.none")))
-    for name in SECTIONS:
-        lines.append(t(f"report.section.{name}",
-                       text=report.sections.get(name) or t("report.no_data")))
-    return "\n".join(lines)
+    texts = {
+        "overview": t("report.overview", tier=t(f"tier.{report.account.tier}"),
+                      term=t(f"term.{report.account.term}"), cases=_cases_text(s, t)),
+        "summary": report.sections.get("summary") or _summary_text(report, t),
+        "tickets": _tickets_text(s, t),
+        "perks": perks or t("report.none"),
+        "care": t("report.advisories", sent=t("count.advisories", n=report.advisories_sent),
+                  acked=report.advisories_acked),
+        "plan_changes": changes or t("report.none"),
+    }
+    for name in ("resources", "security", "advice", "spending"):
+        texts[name] = report.sections.get(name) or t("report.no_data")
+    return [(t(f"report.heading.{name}"), texts[name]) for name in OUTLINE]
+
+
+def title(report: Report, t: Translator) -> str:
+    return t("report.title", name=report.account.name, month=report.label,
+             deadline=report.deadline.isoformat())
+
+
+def render(report: Report, t: Translator) -> str:
+    """The report as text: it stands alone when charts are off."""
+    return "\n".join([title(report, t), *(t("report.line", heading=h, text=x)
+                                          for h, x in outline(report, t))])
+
+
+def email_message(report: Report, t: Translator) -> Message:
+    """The same report laid out for email: a title and one section per heading."""
+    return Message(render(report, t), title=title(report, t),
+                   sections=tuple(Section(x, title=h) for h, x in outline(report, t)),
+                   footer=t("report.email_footer", key=report.account.key))
+
+
+@dataclass(frozen=True)
+class Requested:
+    """What `/tam report` queued: the post, and the emails (None: email is off)."""
+
+    account: Account
+    label: str
+    emails: int | None  # mails queued now
+    already: int = 0  # recipients who have (or are getting) this month's report already
+    skipped: str | None = None  # the account's reports are skipped, for this reason
+
+
+async def queue_emails(s: AsyncSession, app: AppContext, account_key: str, label: str,
+                       now: datetime) -> tuple[int, int]:
+    """One email job per recipient of the account for the month, keyed by account, month
+    and address: queued at most once ever, whoever asks and however often. Returns (queued
+    now, recipients). Nothing without a mailer (email is off)."""
+    if app.mailer is None:
+        return 0, 0
+    addresses = await ReportRecipients(s).of(account_key)
+    queued = 0
+    for address in addresses:
+        queued += await jobs.enqueue(s, EMAIL, now, {"account": account_key, "month": label,
+                                                     "to": address},
+                                     email_key(account_key, label, address), now)
+    return queued, len(addresses)
+
+
+def email_key(account_key: str, label: str, address: str) -> str:
+    return f"report-email:{account_key}:{label}:{address}"
 
 
 async def request(app: AppContext, actor: Actor, key: str, year: int | None,
-                  month: int | None) -> tuple[Account, str]:
-    """On demand: queue a report for an enterprise account (default: the previous month)."""
+                  month: int | None) -> Requested:
+    """On demand: queue a report for an enterprise account (default: the previous month),
+    posted to its group and emailed to its recipients who have not had that month's yet.
+    Staff asking for a skipped account's report get it (and are told it is skipped)."""
     now = app.clock()
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key.lower())
@@ -217,10 +290,104 @@ async def request(app: AppContext, actor: Actor, key: str, year: int | None,
         await jobs.enqueue(s, POST, now, {"account": account.key, "month": label,
                                           "trigger": "on_demand"},
                            f"report:{account.key}:{label}:demand:{now.timestamp()}", now)
+        queued, total = await queue_emails(s, app, account.key, label, now)
+        skipped = await ReportSettings(s).skip_reason(account.key)
         await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
                              action="report.request", account_key=account.key,
-                             after={"month": label})
-    return account, label
+                             after={"month": label, "emails": queued})
+    return Requested(account, label, None if app.mailer is None else queued, total - queued,
+                     skipped)
+
+
+async def _managed(s: AsyncSession, app: AppContext, actor: Actor, key: str, action: str,
+                   *, enterprise: bool) -> Account:
+    account = await Accounts(s).get(key.lower())
+    if account is None:
+        raise Refusal("account.unknown", key=key)
+    require_manager(actor, account, action)
+    if enterprise and "monthly_report" not in app.catalog.plan(account.tier).items:
+        raise Refusal("report.not_included", key=account.key, tier=account.tier.value)
+    return account
+
+
+async def recipients(app: AppContext, actor: Actor, key: str) -> tuple[Account, list[str]]:
+    """The addresses an account's report is emailed to (staff only: the router sees to it)."""
+    async with app.db.transaction() as s:
+        account = await _managed(s, app, actor, key, "report.email_list", enterprise=False)
+        return account, await ReportRecipients(s).of(account.key)
+
+
+async def add_recipient(app: AppContext, actor: Actor, key: str, text: str
+                        ) -> tuple[Account, str]:
+    """Add an address the account's monthly report is emailed to."""
+    address = parse_address(text)
+    if address is None:
+        raise Refusal("report.email_bad", given=text)
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await _managed(s, app, actor, key, "report.email_add", enterprise=True)
+        repo = ReportRecipients(s)
+        if address in await repo.of(account.key):
+            raise Refusal("report.email_exists", key=account.key, address=address)
+        if await repo.count(account.key) >= MAX_RECIPIENTS:
+            raise Refusal("report.email_too_many", key=account.key, n=MAX_RECIPIENTS)
+        await repo.add(account.key, address, actor.user_id, now)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="report.email_add", account_key=account.key,
+                             after={"address": address})
+    return account, address
+
+
+async def remove_recipient(app: AppContext, actor: Actor, key: str, text: str
+                           ) -> tuple[Account, str]:
+    """Remove an address; a report already queued for it is not sent."""
+    address = parse_address(text)
+    if address is None:
+        raise Refusal("report.email_bad", given=text)
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await _managed(s, app, actor, key, "report.email_remove", enterprise=False)
+        if not await ReportRecipients(s).remove(account.key, address):
+            raise Refusal("report.email_unknown", key=account.key, address=address)
+        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                             action="report.email_remove", account_key=account.key,
+                             before={"address": address})
+    return account, address
+
+
+async def set_skip(app: AppContext, actor: Actor, key: str, reason: str | None
+                   ) -> tuple[Account, str | None]:
+    """Skip an account's scheduled reports (`reason`: poc or dedicated), or produce them
+    again (None). Returns the account and the reason it had before."""
+    if reason is not None and reason not in SKIP_REASONS:
+        raise Refusal("report.skip_bad_reason", given=reason,
+                      choices=", ".join(SKIP_REASONS))
+    now = app.clock()
+    async with app.db.transaction() as s:
+        account = await _managed(s, app, actor, key, "report.skip", enterprise=True)
+        before = await ReportSettings(s).set_skip(account.key, reason, actor.user_id, now)
+        if before != reason:
+            await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                                 action="report.skip", account_key=account.key,
+                                 before={"skip": before}, after={"skip": reason})
+    return account, before
+
+
+@dataclass(frozen=True)
+class Status:
+    """An account's report setting, as `/tam account show` tells it."""
+
+    included: bool
+    skip_reason: str | None
+    recipients: int
+    email_on: bool
+
+
+async def status(app: AppContext, account: Account) -> Status:
+    async with app.db.read() as s:
+        return Status("monthly_report" in app.catalog.plan(account.tier).items,
+                      await ReportSettings(s).skip_reason(account.key),
+                      await ReportRecipients(s).count(account.key), app.mailer is not None)
 
 
 async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
@@ -273,6 +440,57 @@ async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     return {"ts": posted.ts}
 
 
+async def run_email(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
+    """Email one account's report for a month to one recipient: HTML with a plain-text
+    part and the chart inline. A 4xx or a lost connection is retried with backoff (the
+    worker's policy); a 5xx is final: logged once, staff told once, the job ends. The lease
+    is checked (and extended) just before the mail leaves: a mail server cannot be asked
+    whether it already has a mail, so no two workers may send it."""
+    key, label, to = (str(job.payload["account"]), str(job.payload["month"]),
+                      str(job.payload["to"]))
+    year, month = int(label[:4]), int(label[5:])
+    app = ctx.app
+    if app.mailer is None:
+        raise DeliveryError("email is off (SUPPORTBOT_SMTP_HOST is not set)", permanent=True)
+    provider: ReportProvider = app.report_provider or NoData()
+    async with app.db.transaction() as s:
+        account = await Accounts(s).get(key)
+        if account is None:
+            raise DeliveryError(f"account {key} vanished", permanent=True)
+        if to not in await ReportRecipients(s).of(key):
+            log.info("report email %s not sent: %s is no longer a recipient", job.key, to)
+            return {"outcome": "recipient removed"}
+        report = await build(app, s, account, year, month)
+    report.sections = {k: v for k, v in (await provider.sections(account, year, month)).items()
+                       if k in SECTIONS and v}
+    t = Translator(account.lang)
+    images: tuple[Image, ...] = ()
+    if app.settings.report_charts and report.stats.total_opened:
+        from bot.charts import report_chart  # matplotlib loads only when a chart is made
+
+        labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
+                  "severity": t("report.chart_severity")}
+        png = await asyncio.to_thread(report_chart, report.stats,
+                                      t("report.chart_title", month=label), labels)
+        images = (Image(CHART_CID, f"service-report-{key}-{label}.png", png),)
+    mail = Email(to=to, subject=t("report.email_subject", name=account.name, month=label),
+                 message=email_message(report, t), key=job.key, timezone=account.timezone,
+                 images=images)
+    await ctx.keep_lease(job)
+    try:
+        message_id = await app.mailer.send(mail)
+    except DeliveryError as exc:
+        if not exc.permanent:
+            raise
+        log.warning("report email %s to %s refused for good: %s", job.key, to, exc.reason)
+        async with app.db.transaction() as s:
+            await failures.tell_staff(s, app, app.clock(), once=f"email:{job.key}",
+                                      msg_id="notice.email_failed", month=label, key=key,
+                                      address=to, error=exc.reason[:300])
+        return {"outcome": "refused", "error": exc.reason[:300]}
+    return {"message_id": message_id, "chart": bool(images)}
+
+
 def next_run(app: AppContext, after: datetime) -> tuple[datetime, str]:
     """When the next scheduled run is (the 1st at RUN_AT, default region time) and its label."""
     tz = app.tz_of_region(app.catalog.default_region)
@@ -302,22 +520,29 @@ async def run_schedule(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     py, pm = previous_month(int(label[:4]), int(label[5:]))
     report_month = f"{py:04d}-{pm:02d}"
     now = app.clock()
-    queued = 0
+    queued = emails = 0
+    skipped: list[str] = []
     async with app.db.transaction() as s:
         bound = await Bindings(s).bound_accounts()
+        skips = await ReportSettings(s).skipped()
         for account in await Accounts(s).list():
             if "monthly_report" not in app.catalog.plan(account.tier).items or \
                     not account.in_force(now.astimezone(app.tz(account)).date()) or \
                     account.key not in bound:
                 continue
+            if account.key in skips:
+                # seed 5.8: no report where its data cannot be collected (POC, dedicated)
+                skipped.append(account.key)
+                continue
             queued += await jobs.enqueue(s, POST, now, {"account": account.key,
                                                          "month": report_month,
                                                          "trigger": "scheduled"},
                                          f"report:{account.key}:{report_month}", now)
+            emails += (await queue_emails(s, app, account.key, report_month, now))[0]
         due, next_label = next_run(app, max(now, job.due_at))
         await jobs.enqueue(s, SCHEDULE, due, {"month": next_label},
                            f"reports:schedule:{next_label}", now)
-    return {"queued": queued, "month": report_month}
+    return {"queued": queued, "month": report_month, "emails": emails, "skipped": skipped}
 
 
 async def reports_of(app: AppContext, key: str) -> list[ReportRecord]:

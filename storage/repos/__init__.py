@@ -10,10 +10,10 @@ from storage.repos.inbox import Inbox
 from storage.repos.incidents import IncidentPosts, Incidents
 from storage.repos.perks import PerkLedger
 from storage.repos.plans import PlanChanges, Usage
-from storage.repos.reports import Reports
+from storage.repos.reports import ReportRecipients, Reports, ReportSettings
 from storage.repos.secrets import GroupSecrets
 from storage.repos.staff import ANY_TEAM, Staff
 
 __all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "GroupSecrets",
-           "Inbox", "IncidentPosts", "Incidents", "PerkLedger", "PlanChanges", "Reports",
-           "Staff", "Tags", "Usage", "Viewers"]
+           "Inbox", "IncidentPosts", "Incidents", "PerkLedger", "PlanChanges",
+           "ReportRecipients", "ReportSettings", "Reports", "Staff", "Tags", "Usage", "Viewers"]

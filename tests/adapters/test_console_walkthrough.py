@@ -281,7 +281,8 @@ async def test_typos_in_process(tmp_path: Path) -> None:
     assert "Unknown command hlep. Did you mean help?" in text
     assert "Did you mean account assign?" in text
     assert "Unknown command acount. Did you mean account?" in text
-    assert "/tam account needs one more word: add, assign, renew, tag, usage." in text
+    assert ("/tam account needs one more word: add, assign, email, renew, set, show, tag, "
+            "usage.") in text
     assert "Unknown command /asdf. Did you mean /as?" in text
 
 

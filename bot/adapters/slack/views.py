@@ -59,6 +59,8 @@ def _typed_link(m: re.Match[str]) -> str:
         return f"#{label or target}"
     if sigil == "!":
         return label or f"@{target.split('^')[0]}"
+    if target.startswith("mailto:") and (not label or label == target[7:]):
+        return target[7:]  # an email address Slack linked: the address, as typed
     return target if not label or label == target else f"{label} ({target})"
 
 

@@ -5,7 +5,7 @@
 the consumption of each tier's days (seed §6).
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-28 11:00:00.000000
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0004"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

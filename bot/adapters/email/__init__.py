@@ -1,0 +1,1 @@
+"""Email: neutral messages as HTML with a plain-text part, sent over SMTP (`aiosmtplib`)."""
