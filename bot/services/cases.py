@@ -92,8 +92,9 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
             raise Refusal("account.bad_region", region=region,
                           choices=", ".join(sorted(app.catalog.regions)))
         # a case is for the region named, else for the account's own: the service-area
-        # notice applies to either (seed §3: Paris and Atlanta are outside it)
-        region = region or account.region
+        # notice applies to either (seed §3: Paris and Atlanta are outside it); an incident
+        # link looks at the region named only
+        named, region = region, region or account.region
         terms = _terms_for(app, account, severity, now, await escort_windows(s, account.key))
         case = await Cases(s).add(NewCase(
             account_key=account.key, team_id=actor.team_id, channel_id=channel_id,
@@ -113,7 +114,8 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
                             "notice.new_case_excluded" if region in
                             app.catalog.service_exclusions else "notice.new_case", now, "new")
         opened = Opened(case=case, account=account)
-        opened.notices += await incident_links.link_new_case(s, app, account, case, now)
+        opened.notices += await incident_links.link_new_case(s, app, account, case, now,
+                                                                  named)
         if terms.refiled:
             opened.notices.append(("case.refiled", {"requested": severity.value,
                                                     "filed": terms.severity.value,

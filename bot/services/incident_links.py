@@ -19,11 +19,13 @@ from storage.repos import Audit, Incidents, Tags
 
 
 async def link_new_case(s: AsyncSession, app: AppContext, account: Account, case: Case,
-                        now: datetime) -> list[tuple[str, dict[str, Any]]]:
+                        now: datetime, named_region: str | None
+                        ) -> list[tuple[str, dict[str, Any]]]:
     """In the transaction opening `case`: link it to every open incident affecting its
     group (by the account's tags now, or because a post of it went to this group), and say
     so (notices for the confirmation and the case thread, with each
-    incident's latest status). One indexed query when no incident is open."""
+    incident's latest status). `named_region`: the region the opener named, if any (a case
+    naming another region is not linked). One indexed query when no incident is open."""
     open_incidents = await Incidents(s).open()
     if not open_incidents:
         return []
@@ -33,7 +35,7 @@ async def link_new_case(s: AsyncSession, app: AppContext, account: Account, case
     t = Translator(account.lang)
     linked: list[Incident] = []
     for incident in open_incidents:
-        if not links_new_case(incident.scope, case.region) or not (
+        if not links_new_case(incident.scope, named_region) or not (
                 incident.id in reached or affects(app.catalog, profile, incident.scope, today)):
             continue
         await Incidents(s).link(incident.id, case.id, "bot", now)
