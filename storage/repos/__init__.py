@@ -5,6 +5,7 @@ from storage.repos.accounts import Accounts, Bindings, Tags
 from storage.repos.advisories import Advisories
 from storage.repos.audit import Audit
 from storage.repos.cases import Cases
+from storage.repos.digests import Digests
 from storage.repos.home import Viewers
 from storage.repos.inbox import Inbox
 from storage.repos.perks import PerkLedger
@@ -13,5 +14,5 @@ from storage.repos.reports import Reports
 from storage.repos.secrets import GroupSecrets
 from storage.repos.staff import ANY_TEAM, Staff
 
-__all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "GroupSecrets",
+__all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "Digests", "GroupSecrets",
            "Inbox", "PerkLedger", "PlanChanges", "Reports", "Staff", "Tags", "Usage", "Viewers"]
