@@ -9,8 +9,7 @@ from typing import Any
 from bot.services.base import AppContext
 from bot.services.job import JobContext
 from storage import jobs
-from storage.repos import Inbox
-from storage.repos import Digests
+from storage.repos import Digests, Inbox
 
 PRUNE = "maintenance.prune"
 KEEP = timedelta(days=7)  # Slack retries within minutes; replays are refused after 5 min

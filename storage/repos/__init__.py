@@ -14,5 +14,6 @@ from storage.repos.reports import Reports
 from storage.repos.secrets import GroupSecrets
 from storage.repos.staff import ANY_TEAM, Staff
 
-__all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "Digests", "GroupSecrets",
-           "Inbox", "PerkLedger", "PlanChanges", "Reports", "Staff", "Tags", "Usage", "Viewers"]
+__all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "Digests",
+           "GroupSecrets", "Inbox", "PerkLedger", "PlanChanges", "Reports", "Staff", "Tags",
+           "Usage", "Viewers"]
