@@ -40,6 +40,7 @@ WARN, BREACH = "warn", "breach"
 # later notices wait this long (at most the window) before the message is updated, so a
 # burst of timers firing in several batches costs one update rather than one per batch
 UPDATE_DELAY = timedelta(seconds=1)
+SUMMARY_CHARS = 60  # of a case's summary on its line in a digest of several
 
 __all__ = ["BREACH", "SYNC", "WARN", "DigestItem", "for_channel", "for_user", "lock_for",
            "notify", "relay", "render"]
@@ -124,7 +125,11 @@ def render(items: list[DigestItem], lang: Lang, now: datetime,
                mark="<mark:breach>" if breaches else "<mark:warning>")]
 
     def line(item: DigestItem) -> str:
-        text = t(f"digest.line.{item.kind}", **item.params, due=time_token(item.due_at),
+        # one short line per case (the due time is on its card): hundreds fit one message
+        summary = str(item.params.get("summary", ""))
+        if len(summary) > SUMMARY_CHARS:
+            summary = summary[:SUMMARY_CHARS - 1] + "…"
+        text = t(f"digest.line.{item.kind}", **{**item.params, "summary": summary},
                  d=t.duration(_delta(item)))
         link = links.get(item.case_id)
         return t("digest.with_link", line=text, link=link) if link else text
@@ -177,8 +182,9 @@ async def _relay(ctx: JobContext, job: jobs.Job, digest_id: int,
     lease = timedelta(seconds=ctx.app.settings.worker_lease_seconds)
     async with db.transaction() as s:
         held = await Digests(s).hold(digest_id, holder, now, now + lease, version)
-        if held is not None:
-            items = await Digests(s).items(digest_id)  # everything appended so far
+        if held is not None:  # everything appended so far (by any replica), with cards
+            items = await Digests(s).items(digest_id)
+            cards = await Digests(s).cards(sorted({i.case_id for i in items}))
     if held is None:
         async with db.read() as s:
             digest = await Digests(s).get(digest_id)
@@ -206,9 +212,14 @@ async def _relay(ctx: JobContext, job: jobs.Job, digest_id: int,
                     ctx.pacer.pause(exc.retry_after, channel if exc.per_channel else None)
                 raise
             outcome = "updated"
-    except Exception:
+    except Exception as exc:
         async with db.transaction() as s:
-            await Digests(s).release(digest_id, holder)
+            if isinstance(exc, DeliveryError) and exc.permanent:
+                # given up (told to staff once, by this job): the jobs of the versions it
+                # covered have nothing left to try; a later notice tries again
+                await Digests(s).shown(digest_id, holder, held.version, None, None)
+            else:
+                await Digests(s).release(digest_id, holder)
         raise
     async with db.transaction() as s:
         if not await Digests(s).shown(digest_id, holder, held.version, channel, ts):
