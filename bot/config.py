@@ -46,6 +46,9 @@ class Settings:
     slack_timeout_seconds: float = 10.0
     advisory_ack_hours: float = 24.0
     channel_interval_seconds: float = 1.0
+    # near-breach and breach notices to one recipient within this many seconds are one
+    # message (0: each its own)
+    digest_window_seconds: float = 30.0
     channel_burst: int = 3
     workspace_rate: float = 0.0  # messages per second for the whole workspace; 0 = no pace
     report_charts: bool = True
@@ -148,6 +151,8 @@ class Settings:
             slack_timeout_seconds=timeout_s,
             advisory_ack_hours=_positive(env, "SUPPORTBOT_ADVISORY_ACK_HOURS", 24.0),
             channel_interval_seconds=_positive(env, "SUPPORTBOT_CHANNEL_INTERVAL", 1.0),
+            digest_window_seconds=0.0 if env.get("SUPPORTBOT_DIGEST_WINDOW") == "0"
+            else _positive(env, "SUPPORTBOT_DIGEST_WINDOW", 30.0),
             report_charts=_flag(env, "SUPPORTBOT_REPORT_CHARTS", True),
             workspace_rate=_positive(env, "SUPPORTBOT_WORKSPACE_RATE", 0.0)
             if env.get("SUPPORTBOT_WORKSPACE_RATE") not in (None, "", "0") else 0.0,

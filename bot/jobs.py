@@ -19,7 +19,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services import advisories, cases, home, incidents, maintenance, outbox, reports
+from bot.services import (
+    advisories,
+    cases,
+    digests,
+    home,
+    incidents,
+    maintenance,
+    outbox,
+    reports,
+)
 from bot.services.base import AppContext
 from bot.services.job import Job, JobHandler
 
@@ -71,6 +80,7 @@ def standard() -> Registry:
     r.add(cases.SLA_BREACH, cases.run_timer, atomic=True, lock=cases.lock_timers)
     r.add(outbox.CARD_SYNC, outbox.relay_card, first=True, tag=outbox.card_job_tag)
     r.add(outbox.MSG_POST, outbox.relay_post)
+    r.add(digests.SYNC, digests.relay)
     r.add(advisories.POST, advisories.run_post)
     r.add(advisories.PROGRESS, advisories.run_progress)
     r.add(advisories.REMIND, advisories.run_remind)

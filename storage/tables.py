@@ -417,3 +417,43 @@ class ReportRecipientRow(Base):
     address: Mapped[str] = mapped_column(String(254), primary_key=True)
     added_by: Mapped[str] = mapped_column(ChatId)
     added_at: Mapped[datetime]
+
+
+class DigestRow(Base):
+    """One staff message gathering the near-breach and breach notices to one recipient (a
+    TAM's DM or the duty channel) within a window: posted once, then updated in place.
+    `version` counts its items; `shown_version` is the one last posted or updated. A sender
+    holds the message (`held_by` until `held_until`) while it posts or updates it, so two
+    replicas never post it twice or update it out of order."""
+
+    __tablename__ = "digests"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(160))  # user:<id> | channel:<id>
+    lang: Mapped[str] = mapped_column(String(8))
+    opened_at: Mapped[datetime]
+    closes_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    shown_version: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str | None] = mapped_column(ChatId)
+    ts: Mapped[str | None] = mapped_column(String(64))
+    posts_tried: Mapped[int] = mapped_column(Integer, default=0)
+    held_by: Mapped[str | None] = mapped_column(String(64))
+    held_until: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_digests_recipient_closes", "recipient", "closes_at"),)
+
+
+class DigestItemRow(Base):
+    """A case's notice in a digest; its key (the notice's own) is unique, so a notice is in
+    one digest once."""
+
+    __tablename__ = "digest_items"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    digest_id: Mapped[int] = mapped_column(BigId, ForeignKey("digests.id"), index=True)
+    notice_key: Mapped[str] = mapped_column(String(200), unique=True)
+    case_id: Mapped[int] = mapped_column(BigId)
+    kind: Mapped[str] = mapped_column(String(16))  # warn | breach
+    due_at: Mapped[datetime]
+    fired_at: Mapped[datetime]
+    incident: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]]

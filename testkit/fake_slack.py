@@ -97,6 +97,7 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_url
         self.faults: dict[str, list[Fault]] = {}
         self.messages: dict[tuple[str, str], str] = {}  # (channel, ts) -> text
+        self.blocks: dict[tuple[str, str], list[Any]] = {}  # (channel, ts) -> blocks, as updated
         self.history: list[dict[str, Any]] = []  # every posted message, oldest first
         self.uploads: dict[str, bytes] = {}  # file id -> uploaded bytes
         self.permanent_errors: dict[str, str] = {}  # channel -> Slack error code
@@ -151,6 +152,19 @@ class FakeSlack:
 
     def posts_to(self, channel: str) -> list[dict[str, Any]]:
         return [b for b in self.of("chat.postMessage") if b.get("channel") == channel]
+
+    def reads_now(self, channel: str) -> list[str]:
+        """The channel's top-level messages as they read now (after any chat.update): the
+        text of their section blocks, else their notification text."""
+        out = []
+        for m in self.history:
+            if m["channel"] != channel or m["thread_ts"] not in (None, m["ts"]):
+                continue
+            where = (channel, m["ts"])
+            sections = [str((b.get("text") or {}).get("text", ""))
+                        for b in self.blocks.get(where, []) if b.get("type") == "section"]
+            out.append("\n".join(sections) if sections else self.messages[where])
+        return out
 
     async def wait_for(self, predicate: Callable[[], Any], limit: float = 10.0) -> Any:
         """Wait until `predicate()` is truthy (re-checked on every recorded call)."""
@@ -269,12 +283,17 @@ class FakeSlack:
             ts = f"{1_800_000_000 + next(self._ts)}.000200"
             channel = str(body.get("channel"))
             self.messages[(channel, ts)] = str(body.get("text", ""))
+            self.blocks[(channel, ts)] = list(body.get("blocks") or [])
             message = {"channel": channel, "ts": ts, "text": body.get("text"),
                        "thread_ts": body.get("thread_ts"), "metadata": body.get("metadata")}
             self.history.append(message)
             return {"ok": True, "channel": channel, "ts": ts,
                     "message": {"text": body.get("text"), "ts": ts}}
         if method == "chat.update":
+            where = (str(body.get("channel")), str(body.get("ts")))
+            if where in self.messages:
+                self.messages[where] = str(body.get("text", ""))
+                self.blocks[where] = list(body.get("blocks") or [])
             return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{1_800_000_000 + next(self._ts)}.000300"}

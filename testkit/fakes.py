@@ -3,6 +3,8 @@ a worker and read what it sent."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -127,3 +129,33 @@ async def drain(worker: Worker, rounds: int = 2) -> None:
 def notices(m: RecordingMessenger, word: str) -> list[tuple[str, str]]:
     """Who got a non-card message containing `word`, as (kind, target) pairs."""
     return [(s.kind, s.target) for s in m.sent if word in s.text and s.card is None]
+
+
+REF = re.compile(r"\bCS-\d+\b")
+
+
+def final_notices(m: RecordingMessenger) -> dict[tuple[str, str], str]:
+    """Each non-card message as it reads now (its last update), by (recipient, ts); a DM's
+    recipient is the user."""
+    out: dict[tuple[str, str], str] = {}
+    for s in m.sent:
+        if s.card is not None:
+            continue
+        if s.kind == "update":  # recorded with the updated message's ts as `thread_ts`
+            where = (s.target.removeprefix("DM-"), s.thread_ts or "")
+            if where in out:
+                out[where] = s.text
+        elif s.thread_ts is None:
+            out[(s.target, s.ts)] = s.text
+    return out
+
+
+def notice_refs(m: RecordingMessenger, mark: str = "breach") -> dict[str, Counter[str]]:
+    """Per recipient, how often each case is listed with `<mark:{mark}>` (a breach or a
+    near-breach warning) across the messages as they read now, digests included."""
+    out: dict[str, Counter[str]] = {}
+    for (who, _), text in final_notices(m).items():
+        for line in text.splitlines():
+            if f"<mark:{mark}>" in line and (ref := REF.search(line)):
+                out.setdefault(who, Counter())[ref.group()] += 1
+    return out

@@ -21,12 +21,12 @@ from bot.domain.model import (
 )
 from bot.domain.sla import SlaTerms, sla_terms
 from bot.i18n import Translator, time_token
-from bot.services import home, incident_links, outbox
+from bot.services import digests, home, incident_links, outbox
 from bot.services.accounts import bound_account
 from bot.services.base import Actor, AppContext, Denied, Refusal
 from bot.services.job import JobContext
 from storage import jobs
-from storage.repos import Accounts, Audit, Cases, Inbox, PerkLedger, Staff
+from storage.repos import Accounts, Audit, Cases, Inbox, Incidents, PerkLedger, Staff
 
 SLA_WARN = "sla.warn"
 SLA_BREACH = "sla.breach"
@@ -154,6 +154,28 @@ async def _notify_staff(s: AsyncSession, app: AppContext, account: Account, case
                           link_text=t("notice.card_link"),
                           key=f"case:{case.id}:g{case.sla_generation}:{tag}:tam",
                           link_case_id=case.id, expires_at=expires_at)
+
+
+async def _notify_digest(s: AsyncSession, app: AppContext, account: Account, case: Case,
+                         kind: str, now: datetime) -> None:
+    """A near-breach or breach notice for the account's TAM and the duty channel, joining
+    each recipient's digest of the moment (`bot.services.digests`)."""
+    recipients: list[tuple[str, Lang]] = []
+    if app.settings.duty_channel:
+        recipients.append((digests.for_channel(app.settings.duty_channel), Lang.EN))
+    if account.tam_user_id:
+        member = await Staff(s).get(account.team_id or case.team_id, account.tam_user_id)
+        recipients.append((digests.for_user(account.tam_user_id),
+                           member.lang if member else Lang.EN))
+    # grouped under the case's incident in the digest (the first, if linked to several)
+    linked = await Incidents(s).of_case(case.id)
+    item = digests.DigestItem(
+        notice_key=f"case:{case.id}:g{case.sla_generation}:{kind}", case_id=case.id, kind=kind,
+        due_at=case.due_at, fired_at=now,
+        params={"ref": case.ref, "account": account.name, "key": account.key,
+                "sev": case.severity.value, "summary": case.summary},
+        incident=linked[0].ref if linked else None)
+    await digests.notify(s, app, now, recipients, item)
 
 
 async def _load(s: AsyncSession, case_id: int, scope_account: str | None) -> Case:
@@ -309,16 +331,14 @@ async def fire_timer(s: AsyncSession, app: AppContext, kind: str, payload: dict[
             # fired late (the bot was down through the deadline): the breach notice says
             # what is true; a warning now would claim time left on an overdue case
             return "superseded"
-        await _notify_staff(s, app, account, case, "notice.near_breach", now, "warn",
-                            delta=case.due_at - now, expires_at=case.due_at)
+        await _notify_digest(s, app, account, case, digests.WARN, now)
         await Audit(s).write(at=now, actor="bot", action="case.near_breach",
                              account_key=account.key, case_id=case.id)
         return "warned"
     if case.breached:
         return "duplicate"
     updated = await Cases(s).update(case.id, CaseChange(breached=True))
-    await _notify_staff(s, app, account, case, "notice.breach", now, "breach",
-                        delta=now - case.due_at)
+    await _notify_digest(s, app, account, case, digests.BREACH, now)
     await Audit(s).write(at=now, actor="bot", action="case.breach",
                          account_key=account.key, case_id=case.id,
                          after={"late_seconds": (now - case.due_at).total_seconds()})
@@ -332,7 +352,9 @@ async def lock_timers(s: AsyncSession, batch: list[jobs.Job]) -> None:
     acknowledges one of the cases locks its case and then queues the account's Home
     refresh; a batch that queued that refresh for an earlier case and then waited for this
     case's lock would deadlock with it on PostgreSQL."""
-    await Cases(s).lock(sorted({int(j.payload["case_id"]) for j in batch}))
+    case_ids = sorted({int(j.payload["case_id"]) for j in batch})
+    await Cases(s).lock(case_ids)
+    await digests.lock_for(s, case_ids)  # then their TAMs' digests, in one order too
 
 
 async def run_timer(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:

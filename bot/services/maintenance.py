@@ -1,4 +1,5 @@
-"""Housekeeping jobs: keep the inbox of processed event ids from growing without bound."""
+"""Housekeeping jobs: keep the inbox of processed event ids and old notice digests from
+growing without bound."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from bot.services.base import AppContext
 from bot.services.job import JobContext
 from storage import jobs
-from storage.repos import Inbox
+from storage.repos import Digests, Inbox
 
 PRUNE = "maintenance.prune"
 KEEP = timedelta(days=7)  # Slack retries within minutes; replays are refused after 5 min
@@ -25,6 +26,7 @@ async def run_prune(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     now = ctx.clock()
     async with ctx.app.db.transaction() as s:
         deleted = await Inbox(s).prune(now - KEEP)
+        digests = await Digests(s).prune(now - KEEP)
         tomorrow = now + timedelta(days=1)
         await jobs.enqueue(s, PRUNE, tomorrow, {}, f"prune:{tomorrow:%Y-%m-%d}", now)
-    return {"deleted": deleted}
+    return {"deleted": deleted, "digests": digests}

@@ -5,6 +5,7 @@ from storage.repos.accounts import Accounts, Bindings, Tags
 from storage.repos.advisories import Advisories
 from storage.repos.audit import Audit
 from storage.repos.cases import Cases
+from storage.repos.digests import Digests
 from storage.repos.home import Viewers
 from storage.repos.inbox import Inbox
 from storage.repos.incidents import IncidentPosts, Incidents
@@ -14,6 +15,6 @@ from storage.repos.reports import ReportRecipients, Reports, ReportSettings
 from storage.repos.secrets import GroupSecrets
 from storage.repos.staff import ANY_TEAM, Staff
 
-__all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "GroupSecrets",
-           "Inbox", "IncidentPosts", "Incidents", "PerkLedger", "PlanChanges",
+__all__ = ["ANY_TEAM", "Accounts", "Advisories", "Audit", "Bindings", "Cases", "Digests",
+           "GroupSecrets", "Inbox", "IncidentPosts", "Incidents", "PerkLedger", "PlanChanges",
            "ReportRecipients", "ReportSettings", "Reports", "Staff", "Tags", "Usage", "Viewers"]

@@ -274,8 +274,8 @@ async def test_notice_survives_slack_429_and_5xx_exactly_once(
 
     await deliver(worker)
     assert breach_posts() == []
-    async with sctx.db.transaction() as s:
-        assert await jobs.count(s, status=jobs.PENDING, kind="msg.post") == 1
+    async with sctx.db.transaction() as s:  # the duty channel's digest waits to be posted
+        assert await jobs.count(s, status=jobs.PENDING, kind="digest.sync") == 1
     for _ in range(10):  # backoff 1 s, 2 s, 4 s (or Retry-After)
         if breach_posts():
             break
@@ -408,3 +408,30 @@ async def test_report_chart_uses_the_three_upload_steps(
     report = next(b for b in fake.posts_to(ACME_CH) if "Monthly service report" in b["text"])
     assert complete["channel_id"] == ACME_CH and complete["thread_ts"] == \
         fake.history[[m["text"] for m in fake.history].index(report["text"])]["ts"]
+
+
+async def test_breaches_together_are_one_message_per_recipient_updated_in_place(
+        bot: BotServer, fake: FakeSlack, worker: Worker, sctx: AppContext,
+        clock: Clock) -> None:
+    """Five S1 cases breaching within the window: the duty channel and the TAM each get one
+    chat.postMessage, then chat.update in place, and the message lists each case once."""
+    for i in range(5):
+        resp = await bot.command("support", f"open S1 outage {i}", user=CUSTOMER,
+                                 channel=ACME_CH)
+        assert resp.status == 200
+        clock.advance(seconds=2)
+        await deliver(worker)
+    clock.advance(minutes=10)  # all five breach at once (warnings are past their deadline)
+    for _ in range(4):
+        await deliver(worker)
+        clock.advance(seconds=1.5)
+    posts = [b for b in fake.of("chat.postMessage") if b["channel"] in ("CDUTY", "D" + TAM)
+             and ":rotating_light:" in b["text"]]
+    assert sorted(b["channel"] for b in posts) == ["CDUTY", "D" + TAM]
+    assert fake.of("chat.update", ok_only=True)
+    for channel in ("CDUTY", "D" + TAM):
+        (digest,) = [t for t in fake.reads_now(channel) if ":rotating_light:" in t]
+        assert "SLA notices: 5 cases" in digest
+        assert sorted(ln.split("*")[1] for ln in digest.splitlines() if ln.startswith("• ")) \
+            == [f"CS-{1001 + i}" for i in range(5)]
+        assert digest.count("/archives/CACME/p") == 5  # each case's card

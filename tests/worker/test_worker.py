@@ -15,7 +15,7 @@ from bot.worker import Worker
 from storage import jobs
 from storage.repos import Audit, Cases
 from testkit.chat import ACME_CH, CUSTOMER, TAM, Chat
-from testkit.fakes import Clock, RecordingMessenger, drain, notices
+from testkit.fakes import Clock, RecordingMessenger, drain, notice_refs, notices
 
 
 @pytest.mark.parametrize("failure", [
@@ -34,7 +34,7 @@ async def test_slack_failure_delays_a_notice_but_never_loses_or_doubles_it(
     await drain(worker)  # breach fires; the card update and both notices fail once
     assert notices(messenger, "SLA breach") == []
     async with ctx.db.transaction() as s:
-        assert await jobs.count(s, status=jobs.PENDING, kind="msg.post") == 2
+        assert await jobs.count(s, status=jobs.PENDING, kind="digest.sync") == 2
     clock.advance(seconds=3)
     await drain(worker)
     assert sorted(notices(messenger, "SLA breach")) == [("dm", TAM), ("post", "CDUTY")]
@@ -62,9 +62,8 @@ async def test_two_workers_share_timers_and_send_each_notice_once(
     for _ in range(3):
         await asyncio.gather(w1.run_once(), w2.run_once())
         clock.advance(seconds=2)  # a notice whose card the other worker posted waits 1 s
-    for i in range(12):
-        assert sorted(notices(messenger, f"SLA breach: CS-{1001 + i} ")) == [
-            ("dm", TAM), ("post", "CDUTY")]
+    refs = {f"CS-{1001 + i}": 1 for i in range(12)}
+    assert notice_refs(messenger) == {TAM: refs, "CDUTY": refs}  # digests, each case once
     assert len(notices(messenger, "New case")) == 24
     assert (w1.processed > 0 and w2.processed > 0) or ctx.db.is_sqlite
 
