@@ -36,6 +36,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # the command name may hold spaces: fields after its closing parenthesis
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def quantiles(values: list[float]) -> tuple[float, float, float]:
     """p50, p99, max (nearest rank)."""
     v = sorted(values)
@@ -58,6 +66,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        """CPU seconds the server process has used so far."""
+        return cpu_seconds(self.proc.pid)
 
     async def ready(self) -> None:
         async with aiohttp.ClientSession() as http:

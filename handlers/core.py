@@ -72,6 +72,7 @@ class Reply:
     field_errors: Mapping[str, str] = field(default_factory=dict)  # form field -> problem
     message: Message | None = None
     silent: bool = False  # nothing to show (an event that needs no answer)
+    replayed: bool = False  # the same signed request again: refused, and nothing was done
 
     def as_message(self) -> Message:
         return self.message or Message(self.text, buttons=self.buttons)
@@ -254,7 +255,7 @@ class Router:
                 not await record_event(app, req.event_id):
             # the same signed request again: Slack never resends a command, so a replay
             t = Translator(await self.reader_lang(req, app))
-            return Reply(t("error.replayed"), refused=True)
+            return Reply(t("error.replayed"), refused=True, replayed=True)
         actor, account = await self.resolve(req, app)
         t = Translator(reply_lang(actor, account))
         if req.kind in self.events:
