@@ -104,7 +104,14 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
                                 headers={"content-type": ["application/json"]})
         if reply.form is not None:
             await ack()
-            await _open_form(ctx, router, client, body, req, reply)
+            if not inline:
+                await _open_form(ctx, router, client, body, req, reply)
+                return None
+            # Slack gets its answer now; the form opens (views.open) right after
+            late = asyncio.create_task(_finish_late(ctx, router, client, body, req, work,
+                                                    respond))
+            _LATE.add(late)
+            late.add_done_callback(_LATE.discard)
             return None
         await ack(**reply_body(reply))
         return None
@@ -116,8 +123,8 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
 async def _finish_late(ctx: AppContext, router: Router, client: AsyncWebClient,
                        body: dict[str, Any], req: Request, work: asyncio.Future[Reply],
                        respond: AsyncRespond) -> None:
-    """A command acked empty (its work took longer than the ack budget): its reply, or its
-    form, once the work is done; a failure is logged and the user told, as Bolt's error
+    """After the ack: the reply of a command whose work took longer than the ack budget, or
+    the form a command asks for. A failure is logged and the user told, as Bolt's error
     handler would."""
     try:
         reply = await work
@@ -127,7 +134,9 @@ async def _finish_late(ctx: AppContext, router: Router, client: AsyncWebClient,
             await respond(**reply_body(reply), replace_original=False)
     except Exception as exc:
         if isinstance(exc, SLACK_FAILURES):
-            log.warning("a late command reply failed: %s", describe_failure(exc))
+            # the failed Web API call was logged with its method by the client
+            if not getattr(exc, "supportbot_logged", False):
+                log.warning("a Slack command reply failed: %s", describe_failure(exc))
         else:
             log.exception("unhandled error in a Slack command")
         try:
