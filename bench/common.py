@@ -62,6 +62,7 @@ class Server:
 
     proc: subprocess.Popen[bytes]
     port: int
+    log: Path | None = None
 
     @property
     def url(self) -> str:
@@ -71,11 +72,14 @@ class Server:
         """CPU seconds the server process has used so far."""
         return cpu_seconds(self.proc.pid)
 
-    async def ready(self) -> None:
+    async def ready(self, limit: float = 90.0) -> None:
+        """Wait for /readyz (a loaded machine starts slowly: imports, migrations)."""
+        deadline = time.monotonic() + limit
         async with aiohttp.ClientSession() as http:
-            for _ in range(400):
+            while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("server exited during start-up")
+                    tail = self.log.read_text()[-2000:] if self.log else ""
+                    raise RuntimeError(f"server exited during start-up: {tail}")
                 try:
                     async with http.get(self.url + "/readyz") as resp:
                         if resp.status == 200:
@@ -102,7 +106,7 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> Server:
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, *argv], env=full, stdout=out,
                                 stderr=subprocess.STDOUT)
-    return Server(proc, port)
+    return Server(proc, port, log)
 
 
 async def new_pg_database() -> str:
