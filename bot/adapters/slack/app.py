@@ -115,13 +115,16 @@ class Workspace:
             delay = min(delay * 2, max_delay)
 
 
-def make_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
+def make_client(settings: Settings, *, retries: bool = True,
+                session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """A Web API client on SLACK_API_URL. Listeners get Slack's retry handlers; the worker
     gets none, because it retries through the outbox (honouring Retry-After) and a client
-    sleeping through retries could outlive the job's lease."""
+    sleeping through retries could outlive the job's lease. Without a `session`, each call
+    opens (and closes) its own connection; the worker's messenger passes one, kept open."""
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url,
                             # annotated int, but passed to aiohttp.ClientTimeout: floats work
-                            timeout=settings.slack_timeout_seconds)  # type: ignore[arg-type]
+                            timeout=settings.slack_timeout_seconds,  # type: ignore[arg-type]
+                            session=session)
     if not retries:
         client.retry_handlers.clear()
         return client
