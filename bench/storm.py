@@ -55,6 +55,7 @@ class StormResult:
     per_tam: list[int]  # messages each TAM got after T
     duty_messages: int
     jobs: dict[str, int]  # "kind status" -> count, when the wait ended
+    failed: dict[str, int]  # requests not answered 200, by what went wrong
 
 
 async def seed(url: str, groups: int, tams: int) -> None:
@@ -77,13 +78,15 @@ async def seed(url: str, groups: int, tams: int) -> None:
 
 
 async def open_storm(servers: list[Server], fake: FakeSlack, groups: int, spread: float
-                     ) -> tuple[list[float], int]:
+                     ) -> tuple[list[float], int, Counter[str]]:
     """`/support open S1` from every group, arriving evenly within `spread` seconds, each to
-    the next replica; latencies and how many were acked empty (reply via response_url)."""
+    the next replica; latencies, how many were acked empty (reply via response_url) and
+    the failed requests by what went wrong."""
     signer = SignatureVerifier(SECRET)
     run = uuid.uuid4().hex[:8]
     latencies: list[float] = []
     empty = 0
+    failed: Counter[str] = Counter()
 
     async def one(http: aiohttp.ClientSession, i: int, at: float) -> None:
         nonlocal empty
@@ -99,12 +102,17 @@ async def open_storm(servers: list[Server], fake: FakeSlack, groups: int, spread
                    "Content-Type": "application/x-www-form-urlencoded"}
         start = time.perf_counter()
         url = servers[i % len(servers)].url + "/slack/events"
-        async with http.post(url, data=body, headers=headers) as resp:
-            answer = await resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"status {resp.status}: {answer[:200]!r}")
+        try:
+            async with http.post(url, data=body, headers=headers) as resp:
+                answer = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failed[type(exc).__name__] += 1
+            return
         latencies.append(time.perf_counter() - start)
-        if not answer.strip():
+        if status != 200:
+            failed[f"HTTP {status}"] += 1
+        elif not answer.strip():
             empty += 1
 
     connector = aiohttp.TCPConnector(limit=0)
@@ -113,7 +121,7 @@ async def open_storm(servers: list[Server], fake: FakeSlack, groups: int, spread
         t0 = time.perf_counter() + 0.2
         await asyncio.gather(*(one(http, i, t0 + spread * i / max(1, groups))
                                for i in range(groups)))
-    return latencies, empty
+    return latencies, empty, failed
 
 
 async def pending(db: Database, *, kind: str | None = None, due_by: datetime | None = None
@@ -147,7 +155,7 @@ async def run_storm(backend: str, replicas: int, groups: int, tams: int, spread:
         db = Database(url)
         try:
             cpu0 = sum(s.cpu() for s in servers)
-            latencies, empty = await open_storm(servers, fake, groups, spread)
+            latencies, empty, failed = await open_storm(servers, fake, groups, spread)
             cpu_ms = (sum(s.cpu() for s in servers) - cpu0) * 1e3 / groups
             start = time.perf_counter()
             cards_s = None
@@ -217,7 +225,7 @@ async def run_storm(backend: str, replicas: int, groups: int, tams: int, spread:
                 backend, replicas, groups, latencies, empty, fallbacks, cpu_ms, cards_s,
                 drained_s, waited, len(notice_rows), still, expired, late,
                 sorted(per_tam.get(f"DUTAM{i}", 0) for i in range(tams)), duty,
-                {f"{k} {st}": int(n) for k, st, n in counts})
+                {f"{k} {st}": int(n) for k, st, n in counts}, dict(failed))
         finally:
             await db.close()
     finally:
@@ -234,6 +242,8 @@ def figures(r: StormResult) -> tuple[str, str]:
     opened = (f"{len(r.latencies)} opened: ack p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms, "
               f"max {mx * 1e3:.0f} ms; {over} over 3 s; {r.fallbacks} response_url "
               f"fallbacks; bot CPU {r.cpu_ms_per_command:.1f} ms/command")
+    if r.failed:
+        opened += "; FAILED: " + ", ".join(f"{n} {what}" for what, n in sorted(r.failed.items()))
     cards = f"cards {r.cards_s:.1f} s" if r.cards_s is not None else "cards not all out in 60 s"
     if r.drained_s is not None:
         drained = f"every notice out {r.drained_s:.0f} s after the near-breach time"
