@@ -53,13 +53,18 @@ async def ack_path(backends: list[str], concurrencies: list[int], per_cell: int,
     await bare.ready()
     try:
         floor: dict[int, float] = {}
+        floor_cpu: dict[int, float] = {}
+        await load(bare.url, 20, 1, lambda n: "help")  # warm up
         for c in concurrencies:
+            cpu0 = bare.cpu()
             lat, elapsed = await load(bare.url, per_cell * max(1, c // 10), c, lambda n: "help")
+            floor_cpu[c] = (bare.cpu() - cpu0) * 1e3 / len(lat)
             p50, p99, mx = quantiles(lat)
             floor[c] = len(lat) / elapsed
             rows.append(Row("ack path", f"(a) bare Bolt, c={c}",
                             f"{floor[c]:.0f} req/s; p50 {p50 * 1e3:.1f} ms, p99 "
-                            f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms"))
+                            f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms; CPU "
+                            f"{floor_cpu[c]:.2f} ms/request"))
         for backend in backends:
             url = await new_pg_database() if backend == "postgresql" else \
                 f"sqlite+aiosqlite:///{logs / 'ack.db'}"
@@ -68,15 +73,23 @@ async def ack_path(backends: list[str], concurrencies: list[int], per_cell: int,
                         logs / f"bot-{backend}.log")
             await bot.ready()
             try:
+                await load(bot.url, 20, 1, lambda n: f"open S3 warm-up {n}")
                 for c in concurrencies:
+                    cpu0 = bot.cpu()
                     lat, elapsed = await load(bot.url, per_cell * max(1, c // 10), c,
                                               lambda n: f"open S3 bench case {n}")
+                    # the whole bot process: the command, and its worker posting the case's
+                    # card meanwhile (and then, up to 2 s for the last cards)
+                    await asyncio.sleep(2.0)
+                    cpu = (bot.cpu() - cpu0) * 1e3 / len(lat)
                     p50, p99, mx = quantiles(lat)
                     rate = len(lat) / elapsed
                     rows.append(Row("ack path", f"(b) /support open, {backend}, c={c}",
                                     f"{rate:.0f} req/s; p50 {p50 * 1e3:.1f} ms, p99 "
-                                    f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms",
-                                    f"(b)/(a) = {rate / floor[c]:.2f}"))
+                                    f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms; CPU "
+                                    f"{cpu:.2f} ms/command",
+                                    f"(b)/(a) = {rate / floor[c]:.2f}; CPU (b)/(a) = "
+                                    f"{cpu / floor_cpu[c]:.1f}"))
             finally:
                 bot.stop()
                 if backend == "postgresql":
@@ -84,6 +97,24 @@ async def ack_path(backends: list[str], concurrencies: list[int], per_cell: int,
     finally:
         bare.stop()
         await fake.close()
+    return rows
+
+
+async def outage(backends: list[str], groups: int, tams: int, spread: float, wait: float,
+                logs: Path) -> list[Row]:
+    """A regional outage: every group opens an S1 within `spread` seconds; then all the
+    cases near-breach and breach together (see bench/storm.py)."""
+    from bench.storm import figures, run_storm
+
+    rows = []
+    plans = [("sqlite", 1)] + [("postgresql", p) for p in (1, 3) if "postgresql" in backends]
+    for backend, replicas in plans:
+        r = await run_storm(backend, replicas, groups, tams, spread, wait, logs)
+        opened, notices = figures(r)
+        case = f"{groups} groups, {tams} TAMs, {backend}, {replicas} process(es)"
+        rows.append(Row("storm", case + f": {groups} × /support open S1 in {spread:g} s",
+                        opened))
+        rows.append(Row("storm", case + ": all near-breach, breach 10 s later", notices))
     return rows
 
 
@@ -232,6 +263,9 @@ def machine() -> str:
             f"{platform.python_version()}, {platform.system()} {platform.release()}")
 
 
+SECTIONS = ("ack", "storm", "timers", "fanout", "reports")
+
+
 async def main(quick: bool, out: Path, skip: set[str]) -> None:
     backends = ["sqlite", "postgresql"]
     rows: list[Row] = []
@@ -239,6 +273,9 @@ async def main(quick: bool, out: Path, skip: set[str]) -> None:
         logs = Path(d)
         if "ack" not in skip:
             rows += await ack_path(backends, [1, 10, 100], 100 if quick else 300, logs)
+        if "storm" not in skip:
+            rows += await outage(backends, 50 if quick else 500, 5 if quick else 10,
+                                1.0 if quick else 5.0, 30.0 if quick else 180.0, logs)
         if "timers" not in skip:
             rows += await timers(backends, 5_000 if quick else 100_000, 3600.0,
                                  10.0 if quick else 60.0, 500 if quick else 5_000, logs)
@@ -261,6 +298,17 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "latest.md")
-    parser.add_argument("--skip", default="", help="comma-separated: ack,timers,fanout,reports")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated sections to leave out: " + ",".join(SECTIONS))
+    parser.add_argument("--only", default="",
+                        help="comma-separated sections to run (all others left out)")
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.out, {s for s in args.skip.split(",") if s}))
+    skip = {s for s in args.skip.split(",") if s}
+    if args.only:
+        only = {s for s in args.only.split(",") if s}
+        unknown = only - set(SECTIONS)
+        if unknown:
+            parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join(SECTIONS)}")
+        skip |= set(SECTIONS) - only
+    asyncio.run(main(args.quick, args.out, skip))

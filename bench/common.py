@@ -36,6 +36,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # the command name may hold spaces: fields after its closing parenthesis
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def quantiles(values: list[float]) -> tuple[float, float, float]:
     """p50, p99, max (nearest rank)."""
     v = sorted(values)
@@ -54,16 +62,24 @@ class Server:
 
     proc: subprocess.Popen[bytes]
     port: int
+    log: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def ready(self) -> None:
+    def cpu(self) -> float:
+        """CPU seconds the server process has used so far."""
+        return cpu_seconds(self.proc.pid)
+
+    async def ready(self, limit: float = 90.0) -> None:
+        """Wait for /readyz (a loaded machine starts slowly: imports, migrations)."""
+        deadline = time.monotonic() + limit
         async with aiohttp.ClientSession() as http:
-            for _ in range(400):
+            while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("server exited during start-up")
+                    tail = self.log.read_text()[-2000:] if self.log else ""
+                    raise RuntimeError(f"server exited during start-up: {tail}")
                 try:
                     async with http.get(self.url + "/readyz") as resp:
                         if resp.status == 200:
@@ -90,7 +106,7 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> Server:
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, *argv], env=full, stdout=out,
                                 stderr=subprocess.STDOUT)
-    return Server(proc, port)
+    return Server(proc, port, log)
 
 
 async def new_pg_database() -> str:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
 from bot.adapters.routing import RoutingMessenger
@@ -128,8 +129,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         # requests never wait for Slack: the bot's own ids arrive whenever Slack answers
         learning = asyncio.create_task(workspace.learn(make_client(settings, retries=False)),
                                        name="auth.test") if slack else None
-        messenger = messenger_for(c.ctx, SlackMessenger(make_client(settings, retries=False))
-                                  if slack else None)
+        # the worker's Slack calls share one HTTP session (kept-alive connections)
+        messenger = messenger_for(c.ctx, SlackMessenger(make_client(
+            settings, retries=False, session=aiohttp.ClientSession())) if slack else None)
         try:
             async with worker_running(c.ctx, messenger):
                 await stop.wait()

@@ -142,7 +142,8 @@ class Worker:
                 self._running.track(kind.tag(job), task)
 
     async def _sleep_for(self) -> float:
-        async with self.app.db.transaction() as s:
+        # a read: on SQLite it neither takes the write lock nor queues behind commands
+        async with self.app.db.read() as s:
             due = await jobs.next_due(s)
         if due is None:
             return self.poll

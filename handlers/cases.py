@@ -120,7 +120,7 @@ async def open_case(call: Call) -> Reply:
         raise UsageError("case.need_severity")
     severity = _parse_severity(call, args[0])
     opened = await cases.open_case(call.app, call.actor, call.req.channel_id, severity,
-                                   " ".join(args[1:]), region=region)
+                                   " ".join(args[1:]), region=region, bound=call.account)
     t = call.t
     lines = [t("case.opened", ref=opened.case.ref, sev=opened.case.severity.value,
                target=t.target(Target.parse_label(opened.case.target_label)),
@@ -249,7 +249,8 @@ async def open_from_form(call: Call) -> Reply:
     opened = await cases.open_case(call.app, call.actor, call.req.channel_id, severity,
                                    call.form_value("summary"), call.form_value("description"),
                                    call.form_value("region") or None,
-                                   call.form_value("software") or None)
+                                   call.form_value("software") or None,
+                                   bound=call.account)
     t = call.t
     lines = [t("case.opened_short", ref=opened.case.ref)]
     lines += _opened_lines(t, opened)

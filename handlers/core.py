@@ -74,6 +74,7 @@ class Reply:
     field_errors: Mapping[str, str] = field(default_factory=dict)  # form field -> problem
     message: Message | None = None
     silent: bool = False  # nothing to show (an event that needs no answer)
+    replayed: bool = False  # the same signed request again: refused, and nothing was done
 
     def as_message(self) -> Message:
         return self.message or Message(self.text, buttons=self.buttons)
@@ -267,7 +268,7 @@ class Router:
             # the same signed request again (Slack never resends a command) or the same
             # click delivered twice (WeCom may call back again): done once only
             t = Translator(await self.reader_lang(req, app))
-            return Reply(t("error.replayed"), refused=True)
+            return Reply(t("error.replayed"), refused=True, replayed=True)
         actor, account = await self.resolve(req, app)
         t = Translator(reply_lang(actor, account))
         if req.kind in self.events:

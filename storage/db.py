@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from importlib import resources
 from typing import Any
 
+import aiosqlite
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -41,9 +44,13 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": 30}
             if ":memory:" in url or url.rstrip("/").endswith("sqlite+aiosqlite:"):
                 raise ValueError("use a file for SQLite; in-memory databases are per-connection")
+            # statements run on the event loop's thread (microseconds on a local file), not
+            # one thread hop each: see InlineSqlite
+            path = make_url(url).database
+            assert path is not None
+            kwargs["async_creator"] = functools.partial(_inline_sqlite, path)
             # a few pooled connections: opening one (and its PRAGMAs) costs more than a query;
             # writers still take turns through BEGIN IMMEDIATE
             kwargs["pool_size"] = 4
@@ -72,14 +79,19 @@ class Database:
         self._writer = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, savepoint: bool = True) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error.
 
         Inside a transaction already open in this task (a command's), it is a savepoint of
         that transaction instead: its work commits with the command, and an error inside
         (a refusal, a conflict it expects) undoes only its own part, as a transaction of its
-        own would have."""
+        own would have. `savepoint=False` joins the open transaction without one: for work
+        that raises nothing once it has written (its checks come first), so there is no
+        part of its own to undo; an error then ends the whole transaction."""
         current = _CURRENT.get()
+        if current is not None and current[0] is self and not savepoint:
+            yield current[1]
+            return
         if current is not None and current[0] is self:
             session = current[1]
             # what the work notes on the session (jobs enqueued, a NOTIFY sent) is undone
@@ -143,6 +155,58 @@ class Database:
             await self.read_engine.dispose()
 
 
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
+                                                       sqlite3.SQLITE_LOCKED) or \
+        "database is locked" in str(exc)
+
+
+def _patiently(conn: sqlite3.Connection, fn: Callable[[], Any]) -> Any:
+    """Run `fn` waiting for SQLite's lock as long as the busy timeout allows (on aiosqlite's
+    thread: the event loop goes on meanwhile)."""
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        return fn()
+    finally:
+        conn.execute("PRAGMA busy_timeout=0")
+
+
+class InlineSqlite(aiosqlite.Connection):
+    """aiosqlite without a thread hop per call: each call runs at once on the caller's
+    thread. A statement on a local SQLite file takes microseconds, far less than handing it
+    to a thread and waking the event loop for its answer (which cost most of a command's
+    CPU). The connection waits for no lock on this thread (busy timeout 0): when another
+    process holds the database (SQLITE_BUSY), that call is handed to aiosqlite's own thread
+    with the busy timeout, and the event loop keeps serving meanwhile. Within a process,
+    writers already take turns (`Database._writer`), and WAL readers never wait for them.
+    """
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+        # a statement refused with SQLITE_BUSY did nothing: run it again, waiting
+        return await super()._execute(  # type: ignore[no-untyped-call]
+            _patiently, self._connection, functools.partial(fn, *args, **kwargs))
+
+
+async def _inline_sqlite(path: str) -> aiosqlite.Connection:
+    def connector() -> sqlite3.Connection:
+        # used from the event loop's thread after aiosqlite's thread made it
+        return sqlite3.connect(path, timeout=0, check_same_thread=False)
+
+    conn = InlineSqlite(connector, 64)
+    conn._thread.daemon = True  # as SQLAlchemy's aiosqlite dialect does
+    return await conn
+
+
 def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
     sync = engine.sync_engine
 
@@ -152,7 +216,8 @@ def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        # no waiting on the event loop's thread: InlineSqlite waits on another one
+        cur.execute("PRAGMA busy_timeout=0")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         if not immediate:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import JOBS_CHANNEL
+from storage.sql import core, insert_for, prepared
 from storage.tables import JobRow
 
 PENDING, DONE, DEAD, CANCELLED = "pending", "done", "dead", "cancelled"
@@ -33,26 +35,52 @@ async def enqueue(s: AsyncSession, kind: str, due_at: datetime, payload: dict[st
     if key in seen:  # already added in this transaction (e.g. one Home refresh per batch)
         return False
     seen.add(key)
-    dialect = s.get_bind().dialect.name
     values = dict(kind=kind, due_at=due_at, payload=payload, idempotency_key=key,
                   status=PENDING, attempts=0, created_at=now)
-    ins: Any
-    if dialect == "postgresql":
-        ins = postgresql.insert(JobRow).values(**values).on_conflict_do_nothing(
-            index_elements=["idempotency_key"])
-    else:
-        ins = sqlite.insert(JobRow).values(**values).on_conflict_do_nothing(
-            index_elements=["idempotency_key"])
-    result = await s.execute(ins.returning(JobRow.id))
+    batch: list[dict[str, Any]] | None = s.info.get("job_batch")
+    if batch is not None:
+        batch.append(values)  # written with the others when the batch ends
+        return True
+    stmt = prepared(s, "jobs.enqueue", lambda d: insert_for(d, core(JobRow))
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(core(JobRow).c.id))
+    result = await s.execute(stmt, values)
     added = result.first() is not None
     if added:
-        if dialect == "postgresql" and not s.info.get("notified"):
-            # transactional: delivered to other replicas' workers only when this commits;
-            # one notification per transaction is enough to wake them
-            await s.execute(text("SELECT pg_notify(:ch, '')"), {"ch": JOBS_CHANNEL})
-            s.info["notified"] = True
-        s.info["jobs_enqueued"] = True
+        await _added(s)
     return added
+
+
+@asynccontextmanager
+async def batched(s: AsyncSession) -> AsyncIterator[None]:
+    """Jobs enqueued inside the block are written together when it ends, in one statement
+    (their keys still deduplicate: a job whose key exists is skipped, as `enqueue` skips it;
+    inside, `enqueue` cannot tell and says True). Nested blocks write with the outermost.
+    If the block raises, what it enqueued is dropped with the work it belonged to."""
+    if s.info.get("job_batch") is not None:
+        yield
+        return
+    s.info["job_batch"] = []
+    try:
+        yield
+    finally:
+        rows: list[dict[str, Any]] = s.info.pop("job_batch")
+    if not rows:
+        return
+    await s.execute(prepared(s, "jobs.enqueue_many", lambda d: insert_for(d, core(JobRow))
+                             .on_conflict_do_nothing(index_elements=["idempotency_key"])),
+                    rows)
+    await _added(s)
+
+
+async def _added(s: AsyncSession) -> None:
+    """Jobs were added in this transaction: wake the workers when it commits."""
+    if s.get_bind().dialect.name == "postgresql" and not s.info.get("notified"):
+        # transactional: delivered to other replicas' workers only when this commits;
+        # one notification per transaction is enough to wake them
+        await s.execute(text("SELECT pg_notify(:ch, '')"), {"ch": JOBS_CHANNEL})
+        s.info["notified"] = True
+    s.info["jobs_enqueued"] = True
 
 
 async def cancel(s: AsyncSession, keys: list[str]) -> None:

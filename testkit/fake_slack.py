@@ -109,6 +109,7 @@ class FakeSlack:
         self.team_id = "T1"
         # Slack-like limits for chat.postMessage (off unless set): per channel and workspace
         self.channel_interval = 0.0
+        self.channel_burst = 1  # messages a channel may take at once before the interval binds
         self.workspace_rate = 0.0
         self._channel_last: dict[str, float] = {}
         self._workspace_tokens = 0.0
@@ -261,8 +262,10 @@ class FakeSlack:
 
     def _over_limit(self, channel: str) -> bool:
         now = time.monotonic()
-        if self.channel_interval and \
-                now - self._channel_last.get(channel, -1e9) < self.channel_interval:
+        # GCRA per channel: a message is refused while the channel's theoretical arrival
+        # time (`_channel_last` + interval) is more than burst - 1 intervals ahead
+        tat = self._channel_last.get(channel, -1e9) + self.channel_interval
+        if self.channel_interval and now < tat - (self.channel_burst - 1) * self.channel_interval:
             return True
         if self.workspace_rate:
             burst = self.workspace_rate  # one second's worth
@@ -272,7 +275,7 @@ class FakeSlack:
             if self._workspace_tokens < 1.0:
                 return True
             self._workspace_tokens -= 1.0
-        self._channel_last[channel] = now
+        self._channel_last[channel] = max(tat, now)
         return False
 
     def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -52,8 +52,8 @@ class RoutingMessenger:
         await self.for_id(channel).update(channel, ts, message)
 
     async def close(self) -> None:
-        """Close the platforms' own HTTP sessions (Slack's client needs no closing)."""
-        for messenger in self.platforms.values():
+        """Close the platforms' own HTTP sessions."""
+        for messenger in [self.default, *self.platforms.values()]:
             close = getattr(messenger, "close", None)
             if close is not None:
                 await close()

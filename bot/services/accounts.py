@@ -181,7 +181,12 @@ def _jsonable(d: dict[str, object]) -> dict[str, object]:
 
 async def bound_account(s: AsyncSession, app: AppContext, channel_id: str) -> Account:
     """The account bound to a channel, refusing when there is none or it has no IM support."""
-    account = await Bindings(s).account_for(channel_id)
+    return usable_account(app, await Bindings(s).account_for(channel_id))
+
+
+def usable_account(app: AppContext, account: Account | None) -> Account:
+    """The channel's account (as `bound_account` read it), refusing when there is none or
+    it has no IM support."""
     if account is None:
         raise Refusal("case.unbound")
     if not app.catalog.plan(account.tier).im_group:

@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
-
 from bot import metrics
 from bot.config import Settings
 from bot.domain.calendar import BusinessCalendar, calendar_for
@@ -134,8 +132,7 @@ def require_manager(actor: Actor, account: Account, action: str) -> None:
 async def resolve_actor(app: AppContext, team_id: str, user_id: str) -> Actor:
     """The actor with its role from SUPPORTBOT_ADMINS or the staff table (never membership)."""
     async with app.db.read() as s:
-        member = await Staff(s).get(team_id, user_id)
-        pref = await Staff(s).lang(team_id, user_id) if member is None else None
+        member, pref = await Staff(s).who(team_id, user_id)
     if user_id in app.settings.admins:
         return Actor(team_id, user_id, Role.ADMIN, member.lang if member else pref or Lang.EN)
     if member is None:
@@ -163,11 +160,10 @@ async def record_event(app: AppContext, event_id: str | None) -> bool:
     """Note an inbound event whose only effect is a message; False when seen before."""
     if event_id is None:
         return True
-    try:
-        async with app.db.transaction() as s:
-            first = await Inbox(s).first_time(event_id, app.clock())
-    except IntegrityError:  # a concurrent delivery of the same event won the insert
-        first = False
+    # one statement that cannot fail on a duplicate (ON CONFLICT DO NOTHING): it needs no
+    # savepoint of its own inside a command's transaction
+    async with app.db.transaction(savepoint=False) as s:
+        first = await Inbox(s).first_time(event_id, app.clock())
     if not first:
         metrics.DUPLICATE_EVENTS.inc()
     return first

@@ -22,7 +22,7 @@ from bot.domain.model import (
 from bot.domain.sla import SlaTerms, sla_terms
 from bot.i18n import Translator, time_token
 from bot.services import digests, home, incident_links, outbox
-from bot.services.accounts import bound_account
+from bot.services.accounts import bound_account, usable_account
 from bot.services.base import Actor, AppContext, Denied, Refusal
 from bot.services.job import JobContext
 from storage import jobs
@@ -76,7 +76,9 @@ async def check_intake(app: AppContext, channel_id: str) -> Account:
 
 async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Severity,
                     summary: str, description: str = "", region: str | None = None,
-                    software: str | None = None) -> Opened:
+                    software: str | None = None, *, bound: Account | None = None) -> Opened:
+    """Open a case in a customer group. `bound` is the channel's account when the caller
+    read it in this transaction already (the router did): it is not read again."""
     summary = " ".join(summary.split())
     if not summary:
         raise Refusal("case.summary_required")
@@ -86,7 +88,8 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
         raise Refusal("case.description_too_long", max=MAX_DESCRIPTION, n=len(description))
     now = app.clock()
     async with app.db.transaction() as s:
-        account = await bound_account(s, app, channel_id)
+        account = usable_account(app, bound) if bound is not None else \
+            await bound_account(s, app, channel_id)
         region = (region or "").strip().lower() or None
         if region is not None and region not in app.catalog.regions:
             raise Refusal("account.bad_region", region=region,
@@ -95,37 +98,52 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
         # notice applies to either (seed §3: Paris and Atlanta are outside it); an incident
         # link looks at the region named only
         named, region = region, region or account.region
-        terms = _terms_for(app, account, severity, now, await escort_windows(s, account.key))
-        case = await Cases(s).add(NewCase(
-            account_key=account.key, team_id=actor.team_id, channel_id=channel_id,
-            opener_user_id=actor.user_id, severity=terms.severity,
-            requested_severity=severity, summary=summary, description=description,
-            region=region, software=(software or None), opened_at=now, due_at=terms.due_at,
-            warn_at=terms.warn_at, target_label=terms.target.label, escort=terms.escort))
-        await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
-                             action="case.open", account_key=account.key, case_id=case.id,
-                             after={"severity": case.severity.value,
-                                    "requested": severity.value, "due_at": str(case.due_at),
-                                    "target": case.target_label, "escort": case.escort})
-        await _schedule_timers(s, case, terms.warn_at, now)
-        await outbox.sync_card(s, now, case.id, case.version)
-        await home.touch(s, account.key, now)
-        await _notify_staff(s, app, account, case,
-                            "notice.new_case_excluded" if region in
-                            app.catalog.service_exclusions else "notice.new_case", now, "new")
-        opened = Opened(case=case, account=account)
-        opened.notices += await incident_links.link_new_case(s, app, account, case, now,
-                                                                  named)
-        if terms.refiled:
-            opened.notices.append(("case.refiled", {"requested": severity.value,
-                                                    "filed": terms.severity.value,
-                                                    "tier": account.tier.value}))
-        if region in app.catalog.service_exclusions:
-            opened.notices.append(("case.region_excluded", {"region": region}))
-        t = Translator(account.lang)
-        for msg_id, params in opened.notices:
-            await outbox.post(s, now, channel=channel_id, thread_case_id=case.id,
-                              text=t(msg_id, **params), key=f"case:{case.id}:{msg_id}")
+        # escort windows only change targets of the severities they cover (as filed)
+        filed, _ = app.catalog.plan(account.tier).target_for(severity)
+        windows = await escort_windows(s, account.key) \
+            if filed in app.catalog.escort_severities else []
+        terms = _terms_for(app, account, severity, now, windows)
+        # every check is behind us: what follows only writes, in the caller's transaction
+        # (no savepoint to take and release), its jobs in one statement
+        async with app.db.transaction(savepoint=False) as w, jobs.batched(w):
+            return await _write_case(w, app, actor, account, channel_id, severity, terms,
+                                     summary, description, region, named, software, now)
+    raise AssertionError("unreachable")
+
+
+async def _write_case(s: AsyncSession, app: AppContext, actor: Actor, account: Account,
+                      channel_id: str, severity: Severity, terms: SlaTerms, summary: str,
+                      description: str, region: str, named: str | None,
+                      software: str | None, now: datetime) -> Opened:
+    case = await Cases(s).add(NewCase(
+        account_key=account.key, team_id=actor.team_id, channel_id=channel_id,
+        opener_user_id=actor.user_id, severity=terms.severity,
+        requested_severity=severity, summary=summary, description=description,
+        region=region, software=(software or None), opened_at=now, due_at=terms.due_at,
+        warn_at=terms.warn_at, target_label=terms.target.label, escort=terms.escort))
+    await Audit(s).write(at=now, actor=actor.user_id, team_id=actor.team_id,
+                         action="case.open", account_key=account.key, case_id=case.id,
+                         after={"severity": case.severity.value,
+                                "requested": severity.value, "due_at": str(case.due_at),
+                                "target": case.target_label, "escort": case.escort})
+    await _schedule_timers(s, case, terms.warn_at, now)
+    await outbox.sync_card(s, now, case.id, case.version)
+    await home.touch(s, account.key, now)
+    excluded = region in app.catalog.service_exclusions
+    await _notify_staff(s, app, account, case,
+                        "notice.new_case_excluded" if excluded else "notice.new_case", now, "new")
+    opened = Opened(case=case, account=account)
+    opened.notices += await incident_links.link_new_case(s, app, account, case, now, named)
+    if terms.refiled:
+        opened.notices.append(("case.refiled", {"requested": severity.value,
+                                                "filed": terms.severity.value,
+                                                "tier": account.tier.value}))
+    if excluded:
+        opened.notices.append(("case.region_excluded", {"region": region}))
+    t = Translator(account.lang)
+    for msg_id, params in opened.notices:
+        await outbox.post(s, now, channel=channel_id, thread_case_id=case.id,
+                          text=t(msg_id, **params), key=f"case:{case.id}:{msg_id}")
     return opened
 
 

@@ -89,11 +89,9 @@ async def note_customer(app: AppContext, team_id: str, user_id: str, account_key
         return  # noted a moment ago: spare the write on every command
     if len(noted) > 10_000:
         noted.clear()
-    try:
-        async with app.db.transaction() as s:
-            await Viewers(s).saw_account(team_id, user_id, account_key, channel_id, now)
-    except IntegrityError:
-        pass  # another replica recorded the same user at the same moment: nothing to add
+    # one upsert, which cannot fail on a concurrent first use: no savepoint needed
+    async with app.db.transaction(savepoint=False) as s:
+        await Viewers(s).saw_account(team_id, user_id, account_key, channel_id, now)
     noted[memo] = now  # after the commit: a failed write is tried again next time
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import enum
 from dataclasses import fields
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.advisories import TAG_KINDS, AccountProfile, Audience
 from bot.domain.model import Account, Lang, Term, Tier
+from storage.sql import core
 from storage.tables import AccountRow, AccountTagRow, ChannelBindingRow
 
 
-def to_account(row: AccountRow) -> Account:
+def to_account(row: AccountRow | Row[Any]) -> Account:
     return Account(
         key=row.key, name=row.name, tier=Tier(row.tier), term=Term(row.term),
         start=row.start_date, end=row.end_date, region=row.region, timezone=row.timezone,
@@ -81,15 +83,18 @@ class Accounts:
         return [to_account(r) for r in (await self.s.scalars(q)).all()]
 
 
+# the account bound to a channel, as plain columns (no ORM object to track)
+_BOUND = (select(*core(AccountRow).columns)
+          .join(ChannelBindingRow, ChannelBindingRow.account_key == AccountRow.key)
+          .where(ChannelBindingRow.channel_id == bindparam("channel")))
+
+
 class Bindings:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
     async def account_for(self, channel_id: str) -> Account | None:
-        row = await self.s.scalar(
-            select(AccountRow).join(ChannelBindingRow,
-                                    ChannelBindingRow.account_key == AccountRow.key)
-            .where(ChannelBindingRow.channel_id == channel_id))
+        row = (await self.s.execute(_BOUND, {"channel": channel_id})).first()
         return to_account(row) if row else None
 
     async def bound_account_key(self, channel_id: str) -> str | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import fields
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.model import Case, CaseChange, CaseStatus, NewCase, Severity, case_ref
+from storage.sql import core
 from storage.tables import CaseRow
 
 
@@ -28,6 +29,10 @@ def to_case(row: CaseRow) -> Case:
 
 
 _CHANGEABLE = tuple(f.name for f in fields(CaseChange))
+_CASES = core(CaseRow)
+_INSERT = insert(_CASES).returning(_CASES.c.id)
+_SET_REF = update(_CASES).where(_CASES.c.id == bindparam("case_id")).values(
+    ref=bindparam("ref"))
 
 
 class Cases:
@@ -35,8 +40,9 @@ class Cases:
         self.s = s
 
     async def add(self, new: NewCase) -> Case:
-        """Open a case: status open, first clock generation, card version 1."""
-        row = CaseRow(
+        """Open a case: status open, first clock generation, card version 1. Core
+        statements: the case is built from what was written, not tracked or read back."""
+        values = dict(
             account_key=new.account_key, team_id=new.team_id, channel_id=new.channel_id,
             opener_user_id=new.opener_user_id, severity=new.severity.value,
             requested_severity=new.requested_severity.value, summary=new.summary,
@@ -44,11 +50,19 @@ class Cases:
             status=CaseStatus.OPEN.value, opened_at=new.opened_at, due_at=new.due_at,
             warn_at=new.warn_at, target_label=new.target_label, sla_generation=1,
             escort=new.escort, warned=False, breached=False, version=1)
-        self.s.add(row)
-        await self.s.flush()  # assigns the id the reference is made from
-        row.ref = case_ref(row.id)
-        await self.s.flush()
-        return to_case(row)
+        # the id assigned is what the reference is made from
+        case_id = int((await self.s.execute(_INSERT, values)).scalar_one())
+        ref = case_ref(case_id)
+        await self.s.execute(_SET_REF, {"case_id": case_id, "ref": ref})
+        return Case(
+            id=case_id, ref=ref, account_key=new.account_key, team_id=new.team_id,
+            channel_id=new.channel_id, opener_user_id=new.opener_user_id,
+            severity=new.severity, requested_severity=new.requested_severity,
+            summary=new.summary, description=new.description, region=new.region,
+            software=new.software, status=CaseStatus.OPEN, opened_at=new.opened_at,
+            due_at=new.due_at, target_label=new.target_label, sla_generation=1,
+            escort=new.escort, first_response_at=None, first_response_by=None,
+            resolved_at=None, warned=False, breached=False, card_ts=None, version=1)
 
     async def get(self, case_id: int, *, for_update: bool = False) -> Case | None:
         q = select(CaseRow).where(CaseRow.id == case_id)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.sql import core, insert_for, prepared
 from storage.tables import ChannelBindingRow, HomeViewerRow, UserAccountRow
+
+
+def _saw(dialect: str) -> Any:
+    ins = insert_for(dialect, core(UserAccountRow))
+    return ins.on_conflict_do_update(
+        index_elements=["team_id", "user_id", "account_key"],
+        set_={"channel_id": ins.excluded.channel_id, "last_seen": ins.excluded.last_seen})
 
 
 class Viewers:
@@ -30,15 +39,11 @@ class Viewers:
 
     async def saw_account(self, team_id: str, user_id: str, account_key: str,
                           channel_id: str, now: datetime) -> None:
-        """A customer used this account's group (a concurrent first use fails on the
-        primary key at commit)."""
-        row = await self.s.get(UserAccountRow, (team_id, user_id, account_key))
-        if row is None:
-            self.s.add(UserAccountRow(team_id=team_id, user_id=user_id,
-                                      account_key=account_key, channel_id=channel_id,
-                                      last_seen=now))
-        else:
-            row.last_seen, row.channel_id = now, channel_id
+        """A customer used this account's group (one upsert: a concurrent first use by
+        another replica updates the same row instead of failing)."""
+        await self.s.execute(prepared(self.s, "viewers.saw_account", _saw), dict(
+            team_id=team_id, user_id=user_id, account_key=account_key, channel_id=channel_id,
+            last_seen=now))
 
     async def accounts_of(self, team_id: str, user_id: str) -> list[str]:
         """The accounts a customer sees, most recently used first: those whose group they

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.sql import core, insert_for, prepared
 from storage.tables import InboxRow
 
 
@@ -19,12 +20,13 @@ class Inbox:
         return await self.s.get(InboxRow, event_id) is not None
 
     async def first_time(self, event_id: str, now: datetime) -> bool:
-        """Record an inbound event id; False when it was already processed."""
-        if await self.s.get(InboxRow, event_id) is not None:
-            return False
-        self.s.add(InboxRow(event_id=event_id, received_at=now))
-        await self.s.flush()  # a concurrent duplicate fails here on the primary key
-        return True
+        """Record an inbound event id; False when it was already processed (or is being
+        processed by a concurrent transaction that commits: PostgreSQL waits for it)."""
+        stmt = prepared(self.s, "inbox.first_time", lambda d: insert_for(d, core(InboxRow))
+                        .on_conflict_do_nothing(index_elements=["event_id"])
+                        .returning(core(InboxRow).c.event_id))
+        result = await self.s.execute(stmt, {"event_id": event_id, "received_at": now})
+        return result.first() is not None
 
     async def prune(self, before: datetime) -> int:
         """Forget ids received before `before`; how many were forgotten."""

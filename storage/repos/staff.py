@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import CompoundSelect, bindparam, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.model import Lang, Role, StaffMember
@@ -12,20 +14,35 @@ from storage.tables import StaffRow, UserPrefRow
 ANY_TEAM = "*"  # staff added from the command line, valid in every workspace
 
 
+# one round trip for who someone is: their staff entries (this workspace's, every
+# workspace's) and their own language setting
+_WHO: CompoundSelect[Any] = union_all(
+    select(StaffRow.team_id, StaffRow.role, StaffRow.lang)
+    .where(StaffRow.user_id == bindparam("user"),
+           StaffRow.team_id.in_([bindparam("team"), literal(ANY_TEAM)])),
+    select(literal("").label("team_id"), null().label("role"), UserPrefRow.lang)
+    .where(UserPrefRow.team_id == bindparam("team"), UserPrefRow.user_id == bindparam("user")))
+
+
 class Staff:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
     async def get(self, team_id: str, user_id: str) -> StaffMember | None:
         """The staff entry for this workspace, or one added for every workspace (`*`)."""
-        row = await self.s.get(StaffRow, (team_id, user_id))
-        if row is None:
-            row = await self.s.get(StaffRow, (ANY_TEAM, user_id))
-        if row is None:
-            return None
-        pref = await self.lang(team_id, user_id)
-        return StaffMember(team_id=row.team_id, user_id=row.user_id, role=Role(row.role),
-                           lang=pref or Lang(row.lang))
+        return (await self.who(team_id, user_id))[0]
+
+    async def who(self, team_id: str, user_id: str) -> tuple[StaffMember | None, Lang | None]:
+        """The staff entry (as `get`) and the user's own language setting, in one query."""
+        rows = (await self.s.execute(_WHO, {"team": team_id, "user": user_id})).all()
+        pref = next((Lang(lang) for team, role, lang in rows if role is None), None)
+        staff = {team: (role, lang) for team, role, lang in rows if role is not None}
+        team = team_id if team_id in staff else ANY_TEAM if ANY_TEAM in staff else None
+        if team is None:
+            return None, pref
+        role, lang = staff[team]
+        return StaffMember(team_id=team, user_id=user_id, role=Role(role),
+                           lang=pref or Lang(lang)), pref
 
     async def lang(self, team_id: str, user_id: str) -> Lang | None:
         row = await self.s.get(UserPrefRow, (team_id, user_id))

@@ -28,26 +28,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.adapters.slack import listeners
+from bot.adapters.slack.failures import SLACK_FAILURES, describe_failure
 from bot.config import Settings
 from bot.i18n import Translator
-from bot.services.base import AppContext, record_event, seen_event
+from bot.services.base import AppContext, record_event
 from handlers.core import Router
 
 log = logging.getLogger(__name__)
-
-# failures of a Web API call (or a response_url post) that come from Slack or the network,
-# not from our code: one log line each, never a traceback
-SLACK_FAILURES: tuple[type[BaseException], ...] = (SlackApiError, aiohttp.ClientError,
-                                                   TimeoutError)
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line for a failed Slack call: Slack's error code, or the network error."""
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
-    detail = " ".join(str(exc).split())[:200]
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
 
 class LoggingWebClient(AsyncWebClient):
     """The listeners' Web API client: a failed call is logged in one line with its method,
@@ -128,13 +115,16 @@ class Workspace:
             delay = min(delay * 2, max_delay)
 
 
-def make_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
+def make_client(settings: Settings, *, retries: bool = True,
+                session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """A Web API client on SLACK_API_URL. Listeners get Slack's retry handlers; the worker
     gets none, because it retries through the outbox (honouring Retry-After) and a client
-    sleeping through retries could outlive the job's lease."""
+    sleeping through retries could outlive the job's lease. Without a `session`, each call
+    opens (and closes) its own connection; the worker's messenger passes one, kept open."""
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url,
                             # annotated int, but passed to aiohttp.ClientTimeout: floats work
-                            timeout=settings.slack_timeout_seconds)  # type: ignore[arg-type]
+                            timeout=settings.slack_timeout_seconds,  # type: ignore[arg-type]
+                            session=session)
     if not retries:
         client.retry_handlers.clear()
         return client
@@ -146,8 +136,17 @@ def make_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
     return client
 
 
+class SupportBolt(AsyncApp):
+    """The Bolt app, and beside it `commands`: an app for slash commands only, with
+    `process_before_response`, so Slack's answer leaves as soon as the command is done
+    (or acked empty after the ack budget) instead of at Bolt's next 10 ms ack poll. Other
+    requests (buttons, forms, events) keep acking first and working after."""
+
+    commands: AsyncApp | None = None
+
+
 def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient,
-               workspace: Workspace | None = None) -> AsyncApp:
+               workspace: Workspace | None = None) -> SupportBolt:
     """The Bolt app. It never needs the network to accept a request: `workspace` (made from
     the configured token unless given) authorizes every request locally."""
     known = workspace or Workspace(ctx.settings.slack_bot_token)
@@ -157,12 +156,6 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient,
                         user_id: str | None) -> AuthorizeResult:
         return known.result(enterprise_id, team_id, user_id)
 
-    bolt = AsyncApp(client=client, signing_secret=ctx.settings.slack_signing_secret or "unused",
-                    authorize=authorize,
-                    request_verification_enabled=ctx.settings.slack_app_token is None,
-                    raise_error_for_unhandled_request=False)
-
-    @bolt.middleware
     async def logging_client(context: AsyncBoltContext,
                              next: Callable[[], Awaitable[Any]]) -> Any:
         # the same client Bolt made for this request, but one that logs its failures
@@ -173,14 +166,6 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient,
             logger=given.logger, retry_handlers=list(given.retry_handlers))
         return await next()
 
-    listeners.register_middleware(bolt, ctx)
-    listeners.register_commands(bolt, ctx, router)
-    listeners.register_interactions(bolt, ctx, router)
-    listeners.register_buttons(bolt, ctx, router)
-    listeners.register_forms(bolt, ctx, router)
-    listeners.register_events(bolt, ctx, router)
-
-    @bolt.error
     async def on_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
         # one place for unexpected failures: log the detail, tell the user only that it failed
         if isinstance(error, SLACK_FAILURES):
@@ -200,6 +185,26 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient,
             except Exception:
                 log.warning("could not tell the user about the error", exc_info=True)
 
+    def app(cls: type[AsyncApp], *, inline: bool) -> AsyncApp:
+        made = cls(client=client,
+                   signing_secret=ctx.settings.slack_signing_secret or "unused",
+                   authorize=authorize,
+                   request_verification_enabled=ctx.settings.slack_app_token is None,
+                   raise_error_for_unhandled_request=False, process_before_response=inline)
+        made.middleware(logging_client)
+        listeners.register_middleware(made, ctx)
+        made.error(on_error)
+        return made
+
+    bolt = app(SupportBolt, inline=False)
+    assert isinstance(bolt, SupportBolt)
+    listeners.register_commands(bolt, ctx, router)  # Socket Mode's way in
+    listeners.register_interactions(bolt, ctx, router)
+    listeners.register_buttons(bolt, ctx, router)
+    listeners.register_forms(bolt, ctx, router)
+    listeners.register_events(bolt, ctx, router)
+    bolt.commands = app(AsyncApp, inline=True)
+    listeners.register_commands(bolt.commands, ctx, router)
     return bolt
 
 
@@ -207,7 +212,7 @@ SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
-def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
+def build_web(ctx: AppContext, bolt: SupportBolt | None) -> web.Application:
     # without Bolt (WeCom only, or Socket Mode) no request is verified here: the verifier
     # refuses an empty secret, so it gets a placeholder it never uses
     verifier = SignatureVerifier(ctx.settings.slack_signing_secret or "unused")
@@ -252,14 +257,14 @@ def build_web(ctx: AppContext, bolt: AsyncApp | None) -> web.Application:
                 "ssl_check" not in bolt_req.body:
             # Slack never resends a command or an interaction (events carry an event_id and
             # are deduplicated in their own work): the same signed request again is a replay.
-            # A command records it in its own transaction (the router's); here, only a look.
+            # A command records it in its own transaction (the router's), which refuses a
+            # replay (401, from the command listener); anything else here.
             key = "sig:" + signature[3:61]
+            if "command" in bolt_req.body and bolt.commands is not None:
+                bolt_req.context["replay_key"] = key
+                return await to_aiohttp_response(await bolt.commands.async_dispatch(bolt_req))
             try:
-                if "command" in bolt_req.body:
-                    first = not await seen_event(ctx, key)
-                    bolt_req.context["replay_key"] = key
-                else:
-                    first = await record_event(ctx, key)
+                first = await record_event(ctx, key)
             except SQLAlchemyError:
                 log.exception("could not record the request for replay detection")
                 first = True  # the database is in trouble: serve, do not refuse

@@ -13,7 +13,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
 from bot.adapters.slack import views
+from bot.adapters.slack.failures import SLACK_FAILURES, describe_failure
 from bot.domain.model import Lang, case_ref
+from bot.i18n import Translator
 from bot.messages import Button
 from bot.services.base import AppContext
 from handlers.core import Kind, Reply, Request, Router, Visibility
@@ -62,9 +64,20 @@ def _request(body: dict[str, Any], command: str, kind: Kind, channel: str | None
                    **extra)
 
 
+# commands whose work outlived the ack budget: finished (and answered) in the background
+_LATE: set[asyncio.Task[None]] = set()
+
+
 def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
+    """Slash commands. On an app with `process_before_response` (the HTTP server's), Slack
+    gets its answer as soon as the listener returns, with no 10 ms ack poll: the listener
+    returns once the command is done, or once it has acked empty after `ACK_BUDGET` and left
+    the rest to a background task that replies through response_url."""
+    inline = bolt.process_before_response
+
     async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
-                         client: AsyncWebClient, context: AsyncBoltContext) -> None:
+                         client: AsyncWebClient, context: AsyncBoltContext
+                         ) -> BoltResponse | None:
         root = str(body.get("command", "")).lstrip("/")
         metrics.COMMANDS.labels(root=root).inc()
         req = Request(root=root, text=views.neutral_text(str(body.get("text", ""))),
@@ -78,19 +91,60 @@ def register_commands(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
         done, _ = await asyncio.wait({work}, timeout=ACK_BUDGET)
         if not done:
             await ack()
-        reply = await work
+            late = asyncio.create_task(_finish_late(ctx, router, client, body, req, work,
+                                                    respond))
+            _LATE.add(late)
+            late.add_done_callback(_LATE.discard)
+            return None
+        reply = work.result()
+        if reply.replayed and inline:
+            # the same signed request again (seen by the router, in its transaction)
+            log.warning("replayed Slack request rejected")
+            return BoltResponse(status=401, body=json.dumps({"error": "replayed request"}),
+                                headers={"content-type": ["application/json"]})
         if reply.form is not None:
-            if done:
-                await ack()
-            await _open_form(ctx, router, client, body, req, reply)
-            return
-        if done:
-            await ack(**reply_body(reply))
-        else:
-            await respond(**reply_body(reply), replace_original=False)
+            await ack()
+            if not inline:
+                await _open_form(ctx, router, client, body, req, reply)
+                return None
+            # Slack gets its answer now; the form opens (views.open) right after
+            late = asyncio.create_task(_finish_late(ctx, router, client, body, req, work,
+                                                    respond))
+            _LATE.add(late)
+            late.add_done_callback(_LATE.discard)
+            return None
+        await ack(**reply_body(reply))
+        return None
 
     for root in router.roots():
         bolt.command(f"/{root}")(on_command)
+
+
+async def _finish_late(ctx: AppContext, router: Router, client: AsyncWebClient,
+                       body: dict[str, Any], req: Request, work: asyncio.Future[Reply],
+                       respond: AsyncRespond) -> None:
+    """After the ack: the reply of a command whose work took longer than the ack budget, or
+    the form a command asks for. A failure is logged and the user told, as Bolt's error
+    handler would."""
+    try:
+        reply = await work
+        if reply.form is not None:
+            await _open_form(ctx, router, client, body, req, reply)
+        else:
+            await respond(**reply_body(reply), replace_original=False)
+    except Exception as exc:
+        if isinstance(exc, SLACK_FAILURES):
+            # the failed Web API call was logged with its method by the client
+            if not getattr(exc, "supportbot_logged", False):
+                log.warning("a Slack command reply failed: %s", describe_failure(exc))
+        else:
+            log.exception("unhandled error in a Slack command")
+        try:
+            lang = await router.reader_lang(req, ctx)
+            await respond(text=Translator(lang)("error.internal"), response_type="ephemeral",
+                          replace_original=False)
+        except Exception:
+            log.warning("could not tell the user about the error", exc_info=True)
 
 
 async def _open_form(ctx: AppContext, router: Router, client: AsyncWebClient,

@@ -39,6 +39,12 @@ class SlackMessenger:
         self.client = client
         self._dm_channels: dict[str, str] = {}
 
+    async def close(self) -> None:
+        """Close the client's HTTP session, when it has one of its own (kept-alive
+        connections to Slack instead of a new one per call)."""
+        if self.client.session is not None and not self.client.session.closed:
+            await self.client.session.close()
+
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         try:
             resp = await self.client.api_call(method, json=kwargs)
