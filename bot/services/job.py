@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.charts import ChartRenderer
 from bot.messages import Message
 from bot.pacing import Later, Pacer
 from bot.services.base import AppContext
@@ -65,6 +66,7 @@ class JobContext:
 
     `started` is when the worker took the job up. An atomic job (an SLA timer) also gets
     `session`: the transaction that completes the job, so its effects commit with it.
+    `charts` renders report charts (the worker's process pool; by default in-process).
     """
 
     app: AppContext
@@ -73,6 +75,7 @@ class JobContext:
     pacer: Pacer = field(default_factory=Pacer)
     inflight: InFlight = field(default_factory=InFlight)
     session: AsyncSession | None = None
+    charts: ChartRenderer = field(default_factory=lambda: ChartRenderer(0))
 
     def clock(self) -> datetime:
         return self.app.clock()
