@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -177,10 +178,20 @@ def report_chart(stats: CaseStats, title: str, labels: dict[str, str]) -> bytes:
         return canvas.png()
 
 
+def _exit_with(parent: int) -> None:
+    """End this process once its parent is gone: a bot killed with SIGKILL cannot shut its
+    pool down, and a pool process would otherwise wait for work forever."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def warm() -> None:
-    """A pool process's start: Ctrl-C is the parent's to handle (it shuts the pool down);
-    matplotlib imported, the figure built and one chart drawn, so fonts and text layout are
-    cached before the first real chart."""
+    """A pool process's start: it ends with its parent; Ctrl-C is the parent's to handle (it
+    shuts the pool down); matplotlib imported, the figure built and one chart drawn, so fonts
+    and text layout are cached before the first real chart."""
+    threading.Thread(target=_exit_with, args=(os.getppid(),), name="parent-watch",
+                     daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from bot.domain.reports import case_stats
 

@@ -163,3 +163,70 @@ def test_a_negative_number_of_processes_is_refused() -> None:
 
 def test_stats_type_is_what_the_report_makes() -> None:
     assert isinstance(BUSY, CaseStats) and len(BUSY.rows) == len(Severity)
+
+
+PARENT = """
+import asyncio, multiprocessing, sys, time
+from bot.charts import ChartRenderer
+from bot.domain.reports import case_stats
+
+async def main():
+    renderer = ChartRenderer(1)
+    await renderer.render(case_stats([]), "x", {})
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    time.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_pool_processes_end_when_the_bot_is_killed() -> None:
+    """SIGKILL leaves the bot no time to shut its pool down: the pool's processes notice
+    their parent is gone and end by themselves."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
+    try:
+        assert parent.stdout is not None
+        children = [int(p) for p in parent.stdout.readline().split()]
+        assert children and not any(gone(p) for p in children)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    for _ in range(300):  # at most a minute on a loaded machine; a second or two when idle
+        if all(gone(p) for p in children):
+            break
+        time.sleep(0.2)
+    assert all(gone(p) for p in children)
+
+
+@pytest.mark.parametrize(("text", "workers"), [("", None), ("0", 0), ("3", 3)])
+def test_chart_workers_setting(text: str, workers: int | None) -> None:
+    from bot.config import Settings
+
+    assert Settings.from_env({"SUPPORTBOT_CHART_WORKERS": text}).chart_workers == workers
+    assert ChartRenderer(workers).workers == (workers if workers is not None
+                                              else os.cpu_count())
+
+
+@pytest.mark.parametrize("text", ["-1", "two", "1.5", "100000"])
+def test_a_bad_chart_workers_setting_names_the_variable(text: str) -> None:
+    from bot.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="SUPPORTBOT_CHART_WORKERS must be a whole number"):
+        Settings.from_env({"SUPPORTBOT_CHART_WORKERS": text})
