@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import resource
 import time
 import warnings
 from dataclasses import dataclass
@@ -67,8 +69,26 @@ async def _seed(url: str, accounts: int, cases_each: int) -> None:
     await db.close()
 
 
-async def _run(url: str, accounts: int, tag: str, charts: bool, workers: int) -> float:
-    """Queue every account's report and let a worker post them all; seconds taken."""
+@dataclass
+class Took:
+    wall: float  # seconds from the first claim to the last report done
+    cpu_bot: float  # CPU seconds of the bot's process (this one)
+    cpu_charts: float  # CPU seconds of the chart processes (counted once they have ended)
+
+    def idle_bound(self, cores: int) -> float:
+        """The wall time this work needs at least on `cores` otherwise idle cores: all of it
+        spread over the cores, but never less than the bot process's own share."""
+        return max(self.cpu_bot, (self.cpu_bot + self.cpu_charts) / cores)
+
+
+def _cpu() -> tuple[float, float]:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
+
+
+async def _run(url: str, accounts: int, tag: str, charts: bool, workers: int) -> Took:
+    """Queue every account's report and let a worker post them all."""
     db = Database(url)
     settings = Settings(database_url=url, report_charts=charts, chart_workers=workers)
     ctx = AppContext(db=db, catalog=load_catalog(None), settings=settings, clock=lambda: NOW)
@@ -78,6 +98,7 @@ async def _run(url: str, accounts: int, tag: str, charts: bool, workers: int) ->
                                f"bench-report:{a}:{tag}", NOW)
         done_before = await jobs.count(s, status=jobs.DONE, kind=service.POST)
     worker = Worker(ctx, NullMessenger(), batch=50, name=f"bench-{tag}")
+    cpu0 = _cpu()
     start = time.perf_counter()
     task = asyncio.create_task(worker.run())  # closes its chart processes when it stops
     try:
@@ -92,9 +113,10 @@ async def _run(url: str, accounts: int, tag: str, charts: bool, workers: int) ->
         took = time.perf_counter() - start
     finally:
         worker.stop()
-        await task
+        await task  # the chart processes have ended: their CPU time is counted now
         await db.close()
-    return took
+    cpu1 = _cpu()
+    return Took(took, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
 
 
 def _legacy_chart(stats: CaseStats, title: str, labels: dict[str, str]) -> bytes:
@@ -168,22 +190,26 @@ async def reports(accounts: int, cases_each: int, logs: Path) -> list[Result]:
     inproc = await _run(url, accounts, "inproc", charts=True, workers=0)
     pooled = await _run(url, accounts, "pool", charts=True, workers=pool)
     before, now = per_chart_cpu_ms(20 if accounts < 1000 else 50)
+    cores = os.cpu_count() or 1
     size = f"{accounts:,} accounts × {cases_each} cases"
 
-    def figures(took: float) -> str:
-        return f"{took:.1f} s ({took / accounts * 1e3:.0f} ms per report)"
+    def figures(t: Took) -> str:
+        cpu = f"CPU bot {t.cpu_bot:.1f} s" + (f" + charts {t.cpu_charts:.1f} s"
+                                              if t.cpu_charts else "")
+        return (f"{t.wall:.1f} s ({t.wall / accounts * 1e3:.0f} ms per report); {cpu}; "
+                f"on {cores} idle cores ≥ {t.idle_bound(cores):.1f} s")
 
-    def per_chart(took: float) -> str:
-        return f"+{(took - text) / accounts * 1e3:.0f} ms per chart over the text"
+    def per_chart(t: Took) -> str:
+        return f"+{(t.wall - text.wall) / accounts * 1e3:.0f} ms per chart over the text"
 
-    goal = "met" if pooled < 60 else "NOT met"
+    goal = "met" if pooled.wall < 60 else "NOT met"
     return [
         Result(f"{size}, charts off", figures(text)),
         Result(f"{size}, charts on, rendered in the bot's process",
                f"{figures(inproc)}; {per_chart(inproc)}", "baseline for the pool"),
         Result(f"{size}, charts on, pool of {pool} chart process(es)",
                f"{figures(pooled)}; {per_chart(pooled)}",
-               f"{inproc / pooled:.2f}× faster than in-process; goal < 60 s: {goal}"),
+               f"{inproc.wall / pooled.wall:.2f}× faster than in-process; goal < 60 s: {goal}"),
         Result("one chart, CPU in one process",
                f"{now:.0f} ms (figure reused, fixed margins, PNG level 1)",
                f"{before:.0f} ms the former way (new figure, tight layout): "
