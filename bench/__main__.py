@@ -13,7 +13,7 @@ import platform
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import (
@@ -25,7 +25,7 @@ from bench.common import (
     seed_accounts,
     spawn,
 )
-from bench.timers import NullMessenger, measure, storm
+from bench.timers import measure, storm
 from bot.config import Settings, load_catalog
 from bot.services.base import AppContext
 
@@ -193,61 +193,12 @@ async def fanout(sizes: list[int], workspace_rate: float, logs: Path) -> list[Ro
 
 
 async def reports(accounts: int, cases_each: int, logs: Path) -> list[Row]:
-    """Monthly reports for many accounts with a month of cases each (text and chart)."""
-    from sqlalchemy import insert
+    """Monthly reports for many accounts with a month of cases each: text alone, charts
+    in-process, charts in the worker's process pool (bench/reports.py)."""
+    from bench.reports import reports as measure_reports
 
-    from bot.services import reports as service
-    from bot.worker import Worker
-    from storage import jobs
-    from storage.db import Database
-    from storage.tables import CaseRow
-
-    url = f"sqlite+aiosqlite:///{logs / 'reports.db'}"
-    await seed_accounts(url, accounts)
-    db = Database(url)
-    now = datetime(2026, 10, 1, tzinfo=UTC)
-    rows_out = []
-    async with db.transaction() as s:
-        batch = []
-        cid = 0
-        for a in range(accounts):
-            for i in range(cases_each):
-                cid += 1
-                opened = now + timedelta(hours=7 * i + a % 5)
-                batch.append(dict(
-                    id=cid, ref=f"CS-{1000 + cid}", account_key=f"acct{a:05d}",
-                    team_id="T1", channel_id=f"CG{a:04d}", opener_user_id="U",
-                    severity=f"S{1 + i % 5}", requested_severity=f"S{1 + i % 5}",
-                    summary="x", description="", status="resolved", opened_at=opened,
-                    due_at=opened + timedelta(minutes=30), warn_at=opened, target_label="30m",
-                    sla_generation=2, escort=False,
-                    first_response_at=opened + timedelta(minutes=5 + 7 * (i % 9)),
-                    first_response_by="U", resolved_at=opened + timedelta(hours=3),
-                    warned=False, breached=i % 9 > 3, version=3))
-        await s.execute(insert(CaseRow), batch)
-    for charts in (False, True):
-        settings = Settings(database_url=url, report_charts=charts)
-        ctx = AppContext(db=db, catalog=load_catalog(None), settings=settings,
-                         clock=lambda: datetime(2026, 11, 2, tzinfo=UTC))
-        async with db.transaction() as s:
-            for a in range(accounts):
-                await jobs.enqueue(s, service.POST, ctx.clock(),
-                                   {"account": f"acct{a:05d}", "month": "2026-10"},
-                                   f"bench-report:{a}:{charts}", ctx.clock())
-        worker = Worker(ctx, NullMessenger(), batch=50, name="bench")
-        start = time.perf_counter()
-        done = 0
-        while True:
-            ran = await worker.run_once()
-            done += ran
-            if ran == 0:
-                break
-        took = time.perf_counter() - start
-        rows_out.append(Row("reports", f"{accounts:,} accounts × {cases_each} cases, "
-                            f"charts {'on' if charts else 'off'}",
-                            f"{took:.1f} s ({took / accounts * 1e3:.0f} ms per report)"))
-    await db.close()
-    return rows_out
+    return [Row("reports", r.case, r.figures, r.note)
+            for r in await measure_reports(accounts, cases_each, logs)]
 
 
 def machine() -> str:

@@ -1,17 +1,43 @@
-"""PNG charts for the monthly service report (matplotlib object API, Agg canvas, no pyplot)."""
+"""PNG charts for the monthly service report, and the processes that render them.
+
+`report_chart` draws with matplotlib's object API on an Agg canvas (no pyplot). Each process
+makes its figure once (matplotlib imported, fonts looked up, axes and twin axis built) and
+clears its axes for each chart; the margins are fixed rather than computed by a tight layout,
+which would cost a second draw of every chart.
+
+`ChartRenderer` renders in a pool of processes (spawned, so safe beside the event loop and
+its threads), one per core by default (`SUPPORTBOT_CHART_WORKERS`; 0 renders in a thread of
+the bot's own process). Matplotlib is CPU work that holds the GIL: only processes use more
+than one core. The pool starts with the first chart and is shut down with the worker. A
+process that dies (killed, out of memory) breaks the whole pool: the charts it had in flight
+are rendered again one at a time in a spare process, so only a chart that kills its process
+twice fails (`ChartFailed`), and the others are not lost with it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
-
-from matplotlib import font_manager
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from typing import TYPE_CHECKING
 
 from bot.domain.reports import CaseStats
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 _CJK_FAMILIES = ("Noto Sans CJK SC", "WenQuanYi Zen Hei", "SimHei")
 _DEFAULT_LABELS = {
@@ -19,11 +45,22 @@ _DEFAULT_LABELS = {
     "attainment": "SLA attainment %",
     "severity": "Severity",
 }
+SIZE_INCHES = (8.0, 4.5)
+DPI = 100  # 800 x 450 pixels
+# fixed margins (fractions of the figure) that fit the title, both axis labels and tick
+# labels up to four digits, as a tight layout would place them, without its extra draw
+MARGINS = {"left": 0.095, "right": 0.905, "bottom": 0.13, "top": 0.915}
+# zlib level 1: a few percent larger file than the default level 6, a fraction of the time
+PNG_COMPRESS_LEVEL = 1
+
+Render = Callable[[CaseStats, str, dict[str, str]], bytes]
 
 
 @lru_cache(maxsize=1)
 def _font_families() -> tuple[str, ...]:
     """Installed CJK families first (if any), then matplotlib's default sans-serif."""
+    from matplotlib import font_manager
+
     found: list[str] = []
     for family in _CJK_FAMILIES:
         try:
@@ -36,53 +73,229 @@ def _font_families() -> tuple[str, ...]:
     return (*found, "sans-serif")
 
 
-def report_chart(stats: CaseStats, title: str, labels: dict[str, str]) -> bytes:
-    """Bar chart of cases opened per severity, with SLA attainment % per severity on a 2nd axis."""
-    text = {**_DEFAULT_LABELS, **labels}
-    font = font_manager.FontProperties(family=list(_font_families()))
-    names = [row.severity.value for row in stats.rows]
-    xs = list(range(len(stats.rows)))
-    opened = [row.opened for row in stats.rows]
+class _Canvas:
+    """One figure, made once per process: the axes, the twin axis, the bars, their labels,
+    the attainment points and their notes are built once; each chart only sets their values
+    and texts (clearing the axes instead would rebuild every tick of both axes)."""
 
-    fig = Figure(figsize=(8, 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    bars = ax.bar(xs, opened, color="#4C72B0", width=0.6)
-    counts = [str(n) if n else "" for n in opened]
-    ax.bar_label(bars, labels=counts, label_type="center", color="white", fontweight="bold")
-    ax.set_xticks(xs, names)
-    ax.set_xlabel(text["severity"], fontproperties=font)
-    ax.set_ylabel(text["cases"], fontproperties=font)
-    ax.set_ylim(0, max([*opened, 1]) * 1.2)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    title_font = font.copy()
-    title_font.set_size("large")
-    ax.set_title(title, fontproperties=title_font)
+    def __init__(self, severities: tuple[str, ...]) -> None:
+        from matplotlib import font_manager
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
-    ax2 = ax.twinx()
-    points = [
-        (x, row.within_target / row.responded * 100)
-        for x, row in zip(xs, stats.rows, strict=True)
-        if row.responded
-    ]
-    if points:
-        px, py = zip(*points, strict=True)
-        ax2.plot(px, py, color="#DD8452", marker="D", linestyle="none")
-        for x, y in points:
-            ax2.annotate(
-                f"{y:.1f}%",
-                (x, y),
-                textcoords="offset points",
-                xytext=(0, 7),
-                ha="center",
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
-            )
-    ax2.set_ylim(0, 110)
-    ax2.set_ylabel(text["attainment"], fontproperties=font)
+        self.severities = severities
+        font = font_manager.FontProperties(family=list(_font_families()))
+        title_font = font.copy()
+        title_font.set_size("large")
+        self.figure = Figure(figsize=SIZE_INCHES, dpi=DPI)
+        FigureCanvasAgg(self.figure)
+        self.figure.subplots_adjust(**MARGINS)
+        self.ax: Axes = self.figure.add_subplot()
+        self.ax2: Axes = self.ax.twinx()
+        ax, ax2 = self.ax, self.ax2
+        xs = list(range(len(severities)))
+        self.bars = list(ax.bar(xs, [0] * len(xs), color="#4C72B0", width=0.6))
+        self.counts = [ax.text(x, 0, "", ha="center", va="center", color="white",
+                               fontweight="bold") for x in xs]
+        ax.set_xticks(xs, list(severities))
+        ax.set_xlim(ax.get_xlim())  # fixed by the bars' widths, whatever their heights
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(" ", fontproperties=font)
+        ax.set_ylabel(" ", fontproperties=font)
+        ax.set_title(" ", fontproperties=title_font, y=1.0)  # placed: no search for room
+        (self.points,) = ax2.plot([], [], color="#DD8452", marker="D", linestyle="none")
+        self.notes = [ax2.annotate(
+            "", (x, 0), textcoords="offset points", xytext=(0, 7), ha="center",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+        ) for x in xs]
+        ax2.set_ylim(0, 110)
+        ax2.set_ylabel(" ", fontproperties=font)
+        self.lock = threading.Lock()  # in-process rendering may come from several threads
 
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
+    def draw(self, stats: CaseStats, title: str, labels: dict[str, str]) -> None:
+        """Cases opened per severity as bars, SLA attainment % per severity on the right."""
+        text = {**_DEFAULT_LABELS, **labels}
+        opened = [row.opened for row in stats.rows]
+        for bar, label, n in zip(self.bars, self.counts, opened, strict=True):
+            bar.set_height(n)
+            label.set_text(str(n) if n else "")
+            label.set_y(n / 2)
+        self.ax.set_ylim(0, max([*opened, 1]) * 1.2)
+        px: list[float] = []
+        py: list[float] = []
+        for x, (row, note) in enumerate(zip(stats.rows, self.notes, strict=True)):
+            note.set_visible(bool(row.responded))
+            if row.responded:
+                y = row.within_target / row.responded * 100
+                px.append(x)
+                py.append(y)
+                note.xy = (x, y)
+                note.set_text(f"{y:.1f}%")
+        self.points.set_data(px, py)
+        self.ax.title.set_text(title)
+        self.ax.xaxis.label.set_text(text["severity"])
+        self.ax.yaxis.label.set_text(text["cases"])
+        self.ax2.yaxis.label.set_text(text["attainment"])
+
+    def png(self) -> bytes:
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=DPI,
+                            pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+        return buf.getvalue()
+
+
+_canvas: _Canvas | None = None
+_canvas_lock = threading.Lock()
+
+
+def _the_canvas(stats: CaseStats) -> _Canvas:
+    """This process's figure, built for these severities (always the same five)."""
+    global _canvas
+    severities = tuple(row.severity.value for row in stats.rows)
+    with _canvas_lock:
+        if _canvas is None or _canvas.severities != severities:
+            _canvas = _Canvas(severities)
+        return _canvas
+
+
+def drawn(stats: CaseStats, title: str, labels: dict[str, str]) -> Figure:
+    """Draw a chart on this process's figure and return the figure (to look at its data);
+    the caller holds nothing: the next chart clears it."""
+    canvas = _the_canvas(stats)
+    with canvas.lock, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # missing CJK glyphs when no CJK font is installed
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+        canvas.draw(stats, title, labels)
+    return canvas.figure
+
+
+def report_chart(stats: CaseStats, title: str, labels: dict[str, str]) -> bytes:
+    """The report's chart as PNG bytes (800 x 450)."""
+    canvas = _the_canvas(stats)
+    with canvas.lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # missing CJK glyphs when no CJK font is installed
+        canvas.draw(stats, title, labels)
+        return canvas.png()
+
+
+def _exit_with(parent: int) -> None:
+    """End this process once its parent is gone: a bot killed with SIGKILL cannot shut its
+    pool down, and a pool process would otherwise wait for work forever."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def warm() -> None:
+    """A pool process's start: it ends with its parent; Ctrl-C is the parent's to handle (it
+    shuts the pool down); matplotlib imported, the figure built and one chart drawn, so fonts
+    and text layout are cached before the first real chart."""
+    threading.Thread(target=_exit_with, args=(os.getppid(),), name="parent-watch",
+                     daemon=True).start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from bot.domain.reports import case_stats
+
+    report_chart(case_stats([]), "warm-up", {})
+
+
+def default_workers() -> int:
+    """One chart process per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+class ChartFailed(Exception):
+    """This chart could not be rendered (its process died each time it was tried)."""
+
+
+class ChartRenderer:
+    """Renders report charts in a process pool (`workers` processes; 0: in this process, in
+    a thread). The pool starts with the first chart; `aclose()` shuts it down."""
+
+    def __init__(self, workers: int | None = None, render: Render = report_chart) -> None:
+        self.workers = default_workers() if workers is None else workers
+        if self.workers < 0:
+            raise ValueError("chart workers must be 0 or more")
+        self._render = render
+        self._pool: ProcessPoolExecutor | None = None
+        self._spare: ProcessPoolExecutor | None = None  # retries after a crash, one at a time
+        self._state_lock = threading.Lock()
+        self._retry_turn: asyncio.Lock | None = None
+        self.crashes = 0  # pools broken by a dying process (for logs and tests)
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None or self._spare is not None
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=warm)
+
+    def _main(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = self._new_pool(self.workers)
+        return self._pool
+
+    def _spare_pool(self) -> ProcessPoolExecutor:
+        if self._spare is None:
+            self._spare = self._new_pool(1)
+        return self._spare
+
+    async def render(self, stats: CaseStats, title: str, labels: dict[str, str]) -> bytes:
+        """The chart's PNG; `ChartFailed` if its process died in both tries. Errors raised
+        by the drawing itself come through as they are."""
+        if self.workers == 0:
+            return await asyncio.to_thread(self._render, stats, title, labels)
+        try:
+            return await self._submit(self._main, stats, title, labels)
+        except BrokenProcessPool:
+            pass  # logged once per broken pool; this chart is tried again on its own
+        if self._retry_turn is None:
+            self._retry_turn = asyncio.Lock()
+        async with self._retry_turn:  # alone in the spare process: a crash now is its own
+            try:
+                return await self._submit(self._spare_pool, stats, title, labels)
+            except BrokenProcessPool as exc:
+                raise ChartFailed("its chart process died twice while rendering it") from exc
+
+    async def _submit(self, pool_of: Callable[[], ProcessPoolExecutor], stats: CaseStats,
+                      title: str, labels: dict[str, str]) -> bytes:
+        pool = pool_of()
+        try:
+            future: Future[bytes] = pool.submit(self._render, stats, title, labels)
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool:
+            self._discard(pool)
+            raise
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        """Forget a broken pool (once, whichever of its charts notices first); the next
+        chart starts a new one."""
+        with self._state_lock:
+            if pool is self._pool:
+                self._pool = None
+                what = "the charts it had in flight are rendered again one at a time"
+            elif pool is self._spare:
+                self._spare = None
+                what = "the chart it was rendering alone fails"
+            else:
+                return
+            self.crashes += 1
+        log.warning("a chart process died; %s", what)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """Shut the processes down (charts still queued are cancelled)."""
+        pools = [p for p in (self._pool, self._spare) if p is not None]
+        self._pool = self._spare = None
+        for pool in pools:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        pools = [p for p in (self._pool, self._spare) if p is not None]
+        self._pool = self._spare = None
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __repr__(self) -> str:
+        return f"ChartRenderer(workers={self.workers}, {'started' if self.started else 'idle'})"

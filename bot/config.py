@@ -52,6 +52,8 @@ class Settings:
     channel_burst: int = 3
     workspace_rate: float = 0.0  # messages per second for the whole workspace; 0 = no pace
     report_charts: bool = True
+    # processes rendering report charts: None one per core, 0 in the bot's own process
+    chart_workers: int | None = None
     log_level: str = "INFO"
     wecom_corp_id: str | None = None
     wecom_token: str | None = field(default=None, repr=False)
@@ -154,6 +156,7 @@ class Settings:
             digest_window_seconds=0.0 if env.get("SUPPORTBOT_DIGEST_WINDOW") == "0"
             else _positive(env, "SUPPORTBOT_DIGEST_WINDOW", 30.0),
             report_charts=_flag(env, "SUPPORTBOT_REPORT_CHARTS", True),
+            chart_workers=_count(env, "SUPPORTBOT_CHART_WORKERS"),
             workspace_rate=_positive(env, "SUPPORTBOT_WORKSPACE_RATE", 0.0)
             if env.get("SUPPORTBOT_WORKSPACE_RATE") not in (None, "", "0") else 0.0,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
@@ -327,6 +330,16 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, got {text!r}")
+
+
+def _count(env: Mapping[str, str], name: str) -> int | None:
+    """A number of processes: 0 or more; unset or empty is None (the default)."""
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) > 256:
+        raise ConfigError(f"{name} must be a whole number from 0 to 256, got {text!r}")
+    return int(text)
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics
+from bot.charts import ChartRenderer
 from bot.jobs import JobKind, Registry, standard
 from bot.pacing import Later, Pacer
 from bot.services import failures
@@ -56,6 +57,8 @@ class Worker:
         self.pacer = Pacer(app.settings.channel_interval_seconds, app.settings.channel_burst,
                            app.settings.workspace_rate,
                            max_wait=self.lease.total_seconds() / 3, stop=self._stop)
+        # report charts render in processes of their own, started with the first chart
+        self.charts = ChartRenderer(app.settings.chart_workers)
         self.processed = 0
 
     def stop(self) -> None:
@@ -102,6 +105,12 @@ class Worker:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+            await self.close()
+
+    async def close(self) -> None:
+        """Shut down what the worker started (the chart processes). `run()` does this when
+        it stops; a caller of `run_once()` calls it when done."""
+        await self.charts.aclose()
 
     async def run_once(self) -> int:
         """Claim and run every job due now, waiting for each; return how many ran."""
@@ -152,7 +161,7 @@ class Worker:
 
     def _context(self, started: datetime) -> JobContext:
         return JobContext(self.app, self.messenger, started, self.pacer, self._running,
-                          worker=self.name, lease=self.lease)
+                          worker=self.name, lease=self.lease, charts=self.charts)
 
     async def _run(self, job: jobs.Job) -> None:
         started = self.app.clock()

@@ -48,9 +48,10 @@ def catalog() -> Catalog:
 
 @pytest.fixture
 def settings() -> Settings:
-    # a fast channel pace keeps tests quick; the pacing test sets Slack's own
+    # a fast channel pace keeps tests quick; the pacing test sets Slack's own. Charts render
+    # in the test's process (tests/domain/test_charts.py and the report tests use the pool)
     return Settings(admins=frozenset({"UADMIN"}), duty_channel="CDUTY",
-                    channel_interval_seconds=0.001)
+                    channel_interval_seconds=0.001, chart_workers=0)
 
 
 @pytest.fixture

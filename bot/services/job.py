@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.charts import ChartRenderer
 from bot.messages import Message
 from bot.pacing import Later, Pacer
 from bot.services.base import AppContext
@@ -71,6 +72,7 @@ class JobContext:
 
     `started` is when the worker took the job up. An atomic job (an SLA timer) also gets
     `session`: the transaction that completes the job, so its effects commit with it.
+    `charts` renders report charts (the worker's process pool; by default in-process).
     """
 
     app: AppContext
@@ -81,6 +83,7 @@ class JobContext:
     session: AsyncSession | None = None
     worker: str | None = None  # the claiming worker's name and its lease, for `keep_lease`
     lease: timedelta | None = None
+    charts: ChartRenderer = field(default_factory=lambda: ChartRenderer(0))
 
     def clock(self) -> datetime:
         return self.app.clock()

@@ -5,7 +5,6 @@ cannot be collected (a proof-of-concept stage, dedicated cloud) may have its rep
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -392,8 +391,6 @@ async def status(app: AppContext, account: Account) -> Status:
 
 async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Generate and post one report: the text, then the chart in its thread."""
-    from bot.charts import report_chart  # matplotlib loads only when a report is made
-
     key, label = str(job.payload["account"]), str(job.payload["month"])
     year, month = int(label[:4]), int(label[5:])
     app = ctx.app
@@ -420,9 +417,22 @@ async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     if app.settings.report_charts and report.stats.total_opened:
         labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
                   "severity": t("report.chart_severity")}
-        # matplotlib is CPU work: keep it off the event loop
-        png = await asyncio.to_thread(report_chart, report.stats,
-                                      t("report.chart_title", month=label), labels)
+        # matplotlib is CPU work: rendered in the worker's chart processes, so the charts of
+        # the reports claimed together render on every core, off the event loop
+        try:
+            png = await ctx.charts.render(report.stats, t("report.chart_title", month=label),
+                                          labels)
+        except Exception as exc:
+            # the text is posted and recorded: retrying the job would post it again, so the
+            # report stands without its chart and staff are told (as for a refused upload)
+            reason = str(exc) or type(exc).__name__
+            log.warning("chart of the %s report of %s could not be rendered: %s", label, key,
+                        reason)
+            async with app.db.transaction() as s:
+                await failures.tell_staff(s, app, app.clock(), once=f"chart:{job.key}",
+                                          msg_id="notice.chart_failed", needed=None,
+                                          month=label, key=key, error=reason)
+            return {"ts": posted.ts, "chart": "failed", "error": reason}
         try:
             await ctx.messenger.upload(channel, f"service-report-{key}-{label}.png", png,
                                        title=t("report.chart_title", month=label),
@@ -466,13 +476,18 @@ async def run_email(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     t = Translator(account.lang)
     images: tuple[Image, ...] = ()
     if app.settings.report_charts and report.stats.total_opened:
-        from bot.charts import report_chart  # matplotlib loads only when a chart is made
-
         labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
                   "severity": t("report.chart_severity")}
-        png = await asyncio.to_thread(report_chart, report.stats,
-                                      t("report.chart_title", month=label), labels)
-        images = (Image(CHART_CID, f"service-report-{key}-{label}.png", png),)
+        try:  # the worker's chart processes, as for the group post
+            png: bytes | None = await ctx.charts.render(
+                report.stats, t("report.chart_title", month=label), labels)
+        except Exception as exc:
+            # the mail is the report; a chart that cannot be made leaves it without one
+            log.warning("chart of the %s report email %s could not be rendered: %s", label,
+                        job.key, str(exc) or type(exc).__name__)
+            png = None
+        if png is not None:
+            images = (Image(CHART_CID, f"service-report-{key}-{label}.png", png),)
     mail = Email(to=to, subject=t("report.email_subject", name=account.name, month=label),
                  message=email_message(report, t), key=job.key, timezone=account.timezone,
                  images=images)
