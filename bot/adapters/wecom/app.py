@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from xml.etree import ElementTree
 
@@ -88,7 +88,60 @@ def event_id(msgid: str) -> str:
     return key
 
 
-class WeComCallback:
+class _Callback:
+    """What both callbacks share: the URL check, the duplicate check, and the command's work
+    run (within ACK_BUDGET) before the POST is answered, its reply going later."""
+
+    label = "WeCom"  # names the callback in log lines
+    ctx: AppContext
+    router: Router
+    crypto: CallbackCrypto
+    inflight: set[str]
+    tasks: set[asyncio.Task[None]]
+
+    async def verify(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            plain = self.crypto.verify_url(q.get("msg_signature", ""), q.get("timestamp", ""),
+                                           q.get("nonce", ""), q.get("echostr", ""))
+        except CallbackError as exc:
+            log.warning("%s URL verification refused: %s", self.label, exc.reason)
+            return web.Response(status=401, text="")
+        return web.Response(text=plain)
+
+    async def _dispatch(self, req: Request,
+                        answer: Callable[[asyncio.Future[Reply]], Awaitable[None]]
+                        ) -> bool | None:
+        """Start a command's work unless its event is a duplicate (None); wait for it up to
+        ACK_BUDGET, then leave `answer` to send its reply. True when the work is done."""
+        assert req.event_id is not None
+        if req.event_id in self.inflight or await seen_event(self.ctx, req.event_id):
+            # WeCom delivers again when unsure: the first delivery did (or does) the work
+            log.info("duplicate %s callback ignored", self.label)
+            metrics.DUPLICATE_EVENTS.inc()
+            return None
+        self.inflight.add(req.event_id)
+        metrics.COMMANDS.labels(root=req.root).inc()
+        work = asyncio.ensure_future(self._work(req))
+        done, _ = await asyncio.wait({work}, timeout=ACK_BUDGET)
+        task = asyncio.ensure_future(answer(work))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return bool(done)
+
+    async def _work(self, req: Request) -> Reply:
+        try:
+            return await self.router.dispatch(req, self.ctx)
+        except Exception:
+            log.exception("unhandled error in a %s command", self.label)
+            lang = await self.router.reader_lang(req, self.ctx)
+            return Reply(Translator(lang)("error.internal"), refused=True)
+        finally:
+            assert req.event_id is not None
+            self.inflight.discard(req.event_id)
+
+
+class WeComCallback(_Callback):
     """The robot's callback handler, with the HTTP session that answers to response_url."""
 
     def __init__(self, ctx: AppContext, router: Router) -> None:
@@ -121,15 +174,6 @@ class WeComCallback:
         q = request.query
         return q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", "")
 
-    async def verify(self, request: web.Request) -> web.Response:
-        sig, ts, nonce = self._params(request)
-        try:
-            plain = self.crypto.verify_url(sig, ts, nonce, request.query.get("echostr", ""))
-        except CallbackError as exc:
-            log.warning("WeCom URL verification refused: %s", exc.reason)
-            return web.Response(status=401, text="")
-        return web.Response(text=plain)
-
     async def receive(self, request: web.Request) -> web.Response:
         sig, ts, nonce = self._params(request)
         if not fresh(ts, self.ctx.settings.wecom_callback_max_age, self.wall()):
@@ -153,23 +197,10 @@ class WeComCallback:
         req = self.request(body)
         if req is None:
             return web.Response(text="")  # nothing for the bot (an event, an image, …)
-        assert req.event_id is not None
-        if req.event_id in self.inflight or await seen_event(self.ctx, req.event_id):
-            # WeCom delivers again when unsure: the first delivery did (or does) the work
-            log.info("duplicate WeCom callback ignored")
-            metrics.DUPLICATE_EVENTS.inc()
-            return web.Response(text="")
-        self.inflight.add(req.event_id)
-        metrics.COMMANDS.labels(root=req.root).inc()
         # the work runs before the answer, so an answered message is a done one; slow work
         # carries on and replies when done
-        work = asyncio.ensure_future(self._work(req))
         response_url = str(body.get("response_url") or "")
-        done, _ = await asyncio.wait({work}, timeout=ACK_BUDGET)
-        task = asyncio.ensure_future(self._answer(work, req, response_url))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        if done:
+        if await self._dispatch(req, lambda work: self._answer(work, req, response_url)):
             await asyncio.sleep(0)  # let the reply start before the answer goes
         return web.Response(text="")
 
@@ -201,17 +232,6 @@ class WeComCallback:
                            event_id=event_id(msgid))
         return Request(root=root, text=text, team_id=team, channel_id=channel, user_id=user,
                        event_id=event_id(msgid))
-
-    async def _work(self, req: Request) -> Reply:
-        try:
-            return await self.router.dispatch(req, self.ctx)
-        except Exception:
-            log.exception("unhandled error in a WeCom command")
-            lang = await self.router.reader_lang(req, self.ctx)
-            return Reply(Translator(lang)("error.internal"), refused=True)
-        finally:
-            assert req.event_id is not None
-            self.inflight.discard(req.event_id)
 
     async def _answer(self, work: asyncio.Future[Reply], req: Request,
                       response_url: str) -> None:
@@ -246,9 +266,11 @@ def xml_fields(plaintext: str) -> dict[str, str]:
     return {child.tag: (child.text or "").strip() for child in root}
 
 
-class WeComAppCallback:
+class WeComAppCallback(_Callback):
     """The self-built app's callback (接收消息, XML): clicks on its template cards and texts
     members send to the app, each a command run as that member."""
+
+    label = "WeCom app"
 
     def __init__(self, ctx: AppContext, router: Router,
                  messenger: WeComMessenger | None = None) -> None:
@@ -274,16 +296,6 @@ class WeComAppCallback:
             await asyncio.wait(set(self.tasks), timeout=10)
         await self.messenger.close()
 
-    async def verify(self, request: web.Request) -> web.Response:
-        q = request.query
-        try:
-            plain = self.crypto.verify_url(q.get("msg_signature", ""), q.get("timestamp", ""),
-                                           q.get("nonce", ""), q.get("echostr", ""))
-        except CallbackError as exc:
-            log.warning("WeCom app URL verification refused: %s", exc.reason)
-            return web.Response(status=401, text="")
-        return web.Response(text=plain)
-
     async def receive(self, request: web.Request) -> web.Response:
         q = request.query
         ts = q.get("timestamp", "")
@@ -308,21 +320,12 @@ class WeComAppCallback:
         req = self.request(fields)
         if req is None:
             return web.Response(text="")  # nothing for the bot (entering the app, …)
-        assert req.event_id is not None
-        if req.event_id in self.inflight or await seen_event(self.ctx, req.event_id):
-            log.info("duplicate WeCom app callback ignored")
-            metrics.DUPLICATE_EVENTS.inc()
-            return web.Response(text="")
-        self.inflight.add(req.event_id)
-        metrics.COMMANDS.labels(root=req.root).inc()
         # the work runs before the answer (WeCom waits 5 s, then calls again); an empty
         # answer means "no passive reply": the reply goes as an application message
-        work = asyncio.ensure_future(self._work(req))
-        await asyncio.wait({work}, timeout=ACK_BUDGET)
-        task = asyncio.ensure_future(self._answer(work, req, fields.get("ResponseCode", "")))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        await asyncio.sleep(0)
+        response_code = fields.get("ResponseCode", "")
+        if await self._dispatch(req, lambda work: self._answer(work, req, response_code)) \
+                is not None:
+            await asyncio.sleep(0)
         return web.Response(text="")
 
     def request(self, fields: dict[str, str]) -> Request | None:
@@ -346,17 +349,6 @@ class WeComAppCallback:
             return Request(root=root, text=text, team_id=self.corp, channel_id=channel,
                            user_id=member, event_id=event_id("app:" + fields["MsgId"]))
         return None
-
-    async def _work(self, req: Request) -> Reply:
-        try:
-            return await self.router.dispatch(req, self.ctx)
-        except Exception:
-            log.exception("unhandled error in a WeCom app command")
-            lang = await self.router.reader_lang(req, self.ctx)
-            return Reply(Translator(lang)("error.internal"), refused=True)
-        finally:
-            assert req.event_id is not None
-            self.inflight.discard(req.event_id)
 
     async def _answer(self, work: asyncio.Future[Reply], req: Request,
                       response_code: str) -> None:
