@@ -309,6 +309,14 @@ async def _managed(s: AsyncSession, app: AppContext, actor: Actor, key: str, act
     return account
 
 
+def _address(text: str) -> str:
+    """The email address a command names, or a refusal."""
+    address = parse_address(text)
+    if address is None:
+        raise Refusal("report.email_bad", given=text)
+    return address
+
+
 async def recipients(app: AppContext, actor: Actor, key: str) -> tuple[Account, list[str]]:
     """The addresses an account's report is emailed to (staff only: the router sees to it)."""
     async with app.db.transaction() as s:
@@ -319,9 +327,7 @@ async def recipients(app: AppContext, actor: Actor, key: str) -> tuple[Account, 
 async def add_recipient(app: AppContext, actor: Actor, key: str, text: str
                         ) -> tuple[Account, str]:
     """Add an address the account's monthly report is emailed to."""
-    address = parse_address(text)
-    if address is None:
-        raise Refusal("report.email_bad", given=text)
+    address = _address(text)
     now = app.clock()
     async with app.db.transaction() as s:
         account = await _managed(s, app, actor, key, "report.email_add", enterprise=True)
@@ -340,9 +346,7 @@ async def add_recipient(app: AppContext, actor: Actor, key: str, text: str
 async def remove_recipient(app: AppContext, actor: Actor, key: str, text: str
                            ) -> tuple[Account, str]:
     """Remove an address; a report already queued for it is not sent."""
-    address = parse_address(text)
-    if address is None:
-        raise Refusal("report.email_bad", given=text)
+    address = _address(text)
     now = app.clock()
     async with app.db.transaction() as s:
         account = await _managed(s, app, actor, key, "report.email_remove", enterprise=False)
@@ -389,20 +393,34 @@ async def status(app: AppContext, account: Account) -> Status:
                       await ReportRecipients(s).count(account.key), app.mailer is not None)
 
 
+async def _add_sections(app: AppContext, report: Report) -> None:
+    """The report provider's sections (those the report knows, not empty) into the report."""
+    provider: ReportProvider = app.report_provider or NoData()
+    sections = await provider.sections(report.account, report.year, report.month)
+    report.sections = {k: v for k, v in sections.items() if k in SECTIONS and v}
+
+
+async def _render_chart(ctx: JobContext, report: Report, t: Translator, label: str) -> bytes:
+    """The report's chart, as PNG. matplotlib is CPU work: rendered in the worker's chart
+    processes, so the charts of the reports claimed together render on every core, off the
+    event loop."""
+    labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
+              "severity": t("report.chart_severity")}
+    return await ctx.charts.render(report.stats, t("report.chart_title", month=label), labels)
+
+
 async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     """Generate and post one report: the text, then the chart in its thread."""
     key, label = str(job.payload["account"]), str(job.payload["month"])
     year, month = int(label[:4]), int(label[5:])
     app = ctx.app
-    provider: ReportProvider = app.report_provider or NoData()
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key)
         channels = await Bindings(s).channels_of(key) if account else []
         if account is None or not channels:
             raise DeliveryError(f"account {key} has no group to post to", permanent=True)
         report = await build(app, s, account, year, month)
-    report.sections = {k: v for k, v in (await provider.sections(account, year, month)).items()
-                       if k in SECTIONS and v}
+    await _add_sections(app, report)
     t = Translator(account.lang)
     text = render(report, t)
     channel = channels[0]
@@ -415,13 +433,8 @@ async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
             deadline=report.deadline, created_at=now, channel_id=channel, ts=posted.ts,
             figures=report.figures()))
     if app.settings.report_charts and report.stats.total_opened:
-        labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
-                  "severity": t("report.chart_severity")}
-        # matplotlib is CPU work: rendered in the worker's chart processes, so the charts of
-        # the reports claimed together render on every core, off the event loop
         try:
-            png = await ctx.charts.render(report.stats, t("report.chart_title", month=label),
-                                          labels)
+            png = await _render_chart(ctx, report, t, label)
         except Exception as exc:
             # the text is posted and recorded: retrying the job would post it again, so the
             # report stands without its chart and staff are told (as for a refused upload)
@@ -462,7 +475,6 @@ async def run_email(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     app = ctx.app
     if app.mailer is None:
         raise DeliveryError("email is off (SUPPORTBOT_SMTP_HOST is not set)", permanent=True)
-    provider: ReportProvider = app.report_provider or NoData()
     async with app.db.transaction() as s:
         account = await Accounts(s).get(key)
         if account is None:
@@ -471,16 +483,12 @@ async def run_email(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
             log.info("report email %s not sent: %s is no longer a recipient", job.key, to)
             return {"outcome": "recipient removed"}
         report = await build(app, s, account, year, month)
-    report.sections = {k: v for k, v in (await provider.sections(account, year, month)).items()
-                       if k in SECTIONS and v}
+    await _add_sections(app, report)
     t = Translator(account.lang)
     images: tuple[Image, ...] = ()
     if app.settings.report_charts and report.stats.total_opened:
-        labels = {"cases": t("report.chart_cases"), "attainment": t("report.chart_attainment"),
-                  "severity": t("report.chart_severity")}
-        try:  # the worker's chart processes, as for the group post
-            png: bytes | None = await ctx.charts.render(
-                report.stats, t("report.chart_title", month=label), labels)
+        try:
+            png: bytes | None = await _render_chart(ctx, report, t, label)
         except Exception as exc:
             # the mail is the report; a chart that cannot be made leaves it without one
             log.warning("chart of the %s report email %s could not be rendered: %s", label,
