@@ -233,32 +233,35 @@ def register_forms(bolt: AsyncApp, ctx: AppContext, router: Router) -> None:
     @bolt.view(views.INCIDENT_CALLBACK)
     async def on_incident(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         """Declared like the text command; a field at fault is shown on the form."""
-        view = body.get("view") or {}
-        channel = str(view.get("private_metadata") or "")
-        req = _request(body, "tam incident declare", Kind.FORM, channel,
-                       fields=views.modal_values(view))
-        reply = await router.dispatch(req, ctx)
-        if reply.field_errors:
-            await ack(response_action="errors",
-                      errors={k: views.slack_text(v) for k, v in reply.field_errors.items()})
-            return
-        await ack()
-        await _answer(client, None, body, reply, channel)
+        done = await _submit(ack, body, "tam incident declare", router, ctx)
+        if done is not None:
+            reply, channel = done
+            await _answer(client, None, body, reply, channel)
 
     @bolt.view(views.OPEN_CASE_CALLBACK)
     async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        view = body.get("view") or {}
-        channel = str(view.get("private_metadata") or "")
-        req = _request(body, "support open-form", Kind.FORM, channel,
-                       fields=views.modal_values(view))
-        reply = await router.dispatch(req, ctx)
-        if reply.field_errors:
-            await ack(response_action="errors",
-                      errors={k: views.slack_text(v) for k, v in reply.field_errors.items()})
-            return
-        await ack()
-        await client.chat_postEphemeral(channel=channel, user=_user(body),
-                                        text=views.slack_text(reply.text))
+        done = await _submit(ack, body, "support open-form", router, ctx)
+        if done is not None:
+            reply, channel = done
+            await client.chat_postEphemeral(channel=channel, user=_user(body),
+                                            text=views.slack_text(reply.text))
+
+
+async def _submit(ack: AsyncAck, body: dict[str, Any], root: str, router: Router,
+                  ctx: AppContext) -> tuple[Reply, str] | None:
+    """Run a submitted form as the command `root` (the channel it was opened from rides in
+    the view's private_metadata). Fields at fault are shown on the form (None); otherwise
+    the form closes and the reply and channel are returned."""
+    view = body.get("view") or {}
+    channel = str(view.get("private_metadata") or "")
+    req = _request(body, root, Kind.FORM, channel, fields=views.modal_values(view))
+    reply = await router.dispatch(req, ctx)
+    if reply.field_errors:
+        await ack(response_action="errors",
+                  errors={k: views.slack_text(v) for k, v in reply.field_errors.items()})
+        return None
+    await ack()
+    return reply, channel
 
 
 async def _answer(client: AsyncWebClient, respond: AsyncRespond | None, body: dict[str, Any],
