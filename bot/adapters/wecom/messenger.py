@@ -19,8 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
-
+from bot.adapters.http import TRANSPORT_ERRORS, JsonApiClient
 from bot.adapters.wecom import render
 from bot.config import Settings
 from bot.messages import Message
@@ -51,30 +50,20 @@ def webhook_key(address: str) -> str:
     return address
 
 
-class WeComMessenger:
+class WeComMessenger(JsonApiClient):
+    platform = "WeCom"
+
     def __init__(self, settings: Settings, address_of: Callable[[str], Awaitable[str | None]],
                  *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.api = settings.wecom_api_url
         self.address_of = address_of
         self.clock = clock
-        self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._token_expires = 0.0
         # counted on self.clock at each call, so a test may swap the clock afterwards
         self._webhooks = Window(((WEBHOOK_PER_MINUTE, 60.0),), lambda: self.clock())
         self._members = Window(MEMBER_LIMITS, lambda: self.clock())
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.settings.slack_timeout_seconds)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
 
     async def _call(self, method: str, path: str, params: dict[str, str],
                     body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -90,13 +79,9 @@ class WeComMessenger:
                     log.warning("WeCom %s failed: HTTP %s", method, resp.status)
                     raise DeliveryError(f"{method}: HTTP {resp.status}")
                 data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            # str(exc) may quote the URL, and with it the key: the type is enough
-            log.warning("WeCom %s failed: %s", method, type(exc).__name__)
-            raise DeliveryError(f"{method}: {type(exc).__name__}") from exc
-        if not isinstance(data, dict):
-            log.warning("WeCom %s failed: unexpected answer", method)
-            raise DeliveryError(f"{method}: unexpected answer")
+        except TRANSPORT_ERRORS as exc:
+            raise self._unreachable(method, exc) from exc
+        data = self._json_object(method, data)
         code = int(data.get("errcode", 0) or 0)
         if code == 0:
             return data

@@ -25,8 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
-
+from bot.adapters.http import TRANSPORT_ERRORS, JsonApiClient
 from bot.adapters.welink import render
 from bot.config import Settings
 from bot.messages import Message
@@ -62,7 +61,9 @@ def webhook_token(address: str) -> tuple[str, str]:
     return (address, "standard") if address else ("", "")
 
 
-class WeLinkMessenger:
+class WeLinkMessenger(JsonApiClient):
+    platform = "WeLink"
+
     def __init__(self, settings: Settings, address_of: Callable[[str], Awaitable[str | None]],
                  *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
@@ -71,21 +72,9 @@ class WeLinkMessenger:
         self.address_of = address_of
         self.clock = clock  # for pacing and the token's lifetime
         self.wall = wall  # for the webhook's timeStamp, which WeLink checks against its own
-        self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._token_expires = 0.0
         self._sent: dict[str, deque[float]] = {}  # webhook token -> send times, last minute
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.settings.slack_timeout_seconds)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
 
     async def _call(self, method: str, path: str, body: dict[str, Any], *,
                     params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
@@ -106,13 +95,9 @@ class WeLinkMessenger:
                     log.warning("WeLink %s failed: HTTP %s", method, resp.status)
                     raise DeliveryError(f"{method}: HTTP {resp.status}", permanent=True)
                 data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            # str(exc) may quote the URL, and with it the token: the type is enough
-            log.warning("WeLink %s failed: %s", method, type(exc).__name__)
-            raise DeliveryError(f"{method}: {type(exc).__name__}") from exc
-        if not isinstance(data, dict):
-            log.warning("WeLink %s failed: unexpected answer", method)
-            raise DeliveryError(f"{method}: unexpected answer")
+        except TRANSPORT_ERRORS as exc:
+            raise self._unreachable(method, exc) from exc
+        data = self._json_object(method, data)
         code = str(data.get("code", "0") or "0")
         if code == "0":
             return data
