@@ -16,9 +16,9 @@ from bot.domain.advisories import (
     NewAdvisory,
     Targeting,
     Unacknowledged,
-    no_counts,
 )
 from bot.domain.model import DeliveryStatus
+from storage.repos import deliveries
 from storage.tables import AdvisoryDeliveryRow, AdvisoryRow
 
 D = AdvisoryDeliveryRow
@@ -131,21 +131,11 @@ class Advisories:
         """Record how a delivery went; the account it was for (None if it vanished)."""
         row = await self.s.scalar(select(D).where(D.advisory_id == advisory_id,
                                                   D.channel_id == channel_id))
-        if row is None:
-            return None
-        row.status, row.ts, row.sent_at = status.value, ts, at
-        row.error = error[:200] if error else None
-        await self.s.flush()
-        return row.account_key
+        return await deliveries.settle(self.s, row, status, at, ts, error)
 
     async def counts(self, advisory_id: int) -> dict[str, int]:
         """Deliveries per status, keyed by `DeliveryStatus` (every status present)."""
-        rows = (await self.s.execute(select(D.status, func.count())
-                                     .where(D.advisory_id == advisory_id)
-                                     .group_by(D.status))).all()
-        counts = no_counts()
-        counts.update({DeliveryStatus(k): int(v) for k, v in rows})
-        return counts
+        return await deliveries.counts(self.s, D.status, D.advisory_id == advisory_id)
 
     async def acknowledged(self, advisory_id: int, account_key: str) -> bool:
         """Whether the account has acknowledged the advisory (in any of its groups)."""

@@ -9,7 +9,6 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.advisories import no_counts
 from bot.domain.incidents import (
     Incident,
     IncidentPost,
@@ -20,6 +19,7 @@ from bot.domain.incidents import (
     Scope,
 )
 from bot.domain.model import CaseStatus, DeliveryStatus
+from storage.repos import deliveries
 from storage.tables import (
     CaseRow,
     IncidentCaseRow,
@@ -249,17 +249,7 @@ class IncidentPosts:
                      ) -> str | None:
         row = await self.s.scalar(select(D).where(D.post_id == post_id,
                                                   D.channel_id == channel_id))
-        if row is None:
-            return None
-        row.status, row.ts, row.sent_at = status.value, ts, at
-        row.error = error[:200] if error else None
-        await self.s.flush()
-        return row.account_key
+        return await deliveries.settle(self.s, row, status, at, ts, error)
 
     async def counts(self, post_id: int) -> dict[str, int]:
-        rows = (await self.s.execute(select(D.status, func.count())
-                                     .where(D.post_id == post_id)
-                                     .group_by(D.status))).all()
-        counts = no_counts()
-        counts.update({DeliveryStatus(k): int(v) for k, v in rows})
-        return counts
+        return await deliveries.counts(self.s, D.status, D.post_id == post_id)
