@@ -43,6 +43,7 @@ class Pacer:
         self._tat: dict[str, float] = {}  # channel -> when its next message may go
         self._workspace_tat = 0.0
         self._paused_until = 0.0
+        self.waiting = 0  # callers asleep in `slot` (their slots reserved), for the worker
 
     def now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -68,13 +69,17 @@ class Pacer:
         wait = self.reserve(channel)
         if wait <= 0:
             return
-        if self._stop is None:
-            await asyncio.sleep(wait)
-            return
-        # a stop ends the wait: the job goes back and keeps its turn for the next start
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=wait)
-            raise Later(wait)
+        self.waiting += 1
+        try:
+            if self._stop is None:
+                await asyncio.sleep(wait)
+                return
+            # a stop ends the wait: the job goes back and keeps its turn for the next start
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+                raise Later(wait)
+        finally:
+            self.waiting -= 1
 
     def pause(self, seconds: float, channel: str | None = None) -> None:
         """The platform said "too many" and how long to wait: every channel waits, or only
