@@ -204,7 +204,7 @@ async def test_on_sqlite_a_command_waiting_for_the_writer_goes_before_the_worker
     if not db.is_sqlite:
         pytest.skip("SQLite's one writer only")
     order: list[str] = []
-    release = asyncio.Event()
+    release, holding = asyncio.Event(), asyncio.Event()
 
     async def write(name: str, background: bool, hold: asyncio.Event | None = None) -> None:
         BACKGROUND.set(background)
@@ -212,11 +212,11 @@ async def test_on_sqlite_a_command_waiting_for_the_writer_goes_before_the_worker
             await Inbox(s).first_time(name, T0)
             order.append(name)
             if hold is not None:
+                holding.set()
                 await hold.wait()
 
     first = asyncio.create_task(write("command-1", False, release))
-    while not order:
-        await asyncio.sleep(0)
+    await holding.wait()
     worker = asyncio.create_task(write("worker", True))
     await asyncio.sleep(0.05)  # the worker's transaction is queued
     command = asyncio.create_task(write("command-2", False))
