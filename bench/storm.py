@@ -12,6 +12,8 @@ out together.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -26,10 +28,11 @@ from sqlalchemy import func, select, text, update
 
 from bench.common import SECRET, Server, drop_pg_database, new_pg_database, quantiles, spawn
 from bot.domain.model import Lang, Role, StaffMember
+from bot.services.digests import BREACH, SYNC, WARN
 from storage.db import JOBS_CHANNEL, Database
-from storage.jobs import PENDING
+from storage.jobs import DONE, PENDING
 from storage.repos import Staff
-from storage.tables import AccountRow, CaseRow, JobRow
+from storage.tables import AccountRow, CaseRow, DigestItemRow, DigestRow, JobRow
 from testkit.fake_slack import FakeSlack
 
 DUTY = "CDUTY"
@@ -46,16 +49,86 @@ class StormResult:
     fallbacks: int
     cpu_ms_per_command: float
     cards_s: float | None
-    drained_s: float | None  # T -> the last TAM/duty message, when every notice went out
+    new_case_pending: int  # new-case notices (msg.post, not digested) still queued at T
+    drained_s: float | None  # T -> the sync that showed the last notice, when all were shown
     waited_s: float
-    notices: int  # near-breach and breach notice jobs
-    notices_pending: int  # still pending when the wait ended
-    expired: int  # near-breach warnings dropped because their deadline passed first
-    late: int  # notices delivered more than 60 s after their due time
-    per_tam: list[int]  # messages each TAM got after T
-    duty_messages: int
+    notices: int  # near-breach and breach notices: digest items over every recipient
+    delivered: int  # shown in a posted or updated digest message (a warning before its deadline)
+    missing: int  # a breach never shown, or a warning never shown at all
+    missing_text: int  # breaches whose case is not in their digest's final message text
+    expired: int  # near-breach warnings first shown (or never) after their deadline passed
+    late: int  # notices shown more than 60 s after their due time
+    per_tam: list[tuple[int, int]]  # (digest posts, digest updates) each TAM got after T
+    duty: tuple[int, int]  # (digest posts, digest updates) to the duty channel after T
+    other_after_t: int  # other messages to TAMs and the duty channel after T (new-case)
     jobs: dict[str, int]  # "kind status" -> count, when the wait ended
     failed: dict[str, int]  # requests not answered 200, by what went wrong
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the database says about the storm's notices (see `digest_figures`)."""
+
+    notices: int
+    delivered: int
+    missing: int
+    expired: int
+    late: int
+    last: datetime | None  # when the sync showing the last notice finished
+    digests: dict[int, tuple[str | None, str | None, list[str]]]  # id -> channel, ts, refs
+
+
+async def digest_figures(db: Database, t: datetime) -> Shown:
+    """Every near-breach and breach notice is a digest item; a digest's version counts its
+    items (item i, in order, is in versions i and later), and each `digest.sync` job that
+    posted or updated the message records the version it showed. So a notice was shown when
+    the first such job with a version at least its place finished. A warning falls due at
+    `t`, a breach at its case's deadline (the item's `due_at`); a warning shown only after
+    that deadline (the message then leaves it out) is expired, not delivered."""
+    async with db.read() as s:
+        digest_rows = (await s.execute(select(DigestRow.id, DigestRow.channel, DigestRow.ts)
+                                       )).all()
+        item_rows = (await s.execute(
+            select(DigestItemRow.digest_id, DigestItemRow.kind, DigestItemRow.due_at,
+                   DigestItemRow.params).order_by(DigestItemRow.id))).all()
+        sync_rows = (await s.execute(select(JobRow.payload, JobRow.result, JobRow.done_at)
+                                     .where(JobRow.kind == SYNC, JobRow.status == DONE))
+                     ).all()
+    shows: dict[int, list[tuple[int, datetime]]] = {}
+    for payload, result, done_at in sync_rows:
+        if isinstance(result, dict) and result.get("outcome") in ("posted", "updated") and \
+                done_at is not None:
+            shows.setdefault(int(payload["digest_id"]), []).append(
+                (int(result["version"]), _utc(done_at)))
+    place: Counter[int] = Counter()
+    delivered = missing = expired = late = 0
+    last: datetime | None = None
+    digests: dict[int, tuple[str | None, str | None, list[str]]] = {
+        int(i): (ch, ts, []) for i, ch, ts in digest_rows}
+    for digest_id, kind, due_at, params in item_rows:
+        place[digest_id] += 1
+        due = t if kind == WARN else _utc(due_at)
+        seen = min((at for v, at in shows.get(digest_id, []) if v >= place[digest_id]),
+                   default=None)
+        if kind == BREACH and digest_id in digests:
+            digests[digest_id][2].append(str(params.get("ref", "")))
+        if seen is None:
+            if kind == WARN:
+                expired += 1
+            else:
+                missing += 1
+            continue
+        if kind == WARN and seen >= _utc(due_at):
+            expired += 1
+            continue
+        delivered += 1
+        late += (seen - due).total_seconds() > 60
+        last = seen if last is None else max(last, seen)
+    return Shown(len(item_rows), delivered, missing, expired, late, last, digests)
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 async def seed(url: str, groups: int, tams: int) -> None:
@@ -177,55 +250,60 @@ async def run_storm(backend: str, replicas: int, groups: int, tams: int, spread:
                                 .values(due_at=t + WARN_TO_BREACH))
                 if backend == "postgresql":
                     await s.execute(text("SELECT pg_notify(:ch, '')"), {"ch": JOBS_CHANNEL})
+            new_case_pending = await pending(db, kind="msg.post")
             calls_before = len(fake.calls)
-            t_wall = t.timestamp()
             drained_s = None
             began = time.perf_counter()
             while time.perf_counter() - began < wait:
                 await asyncio.sleep(0.5)
-                now = datetime.now(UTC)
-                if now < t + WARN_TO_BREACH or await pending(db, kind="sla.breach") or \
-                        await pending(db, kind="sla.warn"):
+                if datetime.now(UTC) < t + WARN_TO_BREACH or \
+                        await pending(db, kind="sla.breach") or \
+                        await pending(db, kind="sla.warn") or await pending(db, kind=SYNC):
                     continue
-                if await pending(db, kind="msg.post", due_by=now + timedelta(seconds=5)) == 0:
-                    notice_calls = [c for c in fake.calls[calls_before:]
-                                    if c.method == "chat.postMessage" and c.ok and
-                                    str(c.body.get("channel", ""))[:1] in ("D", DUTY[0])]
-                    last = max((c.wall for c in notice_calls), default=t_wall)
-                    drained_s = last - t_wall
-                    break
+                break
             waited = time.perf_counter() - began
+            shown = await digest_figures(db, t)
+            if shown.notices and not shown.missing and shown.last is not None:
+                drained_s = (shown.last - t).total_seconds()
             async with db.read() as s:
-                rows = (await s.execute(select(JobRow.idempotency_key, JobRow.status,
-                                               JobRow.result)
-                                        .where(JobRow.kind == "msg.post"))).all()
                 counts = (await s.execute(select(JobRow.kind, JobRow.status, func.count())
                                           .group_by(JobRow.kind, JobRow.status))).all()
-            notice_rows = [r for r in rows if ":warn:" in r[0] or ":breach:" in r[0]]
-            expired = sum(1 for r in notice_rows
-                          if isinstance(r[2], dict) and r[2].get("outcome") == "expired")
-            still = sum(1 for r in notice_rows if r[1] == PENDING)
-            late = 0
-            per_tam: Counter[str] = Counter()
-            duty = 0
-            for c in fake.calls[calls_before:]:
-                if c.method != "chat.postMessage" or not c.ok:
+            # the fake Slack's side: each digest's final text names every breached case in
+            # it; digest posts and updates per TAM and to the duty channel after T
+            missing_text = 0
+            where: set[tuple[str, str]] = set()
+            for channel, ts, refs in shown.digests.values():
+                if channel is None or ts is None:
+                    missing_text += len(refs)
                     continue
+                where.add((channel, ts))
+                # the text is cut at Slack's 3,900 characters; the blocks carry all of it
+                final = fake.messages.get((channel, ts), "") + \
+                    json.dumps(fake.blocks.get((channel, ts), []), ensure_ascii=False)
+                missing_text += sum(1 for ref in refs
+                                    if not re.search(rf"{re.escape(ref)}(?!\d)", final))
+            posts: Counter[str] = Counter()
+            updates: Counter[str] = Counter()
+            other = 0
+            for c in fake.calls[calls_before:]:
                 channel = str(c.body.get("channel", ""))
-                if channel.startswith("DUTAM"):
-                    per_tam[channel] += 1
-                elif channel == DUTY:
-                    duty += 1
+                if not c.ok or not (channel.startswith("DUTAM") or channel == DUTY):
+                    continue
                 key = str(((c.body.get("metadata") or {}).get("event_payload") or {})
                           .get("key", ""))
-                due = t_wall + (WARN_TO_BREACH.total_seconds() if ":breach:" in key else 0.0)
-                if (":warn:" in key or ":breach:" in key) and c.wall - due > 60:
-                    late += 1
+                if c.method == "chat.postMessage" and key.startswith("digest:"):
+                    posts[channel] += 1
+                elif c.method == "chat.update" and (channel, str(c.body.get("ts"))) in where:
+                    updates[channel] += 1
+                elif c.method == "chat.postMessage":
+                    other += 1
+            dms = [f"DUTAM{i}" for i in range(tams)]
             return StormResult(
                 backend, replicas, groups, latencies, empty, fallbacks, cpu_ms, cards_s,
-                drained_s, waited, len(notice_rows), still, expired, late,
-                sorted(per_tam.get(f"DUTAM{i}", 0) for i in range(tams)), duty,
-                {f"{k} {st}": int(n) for k, st, n in counts}, dict(failed))
+                new_case_pending, drained_s, waited, shown.notices, shown.delivered,
+                shown.missing, missing_text, shown.expired, shown.late,
+                sorted((posts[d], updates[d]) for d in dms), (posts[DUTY], updates[DUTY]),
+                other, {f"{k} {st}": int(n) for k, st, n in counts}, dict(failed))
         finally:
             await db.close()
     finally:
@@ -245,12 +323,31 @@ def figures(r: StormResult) -> tuple[str, str]:
     if r.failed:
         opened += "; FAILED: " + ", ".join(f"{n} {what}" for what, n in sorted(r.failed.items()))
     cards = f"cards {r.cards_s:.1f} s" if r.cards_s is not None else "cards not all out in 60 s"
-    if r.drained_s is not None:
-        drained = f"every notice out {r.drained_s:.0f} s after the near-breach time"
+    expected = 2 * r.groups * (2 if r.per_tam else 1)  # warn + breach, to TAM and duty
+    if r.notices < expected:
+        timers = ", ".join(f"{k} {n}" for k, n in sorted(r.jobs.items())
+                           if k.startswith("sla."))
+        drained = (f"{r.notices} of {expected} possible notices made (a near-breach timer "
+                   f"firing after its deadline makes none; {timers}); ")
     else:
-        drained = (f"{r.notices_pending} of {r.notices} notices still queued after "
-                   f"{r.waited_s:.0f} s")
-    tam = (f"{min(r.per_tam)}–{max(r.per_tam)} messages per TAM" if r.per_tam else "no TAMs")
-    storm = (f"{drained}; {r.late} delivered over 60 s late, {r.expired} near-breach "
-             f"warnings expired; {tam}, {r.duty_messages} to the duty channel; {cards}")
+        drained = ""
+    if r.drained_s is not None:
+        drained += (f"all {r.notices} notices (digest items) shown {r.drained_s:.0f} s after "
+                    f"the near-breach time")
+    else:
+        drained += (f"{r.missing} of {r.notices} notices never shown after {r.waited_s:.0f} s "
+                    f"(digest.sync: {r.jobs.get(SYNC + ' pending', 0)} pending, "
+                    f"{r.jobs.get(SYNC + ' dead', 0)} dead)")
+    if r.missing_text:
+        drained += f"; {r.missing_text} breaches missing from their digest's final text"
+    if r.per_tam:
+        tam = (f"per TAM {min(p for p, _ in r.per_tam)}–{max(p for p, _ in r.per_tam)} "
+               f"posts + {min(u for _, u in r.per_tam)}–{max(u for _, u in r.per_tam)} "
+               f"updates")
+    else:
+        tam = "no TAMs"
+    storm = (f"{drained}; {r.late} shown over 60 s late, {r.expired} near-breach warnings "
+             f"expired; {tam}; duty channel {r.duty[0]} posts + {r.duty[1]} updates; "
+             f"{cards}; {r.new_case_pending} new-case notices still queued at T, "
+             f"{r.other_after_t} other TAM/duty posts after T")
     return opened, storm

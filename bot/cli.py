@@ -7,8 +7,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
+from typing import Any
 
 from bot.config import ConfigError, Settings, load_catalog
 from bot.domain.catalog import CatalogError
@@ -66,6 +67,23 @@ async def _console(settings: Settings) -> None:
         await run_console(c.ctx, c.router, catch_interrupt=True)
 
 
+def _run_profiled(main: Coroutine[Any, Any, None], profile: str | None) -> None:
+    """Run the bot; with `SUPPORTBOT_PROFILE=<path>` (benchmarks) under cProfile, the
+    statistics written to `<path>.<pid>` when it stops (read them with `pstats`)."""
+    if not profile:
+        asyncio.run(main)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(main)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(f"{profile}.{os.getpid()}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -83,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from bot.app import serve
 
-            asyncio.run(serve(settings))
+            _run_profiled(serve(settings), os.environ.get("SUPPORTBOT_PROFILE"))
         elif args.command == "console":
             asyncio.run(_console(settings))
         elif args.command == "db":

@@ -9,6 +9,7 @@ optional workspace-wide rate, and a pause for everyone after a rate-limit answer
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 from collections.abc import Callable
@@ -41,8 +42,9 @@ class Pacer:
         self._stop = stop
         self._clock = clock
         self._tat: dict[str, float] = {}  # channel -> when its next message may go
-        self._workspace_tat = 0.0
+        self._workspace: list[float] = []  # when reserved messages go, in order
         self._paused_until = 0.0
+        self.waiting = 0  # callers asleep in `slot` (their slots reserved), for the worker
 
     def now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -52,29 +54,47 @@ class Pacer:
         (taking nothing) when that is longer than `max_wait`."""
         now = self.now()
         tat = max(self._tat.get(channel, now), now)  # theoretical arrival time
-        wait = max(0.0, tat - (self.burst - 1) * self.interval - now,
-                   self._paused_until - now)
+        at = max(now, tat - (self.burst - 1) * self.interval, self._paused_until)
         if self.rate > 0:  # the workspace-wide pace, when one is configured
-            wait = max(wait, self._workspace_tat - now)
+            at = self._workspace_slot(at, now)
+        wait = at - now
         if wait > self.max_wait:
             raise Later(wait)
-        self._tat[channel] = max(tat, now + wait) + self.interval  # the slot is ours
+        self._tat[channel] = max(tat, at) + self.interval  # the slot is ours
         if self.rate > 0:
-            self._workspace_tat = max(self._workspace_tat, now + wait) + 1.0 / self.rate
+            bisect.insort(self._workspace, at)
         return wait
+
+    def _workspace_slot(self, at: float, now: float) -> float:
+        """The first moment from `at` on at least 1/rate away from every message the
+        workspace has reserved: a message held for its own busy channel (seconds ahead)
+        does not hold up the messages of other channels due before it."""
+        spacing = 1.0 / self.rate
+        keep = bisect.bisect_left(self._workspace, now - spacing)
+        if keep:
+            del self._workspace[:keep]
+        for reserved in self._workspace[bisect.bisect_left(self._workspace, at - spacing):]:
+            if reserved >= at + spacing:
+                break
+            at = max(at, reserved + spacing)
+        return at
 
     async def slot(self, channel: str) -> None:
         """Wait for the channel's next slot; a stop ends the wait with `Later`."""
         wait = self.reserve(channel)
         if wait <= 0:
             return
-        if self._stop is None:
-            await asyncio.sleep(wait)
-            return
-        # a stop ends the wait: the job goes back and keeps its turn for the next start
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=wait)
-            raise Later(wait)
+        self.waiting += 1
+        try:
+            if self._stop is None:
+                await asyncio.sleep(wait)
+                return
+            # a stop ends the wait: the job goes back and keeps its turn for the next start
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+                raise Later(wait)
+        finally:
+            self.waiting -= 1
 
     def pause(self, seconds: float, channel: str | None = None) -> None:
         """The platform said "too many" and how long to wait: every channel waits, or only

@@ -31,11 +31,12 @@ from bot.services.base import AppContext
 from bot.services.job import InFlight, JobContext, LeaseLost, NotReady
 from bot.services.messenger import DeliveryError, Messenger
 from storage import jobs
-from storage.db import JOBS_CHANNEL
+from storage.db import BACKGROUND, JOBS_CHANNEL
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+PACED_BATCHES = 4  # jobs in flight, asleep for their channel's pace included, in batches
 
 
 class Worker:
@@ -70,6 +71,8 @@ class Worker:
         platform call never holds up a timer), sleep until the next due time, a wake-up or
         a finish."""
         listener = None
+        # this task's and its jobs' transactions let commands go first (SQLite's one writer)
+        BACKGROUND.set(True)
         try:
             for ensure in self.registry.startup:
                 await ensure(self.app)
@@ -82,7 +85,7 @@ class Worker:
                 # cleared before looking, so a commit from now on wakes the wait below
                 self.app.db.jobs_changed.clear()
                 try:
-                    free = self.batch - len(self._inflight)
+                    free = self._free()
                     if free > 0:
                         self._start(await self._claim(free))
                     delay = await self._sleep_for() if free > 0 else self.poll
@@ -111,6 +114,16 @@ class Worker:
         """Shut down what the worker started (the chart processes). `run()` does this when
         it stops; a caller of `run_once()` calls it when done."""
         await self.charts.aclose()
+
+    def _free(self) -> int:
+        """How many jobs to claim now: the batch less the jobs running, not counting those
+        only asleep until their channel's slot (reserved, within a third of the lease): a
+        burst of notices to a few paced channels must not keep every other channel's
+        messages (new cases' cards) waiting. Never more than `PACED_BATCHES` batches in
+        flight in all."""
+        running = len(self._inflight)
+        return min(self.batch - (running - self.pacer.waiting),
+                   PACED_BATCHES * self.batch - running)
 
     async def run_once(self) -> int:
         """Claim and run every job due now, waiting for each; return how many ran."""

@@ -8,7 +8,7 @@ import functools
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from importlib import resources
 from typing import Any
@@ -31,6 +31,11 @@ JOBS_CHANNEL = "supportbot_jobs"
 
 # The transaction this task is in, if any: a command's work (its replay row, the actor, the
 # binding, the use case, the customer note) shares one transaction that the router opens.
+# set in the worker's tasks: on SQLite their transactions let commands waiting for the one
+# writer go first (for at most BACKGROUND_YIELD seconds each), so a backlog of outbox work
+# does not queue ahead of a user's command
+BACKGROUND: ContextVar[bool] = ContextVar("supportbot_background_writer", default=False)
+BACKGROUND_YIELD = 1.0
 _CURRENT: ContextVar[tuple[Database, AsyncSession] | None] = ContextVar(
     "supportbot_transaction", default=None)
 
@@ -77,6 +82,9 @@ class Database:
         # SQLite has one writer: queue this process's transactions here, in order, instead of
         # letting them collide on the file lock and back off in SQLite's busy handler
         self._writer = asyncio.Lock() if self.is_sqlite else None
+        self._foreground = 0  # transactions not from the worker waiting for or holding it
+        self._foreground_idle = asyncio.Event()
+        self._foreground_idle.set()
 
     @asynccontextmanager
     async def transaction(self, *, savepoint: bool = True) -> AsyncIterator[AsyncSession]:
@@ -113,7 +121,7 @@ class Database:
                 finally:
                     _CURRENT.reset(token)
         else:
-            async with self._writer, self.sessions() as session, session.begin():
+            async with self._write_turn(), self.sessions() as session, session.begin():
                 token = _CURRENT.set((self, session))
                 try:
                     yield session
@@ -121,6 +129,40 @@ class Database:
                     _CURRENT.reset(token)
         if session.info.get("jobs_enqueued"):
             self.jobs_changed.set()
+
+    @asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        """This process's turn at SQLite's one writer. A background (worker) transaction
+        lets the commands waiting go first, up to `BACKGROUND_YIELD` seconds."""
+        writer = self._writer
+        assert writer is not None
+        if not BACKGROUND.get():
+            self._foreground += 1
+            self._foreground_idle.clear()
+            try:
+                async with writer:
+                    yield
+            finally:
+                self._foreground -= 1
+                if not self._foreground:
+                    self._foreground_idle.set()
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + BACKGROUND_YIELD
+        while True:
+            left = until - loop.time()
+            if self._foreground and left > 0:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._foreground_idle.wait(), left)
+                continue
+            await writer.acquire()
+            if not self._foreground or loop.time() >= until:
+                break
+            writer.release()  # a command queued meanwhile: it goes first
+        try:
+            yield
+        finally:
+            writer.release()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -70,7 +70,7 @@ async def relay_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     if case_id is not None:
         # the card may be being posted right now, by a job claimed with this one: wait for it
         await ctx.settled(card_tag(int(case_id)))
-        async with ctx.app.db.transaction() as s:
+        async with ctx.app.db.read() as s:  # a read: on SQLite no write lock, no queue
             case = await Cases(s).get(int(case_id))
         if case is None:
             raise DeliveryError("case vanished", permanent=True)
@@ -113,7 +113,7 @@ async def relay_card(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     than the case's is superseded by the newer one's."""
     case_id = int(job.payload["case_id"])
     async with ctx.lock(card_tag(case_id)):
-        async with ctx.app.db.transaction() as s:
+        async with ctx.app.db.read() as s:  # a read: on SQLite no write lock, no queue
             case = await Cases(s).get(case_id)
             account = await Accounts(s).get(case.account_key) if case else None
             linked = await incident_links.card_incidents(s, case_id) if case else []

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.domain.model import Account, Lang, LedgerEntry, Role, StaffMember, Term, Tier
 from storage import jobs
-from storage.db import Database
+from storage.db import BACKGROUND, Database
 from storage.repos import ANY_TEAM, Accounts, Bindings, Inbox, PerkLedger, Staff, Usage
 from storage.tables import InboxRow
 
@@ -195,3 +195,32 @@ async def test_a_conflict_in_a_savepoint_undoes_only_the_savepoint(db: Database)
     async with db.read() as s:
         assert [await Inbox(s).seen(e) for e in ("before", "mine", "after")] == \
             [True, False, True]
+
+
+async def test_on_sqlite_a_command_waiting_for_the_writer_goes_before_the_worker(
+        db: Database) -> None:
+    """SQLite has one writer: a worker transaction queued first still lets a command that
+    queued after it write first (PostgreSQL has no such queue)."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's one writer only")
+    order: list[str] = []
+    release, holding = asyncio.Event(), asyncio.Event()
+
+    async def write(name: str, background: bool, hold: asyncio.Event | None = None) -> None:
+        BACKGROUND.set(background)
+        async with db.transaction() as s:
+            await Inbox(s).first_time(name, T0)
+            order.append(name)
+            if hold is not None:
+                holding.set()
+                await hold.wait()
+
+    first = asyncio.create_task(write("command-1", False, release))
+    await holding.wait()
+    worker = asyncio.create_task(write("worker", True))
+    await asyncio.sleep(0.05)  # the worker's transaction is queued
+    command = asyncio.create_task(write("command-2", False))
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(first, worker, command)
+    assert order == ["command-1", "command-2", "worker"]

@@ -121,3 +121,17 @@ def test_a_window_counts_each_key_over_every_span() -> None:
     assert w.take("k") == pytest.approx(start + 100.0 - tick.t)  # the hour-like span
     tick.t = start + 100.0
     assert w.take("k") == 0.0
+
+
+def test_a_message_held_for_its_busy_channel_does_not_hold_up_other_channels() -> None:
+    """The workspace pace spaces messages by when they go: one reserved seconds ahead in
+    its own busy channel leaves the workspace free until then."""
+    tick = Tick()
+    p = Pacer(interval=1.0, burst=1, rate=4.0, clock=tick)
+    assert p.reserve("CDUTY") == 0.0
+    assert p.reserve("CDUTY") == pytest.approx(1.0)
+    assert p.reserve("CDUTY") == pytest.approx(2.0)
+    assert p.reserve("C1") == pytest.approx(0.25)
+    assert p.reserve("C2") == pytest.approx(0.5)
+    assert p.reserve("C3") == pytest.approx(0.75)
+    assert p.reserve("C4") == pytest.approx(1.25)  # 1.0 is the duty channel's

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.jobs import Registry, standard
-from bot.pacing import Later
+from bot.pacing import Later, Pacer
 from bot.services import advisories, cases, home, maintenance, outbox, reports
 from bot.services.base import AppContext
 from bot.services.job import Job, JobContext, NotReady
@@ -217,3 +217,36 @@ async def test_a_job_claimed_with_a_first_job_can_wait_for_it(
     assert order == ["first", "after"]
     # nothing in flight: nothing to wait for
     await JobContext(ctx, messenger, clock.now).settled("dep:1")
+
+
+async def test_messages_asleep_for_a_paced_channel_leave_the_batch_to_other_channels(
+        ctx: AppContext, messenger: RecordingMessenger, clock: Clock) -> None:
+    """A burst of notices to one channel (the duty channel in an outage) waits for that
+    channel's pace; a message to another channel (a new case's card) claimed after them
+    goes out meanwhile, not after the burst has trickled out of a full batch."""
+    sent: list[str] = []
+
+    async def send(jctx: JobContext, job: Job) -> None:
+        channel = str(job.payload["channel"])
+        await jctx.pacer.slot(channel)
+        sent.append(channel)
+
+    worker = Worker(ctx, messenger, registry=with_kind("test.send", send), name="w", batch=2)
+    worker.pacer = Pacer(0.5, 1, max_wait=10.0)
+    for i in range(5):
+        await enqueue(ctx, "test.send", f"slow{i}", {"channel": "CSLOW"},
+                      delay=timedelta(milliseconds=i))
+    await enqueue(ctx, "test.send", "fast", {"channel": "CFAST"},
+                  delay=timedelta(milliseconds=10))
+    clock.advance(seconds=1)
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(200):
+            if "CFAST" in sent:
+                break
+            await asyncio.sleep(0.05)
+        # with the batch full of sleepers it would go out after four of them
+        assert "CFAST" in sent and sent.index("CFAST") <= 2, sent
+    finally:
+        worker.stop()
+        await task
