@@ -195,23 +195,32 @@ async def _relay(ctx: JobContext, job: jobs.Job, digest_id: int,
         links = {c: ctx.messenger.link(ch, ts) for c, (ch, ts) in cards.items() if ts}
         message = render(items, Lang(held.lang), ctx.clock(), links)
         channel, ts = held.channel, held.ts
+        outcome = "updated"
         if message is None:
             outcome = "expired"  # only warnings whose deadlines passed: nothing to say
         elif ts is None:
             kind, _, who = held.recipient.partition(":")
             channel = await ctx.messenger.dm_channel(who) if kind == "user" else who
-            posted = await ctx.deliver(f"digest:{digest_id}", channel, message,
-                                       recover=held.posts_tried > 1)
-            channel, ts, outcome = posted.channel, posted.ts, "posted"
-        else:
-            assert channel is not None
+            found = None
+            if held.posts_tried > 1:  # an earlier try may have posted before it died
+                found = await ctx.messenger.find(channel, f"digest:{digest_id}")
+            if found is None:
+                posted = await ctx.deliver(f"digest:{digest_id}", channel, message,
+                                           recover=False)
+                channel, ts, outcome = posted.channel, posted.ts, "posted"
+            else:
+                # it reads as that try rendered it: bring it up to this version
+                log.info("digest %s was already posted as %s; updating it", digest_id,
+                         found.ts)
+                channel, ts = found.channel, found.ts
+        if message is not None and outcome == "updated":
+            assert channel is not None and ts is not None
             try:
                 await ctx.messenger.update(channel, ts, message)
             except DeliveryError as exc:
                 if exc.retry_after:
                     ctx.pacer.pause(exc.retry_after, channel if exc.per_channel else None)
                 raise
-            outcome = "updated"
     except Exception as exc:
         async with db.transaction() as s:
             if isinstance(exc, DeliveryError) and exc.permanent:

@@ -175,10 +175,14 @@ async def test_a_sender_that_dies_after_posting_is_not_posted_again(
     first = Worker(ctx, messenger, name="before")
     await first.run_once()  # cards
     clock.advance(minutes=10, seconds=-50 + 1)  # the first ten breach
-    messenger.die_after_post = True
+    # the duty digest's sender dies; the TAM's digest is sent by a job running beside it, in
+    # either order, and that job is let finish (a job still running on in the dead worker
+    # would race the restarted one for the TAM's message)
+    messenger.die_posting_to = "CDUTY"
     with contextlib.suppress(asyncio.CancelledError):
         await first.run_once()
     assert messenger.died
+    await asyncio.gather(*first._inflight, return_exceptions=True)
     duty_posts = [s for s in messenger.sent if s.target == "CDUTY" and s.card is None
                   and "<mark:breach>" in s.text]
     assert len(duty_posts) == 1  # posted, but its ts was never recorded
@@ -197,18 +201,19 @@ async def test_a_sender_that_dies_after_posting_is_not_posted_again(
 
 
 class DyingMessenger(RecordingMessenger):
-    """Posts, then (once, when told) the worker dies before it hears the answer."""
+    """Posts, then (once, when told which channel's digest) the worker dies before it hears
+    the answer."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.die_after_post = False
+        self.die_posting_to: str | None = None
         self.died = False
 
     async def post(self, channel: str, message: Message, *, thread_ts: str | None = None,
                    key: str | None = None) -> Posted:
         posted = await super().post(channel, message, thread_ts=thread_ts, key=key)
-        if self.die_after_post and (key or "").startswith("digest:"):
-            self.die_after_post, self.died = False, True
+        if channel == self.die_posting_to and (key or "").startswith("digest:"):
+            self.die_posting_to, self.died = None, True
             raise asyncio.CancelledError  # as if the process were killed here
         return posted
 
