@@ -202,7 +202,7 @@ async def test_on_sqlite_a_command_waiting_for_the_writer_goes_before_the_worker
     """SQLite has one writer: a worker transaction queued first still lets a command that
     queued after it write first (PostgreSQL has no such queue)."""
     if not db.is_sqlite:
-        pytest.skip("SQLite's one writer only")
+        pytest.skip(reason="the writer queue is SQLite's; PostgreSQL has many writers")
     order: list[str] = []
     release, holding = asyncio.Event(), asyncio.Event()
 
