@@ -91,6 +91,12 @@ class FakeWeCom:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.port}/cgi-bin/"
 
+    def bot_env(self) -> dict[str, str]:
+        """The `WECOM_*` variables a bot process needs to use this fake (robot and app)."""
+        return {"WECOM_CORP_ID": CORP_ID, "WECOM_TOKEN": TOKEN, "WECOM_ENCODING_AES_KEY": AES_KEY,
+                "WECOM_AGENT_ID": str(AGENT_ID), "WECOM_SECRET": CORP_SECRET,
+                "WECOM_API_URL": self.api_url}
+
     def response_url(self) -> str:
         return f"{self.api_url}aibot/response?response_code=rc{next(self._n)}"
 

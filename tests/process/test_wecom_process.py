@@ -8,13 +8,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from testkit.fake_wecom import (
-    AES_KEY,
-    AGENT_ID,
     APP_AES_KEY,
     APP_TOKEN,
-    CORP_ID,
-    CORP_SECRET,
-    TOKEN,
     AppSender,
     FakeWeCom,
     RobotSender,
@@ -35,10 +30,7 @@ async def test_run_serves_wecom_without_slack(tmp_path: Path) -> None:
                      api_url="http://127.0.0.1:9/api/", catalog=fast_catalog(tmp_path), log=log,
                      extra_env={"SLACK_BOT_TOKEN": "", "SLACK_SIGNING_SECRET": "",
                                 "SUPPORTBOT_ADMINS": "wecom:boss",
-                                "WECOM_CORP_ID": CORP_ID, "WECOM_TOKEN": TOKEN,
-                                "WECOM_ENCODING_AES_KEY": AES_KEY,
-                                "WECOM_AGENT_ID": str(AGENT_ID), "WECOM_SECRET": CORP_SECRET,
-                                "WECOM_API_URL": wecom.api_url,
+                                **wecom.bot_env(),
                                 "WECOM_APP_TOKEN": APP_TOKEN,
                                 "WECOM_APP_ENCODING_AES_KEY": APP_AES_KEY,
                                 "SUPPORTBOT_SECRET_KEY": Fernet.generate_key().decode()})

@@ -8,11 +8,6 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from testkit.fake_wecom import (
-    AES_KEY,
-    AGENT_ID,
-    CORP_ID,
-    CORP_SECRET,
-    TOKEN,
     FakeWeCom,
     RobotSender,
 )
@@ -33,10 +28,7 @@ async def test_run_delivers_to_a_welink_group_linked_from_wecom(tmp_path: Path) 
                      api_url="http://127.0.0.1:9/api/", catalog=fast_catalog(tmp_path), log=log,
                      extra_env={"SLACK_BOT_TOKEN": "", "SLACK_SIGNING_SECRET": "",
                                 "SUPPORTBOT_ADMINS": "wecom:boss",
-                                "WECOM_CORP_ID": CORP_ID, "WECOM_TOKEN": TOKEN,
-                                "WECOM_ENCODING_AES_KEY": AES_KEY,
-                                "WECOM_AGENT_ID": str(AGENT_ID), "WECOM_SECRET": CORP_SECRET,
-                                "WECOM_API_URL": wecom.api_url,
+                                **wecom.bot_env(),
                                 "WELINK_CLIENT_ID": CLIENT_ID,
                                 "WELINK_CLIENT_SECRET": CLIENT_SECRET,
                                 "WELINK_API_URL": welink.api_url,
