@@ -11,11 +11,13 @@ from typing import Any
 from sqlalchemy import case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import sql
 from storage.db import JOBS_CHANNEL
 from storage.sql import core, insert_for, prepared
 from storage.tables import JobRow
 
 PENDING, DONE, DEAD, CANCELLED = "pending", "done", "dead", "cancelled"
+_NOTIFY = text("SELECT pg_notify(:ch, '')")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ async def enqueue(s: AsyncSession, kind: str, due_at: datetime, payload: dict[st
     stmt = prepared(s, "jobs.enqueue", lambda d: insert_for(d, core(JobRow))
                     .on_conflict_do_nothing(index_elements=["idempotency_key"])
                     .returning(core(JobRow).c.id))
-    result = await s.execute(stmt, values)
+    result = await sql.run(s, stmt, values)
     added = result.first() is not None
     if added:
         await _added(s)
@@ -67,9 +69,9 @@ async def batched(s: AsyncSession) -> AsyncIterator[None]:
         rows: list[dict[str, Any]] = s.info.pop("job_batch")
     if not rows:
         return
-    await s.execute(prepared(s, "jobs.enqueue_many", lambda d: insert_for(d, core(JobRow))
-                             .on_conflict_do_nothing(index_elements=["idempotency_key"])),
-                    rows)
+    await sql.run_many(s, prepared(s, "jobs.enqueue_many", lambda d: insert_for(d, core(JobRow))
+                                   .on_conflict_do_nothing(index_elements=["idempotency_key"])),
+                       rows)
     await _added(s)
 
 
@@ -78,7 +80,7 @@ async def _added(s: AsyncSession) -> None:
     if s.get_bind().dialect.name == "postgresql" and not s.info.get("notified"):
         # transactional: delivered to other replicas' workers only when this commits;
         # one notification per transaction is enough to wake them
-        await s.execute(text("SELECT pg_notify(:ch, '')"), {"ch": JOBS_CHANNEL})
+        await sql.run(s, _NOTIFY, {"ch": JOBS_CHANNEL})
         s.info["notified"] = True
     s.info["jobs_enqueued"] = True
 

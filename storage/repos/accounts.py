@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.advisories import TAG_KINDS, AccountProfile, Audience
 from bot.domain.model import Account, Lang, Term, Tier
+from storage import sql
 from storage.sql import core
 from storage.tables import AccountRow, AccountTagRow, ChannelBindingRow
 
@@ -94,7 +95,7 @@ class Bindings:
         self.s = s
 
     async def account_for(self, channel_id: str) -> Account | None:
-        row = (await self.s.execute(_BOUND, {"channel": channel_id})).first()
+        row = (await sql.run(self.s, _BOUND, {"channel": channel_id})).first()
         return to_account(row) if row else None
 
     async def bound_account_key(self, channel_id: str) -> str | None:

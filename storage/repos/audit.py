@@ -9,6 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.model import AuditEntry
+from storage import sql
 from storage.sql import core
 from storage.tables import AuditRow
 
@@ -31,7 +32,7 @@ class Audit:
                     before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
                     reason: str | None = None) -> None:
         # a Core insert: no unit of work to track an object nobody reads back
-        await self.s.execute(_INSERT, dict(at=at, actor=actor, action=action, team_id=team_id,
+        await sql.run(self.s, _INSERT, dict(at=at, actor=actor, action=action, team_id=team_id,
                                            account_key=account_key, case_id=case_id,
                                            before=before, after=after, reason=reason))
 

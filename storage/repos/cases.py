@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.model import Case, CaseChange, CaseStatus, NewCase, Severity, case_ref
+from storage import sql
 from storage.sql import core
 from storage.tables import CaseRow
 
@@ -51,9 +52,9 @@ class Cases:
             warn_at=new.warn_at, target_label=new.target_label, sla_generation=1,
             escort=new.escort, warned=False, breached=False, version=1)
         # the id assigned is what the reference is made from
-        case_id = int((await self.s.execute(_INSERT, values)).scalar_one())
+        case_id = int((await sql.run(self.s, _INSERT, values)).scalar_one())
         ref = case_ref(case_id)
-        await self.s.execute(_SET_REF, {"case_id": case_id, "ref": ref})
+        await sql.run(self.s, _SET_REF, {"case_id": case_id, "ref": ref})
         return Case(
             id=case_id, ref=ref, account_key=new.account_key, team_id=new.team_id,
             channel_id=new.channel_id, opener_user_id=new.opener_user_id,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import sql
 from storage.sql import core, insert_for, prepared
 from storage.tables import ChannelBindingRow, HomeViewerRow, UserAccountRow
 
@@ -41,7 +42,7 @@ class Viewers:
                           channel_id: str, now: datetime) -> None:
         """A customer used this account's group (one upsert: a concurrent first use by
         another replica updates the same row instead of failing)."""
-        await self.s.execute(prepared(self.s, "viewers.saw_account", _saw), dict(
+        await sql.run(self.s, prepared(self.s, "viewers.saw_account", _saw), dict(
             team_id=team_id, user_id=user_id, account_key=account_key, channel_id=channel_id,
             last_seen=now))
 

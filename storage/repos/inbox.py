@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import sql
 from storage.sql import core, insert_for, prepared
 from storage.tables import InboxRow
 
@@ -25,7 +26,7 @@ class Inbox:
         stmt = prepared(self.s, "inbox.first_time", lambda d: insert_for(d, core(InboxRow))
                         .on_conflict_do_nothing(index_elements=["event_id"])
                         .returning(core(InboxRow).c.event_id))
-        result = await self.s.execute(stmt, {"event_id": event_id, "received_at": now})
+        result = await sql.run(self.s, stmt, {"event_id": event_id, "received_at": now})
         return result.first() is not None
 
     async def prune(self, before: datetime) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.incidents import (
@@ -19,6 +20,7 @@ from bot.domain.incidents import (
     Scope,
 )
 from bot.domain.model import CaseStatus, DeliveryStatus
+from storage import sql
 from storage.repos import deliveries
 from storage.tables import (
     CaseRow,
@@ -33,7 +35,12 @@ L = IncidentCaseRow
 ACTIVE = (CaseStatus.OPEN.value, CaseStatus.ACKNOWLEDGED.value)
 
 
-def _incident(r: IncidentRow) -> Incident:
+# Core, on every case opened: columns, not tracked objects
+_OPEN = (select(*IncidentRow.__table__.columns)
+         .where(IncidentRow.status == bindparam("status")).order_by(IncidentRow.id))
+
+
+def _incident(r: Any) -> Incident:
     return Incident(id=r.id, team_id=r.team_id,
                     scope=Scope(r.region, frozenset(r.products or ())), title=r.title,
                     status=IncidentStatus(r.status), declared_by=r.declared_by,
@@ -98,8 +105,7 @@ class Incidents:
 
     async def open(self) -> list[Incident]:
         """Open incidents, oldest first (a handful at most: one query on an index)."""
-        rows = await self.s.scalars(select(IncidentRow).where(
-            IncidentRow.status == IncidentStatus.OPEN.value).order_by(IncidentRow.id))
+        rows = await sql.run(self.s, _OPEN, {"status": IncidentStatus.OPEN.value})
         return [_incident(r) for r in rows.all()]
 
     async def recent(self, limit: int, since: datetime | None = None) -> list[Incident]:

@@ -9,6 +9,7 @@ from sqlalchemy import CompoundSelect, bindparam, literal, null, select, union_a
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.model import Lang, Role, StaffMember
+from storage import sql
 from storage.tables import StaffRow, UserPrefRow
 
 ANY_TEAM = "*"  # staff added from the command line, valid in every workspace
@@ -34,7 +35,7 @@ class Staff:
 
     async def who(self, team_id: str, user_id: str) -> tuple[StaffMember | None, Lang | None]:
         """The staff entry (as `get`) and the user's own language setting, in one query."""
-        rows = (await self.s.execute(_WHO, {"team": team_id, "user": user_id})).all()
+        rows = (await sql.run(self.s, _WHO, {"team": team_id, "user": user_id})).all()
         pref = next((Lang(lang) for team, role, lang in rows if role is None), None)
         staff = {team: (role, lang) for team, role, lang in rows if role is not None}
         team = team_id if team_id in staff else ANY_TEAM if ANY_TEAM in staff else None
