@@ -271,7 +271,12 @@ def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         # writers take the write lock up front: no SQLITE_BUSY on a read-to-write upgrade
         # mid-way, and job claims are serialized across processes
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # on the DBAPI cursor: SQLAlchemy's execution context would cost more than the BEGIN
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        finally:
+            cursor.close()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -87,7 +87,9 @@ async def open_case(app: AppContext, actor: Actor, channel_id: str, severity: Se
     if len(description) > MAX_DESCRIPTION:
         raise Refusal("case.description_too_long", max=MAX_DESCRIPTION, n=len(description))
     now = app.clock()
-    async with app.db.transaction() as s:
+    # no savepoint: everything up to the writes below only reads (a refusal there leaves
+    # nothing to undo), and nothing after them refuses
+    async with app.db.transaction(savepoint=False) as s:
         account = usable_account(app, bound) if bound is not None else \
             await bound_account(s, app, channel_id)
         region = (region or "").strip().lower() or None
