@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import sql
@@ -97,18 +97,39 @@ async def claim(s: AsyncSession, now: datetime, worker: str, lease: timedelta,
                 limit: int) -> list[Job]:
     """Lease up to `limit` due jobs. PostgreSQL skips rows other workers hold; SQLite's
     BEGIN IMMEDIATE already serializes claimers."""
-    ready = (select(JobRow.id)
-             .where(JobRow.status == PENDING, JobRow.due_at <= now,
-                    (JobRow.locked_until.is_(None)) | (JobRow.locked_until < now))
-             .order_by(JobRow.due_at).limit(limit)
-             .with_for_update(skip_locked=True))
-    stmt = (update(JobRow).where(JobRow.id.in_(ready.scalar_subquery()))
-            .values(locked_until=now + lease, locked_by=worker, attempts=JobRow.attempts + 1)
-            .returning(JobRow.id, JobRow.kind, JobRow.due_at, JobRow.payload,
-                       JobRow.idempotency_key, JobRow.attempts))
-    rows = (await s.execute(stmt)).all()
+    rows = (await sql.run(s, _CLAIM, {"now": now, "limit": limit, "until": now + lease,
+                                      "worker": worker})).all()
     return sorted((Job(id=r[0], kind=r[1], due_at=_aware(r[2]), payload=r[3], key=r[4],
                        attempts=r[5]) for r in rows), key=lambda j: j.due_at)
+
+
+# the worker's statements, built once (see storage.sql.run)
+_READY = (select(JobRow.id)
+          .where(JobRow.status == PENDING, JobRow.due_at <= bindparam("now"),
+                 (JobRow.locked_until.is_(None)) | (JobRow.locked_until < bindparam("now")))
+          .order_by(JobRow.due_at).limit(bindparam("limit"))
+          .with_for_update(skip_locked=True))
+_CLAIM = (update(JobRow).where(JobRow.id.in_(_READY.scalar_subquery()))
+          .values(locked_until=bindparam("until"), locked_by=bindparam("worker"),
+                  attempts=JobRow.attempts + 1)
+          .returning(JobRow.id, JobRow.kind, JobRow.due_at, JobRow.payload,
+                     JobRow.idempotency_key, JobRow.attempts))
+_FINISH = (update(JobRow).where(JobRow.id == bindparam("job"),
+                                JobRow.locked_by == bindparam("worker"),
+                                JobRow.status == PENDING)
+           .values(status=DONE, done_at=bindparam("now"), locked_until=None,
+                   result=bindparam("outcome", type_=JobRow.result.type)))
+_RENEW = (update(JobRow).where(JobRow.id == bindparam("job"),
+                               JobRow.locked_by == bindparam("worker"),
+                               JobRow.attempts == bindparam("tries"), JobRow.status == PENDING)
+          .values(locked_until=bindparam("until")))
+_RETRY_VALUES = dict(status=bindparam("state"), due_at=bindparam("due", type_=JobRow.due_at.type),
+                     locked_until=None, last_error=bindparam("error"))
+_RETRY = (update(JobRow).where(JobRow.id == bindparam("job"),
+                               JobRow.locked_by == bindparam("worker")).values(**_RETRY_VALUES))
+_RETRY_UNCOUNTED = _RETRY.values(attempts=JobRow.attempts - 1)
+_NEXT_DUE = select(func.min(case((JobRow.locked_until > JobRow.due_at, JobRow.locked_until),
+                                 else_=JobRow.due_at))).where(JobRow.status == PENDING)
 
 
 def _aware(value: datetime) -> datetime:
@@ -119,10 +140,9 @@ def _aware(value: datetime) -> datetime:
 async def finish(s: AsyncSession, job_id: int, worker: str, now: datetime,
                  result: dict[str, Any] | None = None) -> bool:
     """Mark a leased job done; False when the lease was lost to another worker."""
-    r = await s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.locked_by == worker,
-                                             JobRow.status == PENDING)
-                        .values(status=DONE, done_at=now, locked_until=None, result=result))
-    return bool(r.rowcount)  # type: ignore[attr-defined]
+    r = await sql.run(s, _FINISH, {"job": job_id, "worker": worker, "now": now,
+                                   "outcome": result})
+    return bool(r.rowcount)
 
 
 async def finish_many(s: AsyncSession, job_ids: list[int], worker: str, now: datetime,
@@ -143,31 +163,24 @@ async def renew(s: AsyncSession, job: Job, worker: str, now: datetime,
     """Extend the lease of this claim of the job (this worker, this attempt); False when the
     job was claimed again since (a lease ran out and a worker, maybe this one, took it up)
     or is finished."""
-    r = await s.execute(update(JobRow).where(JobRow.id == job.id, JobRow.locked_by == worker,
-                                             JobRow.attempts == job.attempts,
-                                             JobRow.status == PENDING)
-                        .values(locked_until=now + lease))
-    return bool(r.rowcount)  # type: ignore[attr-defined]
+    r = await sql.run(s, _RENEW, {"job": job.id, "worker": worker, "tries": job.attempts,
+                                  "until": now + lease})
+    return bool(r.rowcount)
 
 
 async def retry(s: AsyncSession, job_id: int, worker: str, due_at: datetime, error: str,
                 dead: bool = False, uncount: bool = False) -> None:
     """Release a leased job to run again at `due_at` (or give up on it). `uncount` gives the
     claim's attempt back (a wait for pacing is not a failed try)."""
-    values: dict[str, Any] = dict(status=DEAD if dead else PENDING, due_at=due_at,
-                                  locked_until=None, last_error=error[:2000])
-    if uncount:
-        values["attempts"] = JobRow.attempts - 1
-    await s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.locked_by == worker)
-                    .values(**values))
+    await sql.run(s, _RETRY_UNCOUNTED if uncount else _RETRY,
+                  {"job": job_id, "worker": worker, "state": DEAD if dead else PENDING,
+                   "due": due_at, "error": error[:2000]})
     s.info["jobs_enqueued"] = True
 
 
 async def next_due(s: AsyncSession) -> datetime | None:
     """Earliest time a pending job becomes claimable (its due time or lease expiry)."""
-    ready_at = case((JobRow.locked_until > JobRow.due_at, JobRow.locked_until),
-                    else_=JobRow.due_at)
-    due = await s.scalar(select(func.min(ready_at)).where(JobRow.status == PENDING))
+    due = (await sql.run(s, _NEXT_DUE)).scalar()
     if due is None:
         return None
     if isinstance(due, str):  # SQLite returns the raw text of an aggregate

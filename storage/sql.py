@@ -95,8 +95,8 @@ class _Compiled:
         procs = compiled._bind_processors
         # values a statement carries itself (literals): used unless a parameter names them
         fixed = {name: b.effective_value for name, b in compiled.binds.items()
-                 if b.value is not None or b.callable is not None}
-        self.binds = [(name, procs.get(name), fixed.get(name))
+                 if not b.required}
+        self.binds = [(name, procs.get(name), name in fixed, fixed.get(name))
                       for name in compiled.positiontup or ()]
         columns = compiled._result_columns
         self.results = [c.type._cached_result_processor(dialect, None) for c in columns]
@@ -106,8 +106,8 @@ class _Compiled:
 
     def args(self, params: dict[str, Any]) -> list[Any]:
         out = []
-        for name, proc, fixed in self.binds:
-            value = params[name] if name in params or fixed is None else fixed
+        for name, proc, has_fixed, fixed in self.binds:
+            value = params[name] if name in params or not has_fixed else fixed
             out.append(value if proc is None else proc(value))
         return out
 
