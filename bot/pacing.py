@@ -44,6 +44,7 @@ class Pacer:
         self._tat: dict[str, float] = {}  # channel -> when its next message may go
         self._workspace: list[float] = []  # when reserved messages go, in order
         self._paused_until = 0.0
+        self._sent: dict[str, float] = {}  # channel -> when its last message actually went
         self.waiting = 0  # callers asleep in `slot` (their slots reserved), for the worker
 
     def now(self) -> float:
@@ -81,7 +82,17 @@ class Pacer:
 
     async def slot(self, channel: str) -> None:
         """Wait for the channel's next slot; a stop ends the wait with `Later`."""
-        wait = self.reserve(channel)
+        await self._sleep(self.reserve(channel))
+        if self.burst == 1 and self.interval > 0:
+            # slots are reserved ahead; a busy event loop may have sent the channel's last
+            # message late (many waking at once after a pause), so keep the interval from
+            # when it actually went
+            last = self._sent.get(channel)
+            if last is not None:
+                await self._sleep(last + self.interval - self.now())
+            self._sent[channel] = self.now()
+
+    async def _sleep(self, wait: float) -> None:
         if wait <= 0:
             return
         self.waiting += 1

@@ -52,7 +52,7 @@ class Accounts:
                                       .with_for_update()
                                       .execution_options(populate_existing=True))
         else:
-            row = await self.s.get(AccountRow, key)
+            row = (await sql.run(self.s, _GET, {"key": key})).first()
         return to_account(row) if row else None
 
     async def add(self, a: Account, now: datetime) -> None:
@@ -85,6 +85,7 @@ class Accounts:
 
 
 # the account bound to a channel, as plain columns (no ORM object to track)
+_GET = select(*core(AccountRow).columns).where(AccountRow.key == bindparam("key"))
 _BOUND = (select(*core(AccountRow).columns)
           .join(ChannelBindingRow, ChannelBindingRow.account_key == AccountRow.key)
           .where(ChannelBindingRow.channel_id == bindparam("channel")))

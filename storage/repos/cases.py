@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +15,7 @@ from storage.sql import core
 from storage.tables import CaseRow
 
 
-def to_case(row: CaseRow) -> Case:
+def to_case(row: CaseRow | Any) -> Case:
     assert row.ref is not None
     return Case(
         id=row.id, ref=row.ref, account_key=row.account_key, team_id=row.team_id,
@@ -32,6 +33,9 @@ def to_case(row: CaseRow) -> Case:
 _CHANGEABLE = tuple(f.name for f in fields(CaseChange))
 _CASES = core(CaseRow)
 _INSERT = insert(_CASES).returning(_CASES.c.id)
+_GET = select(*_CASES.columns).where(_CASES.c.id == bindparam("case_id"))
+_SET_CARD_TS = update(_CASES).where(_CASES.c.id == bindparam("case_id")).values(
+    card_ts=bindparam("ts"))
 _SET_REF = update(_CASES).where(_CASES.c.id == bindparam("case_id")).values(
     ref=bindparam("ref"))
 
@@ -66,10 +70,13 @@ class Cases:
             resolved_at=None, warned=False, breached=False, card_ts=None, version=1)
 
     async def get(self, case_id: int, *, for_update: bool = False) -> Case | None:
-        q = select(CaseRow).where(CaseRow.id == case_id)
-        if for_update:
-            q = q.with_for_update()
-        row = await self.s.scalar(q)
+        """A case; `for_update` locks its row (PostgreSQL) and keeps it in the session for
+        `update`. A plain read is a Core statement (the worker reads a case per message)."""
+        if not for_update:
+            found = (await sql.run(self.s, _GET, {"case_id": case_id})).first()
+            return to_case(found) if found else None
+        row = await self.s.scalar(select(CaseRow).where(CaseRow.id == case_id)
+                                  .with_for_update())
         return to_case(row) if row else None
 
     async def lock(self, case_ids: list[int]) -> None:
@@ -102,7 +109,7 @@ class Cases:
         return to_case(row)
 
     async def set_card_ts(self, case_id: int, ts: str) -> None:
-        await self.s.execute(update(CaseRow).where(CaseRow.id == case_id).values(card_ts=ts))
+        await sql.run(self.s, _SET_CARD_TS, {"case_id": case_id, "ts": ts})
 
     async def active(self, account_keys: list[str] | None = None,
                      channel_id: str | None = None) -> list[Case]:
