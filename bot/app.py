@@ -121,8 +121,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                   *(["no worker"] if not settings.runs_worker else []),
                   *(["/healthz, /readyz, /metrics only"] if not settings.serves_platforms
                     else [])]
-        log.info("listening on %s:%s (role %s: %s)", settings.host, settings.port,
-                 settings.process_role, ", ".join(served))
+        log.info("listening on %s:%s (%s%s)", settings.host, settings.port,
+                 "" if settings.process_role == "all" else f"role {settings.process_role}: ",
+                 ", ".join(served))
         handler = None
         if socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
