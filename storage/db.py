@@ -189,10 +189,11 @@ class Database:
 
         `PRAGMA data_version` on a connection of its own, which never writes, changes when
         another connection (this process's or another's) commits a change; a claim that
-        found nothing changes nothing. The look (a read of the WAL index, microseconds)
-        runs on a thread of its own: a timed wake-up there costs a quarter of one on the
-        event loop, and the loop is woken only when something changed. A wake-up for a
-        commit that queued no job costs the worker one empty claim."""
+        found nothing changes nothing. The look (a read of the WAL index) runs on a thread
+        of its own: a timed wake-up there costs less than a timer on the event loop (about
+        150 against 190 microseconds of CPU a look, measured), and the loop is woken only
+        when something changed. A wake-up for a commit that queued no job costs the worker
+        one empty claim."""
         if not self.is_sqlite:
             raise RuntimeError("commits_watched is for SQLite; PostgreSQL workers LISTEN")
         path = make_url(self.url).database
