@@ -84,26 +84,29 @@ def messenger_for(ctx: AppContext, slack: Messenger | None) -> RoutingMessenger:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """`supportbot run`: every configured platform on one HTTP server, plus the worker.
-    Slack in HTTP mode (or Socket Mode with SLACK_APP_TOKEN); WeCom's robot callback."""
+    Slack in HTTP mode (or Socket Mode with SLACK_APP_TOKEN); WeCom's robot callback.
+    `settings.process_role` runs them apart: "web" serves without the worker, "worker"
+    runs the worker with only /healthz, /readyz and /metrics on the HTTP server."""
     from bot.adapters.slack.app import Workspace, build_bolt, build_web, make_client
     from bot.adapters.slack.messenger import SlackMessenger
 
     settings.require_platform()
-    if not settings.email:
+    if settings.runs_worker and not settings.email:
         log.info("SUPPORTBOT_SMTP_HOST is not set: monthly reports go to groups only, not by "
                  "email")
-    if settings.duty_channel is None:
+    if settings.runs_worker and settings.duty_channel is None:
         log.warning("SUPPORTBOT_DUTY_CHANNEL is not set: breach notices reach only the "
                     "accounts' TAMs, and none at all for accounts without a TAM")
     stop = stop or asyncio.Event()
     async with core(settings) as c:
-        slack = settings.slack
-        client = make_client(settings)
+        # the platforms' callbacks come in only where they are served (roles all and web)
+        slack = settings.slack and settings.serves_platforms
+        wecom = settings.wecom and settings.serves_platforms
         workspace = Workspace(settings.slack_bot_token)
-        bolt = build_bolt(c.ctx, c.router, client, workspace) if slack else None
+        bolt = build_bolt(c.ctx, c.router, make_client(settings), workspace) if slack else None
         socket_mode = slack and settings.slack_app_token is not None
         webapp = build_web(c.ctx, None if socket_mode else bolt)
-        if settings.wecom:
+        if wecom:
             from bot.adapters.wecom.app import add_routes
 
             add_routes(webapp, c.ctx, c.router)
@@ -111,10 +114,16 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        log.info("listening on %s:%s (%s)", settings.host, settings.port, ", ".join(
-            [*(["Slack " + ("Socket mode" if socket_mode else "HTTP mode")] if slack else []),
-             *(["WeCom"] if settings.wecom else []),
-             *(["WeLink outbound"] if settings.welink else [])]))
+        served = [*(["Slack " + ("Socket mode" if socket_mode else "HTTP mode")] if slack
+                    else []),
+                  *(["WeCom"] if wecom else []),
+                  *(["WeLink outbound"] if settings.welink and settings.runs_worker else []),
+                  *(["no worker"] if not settings.runs_worker else []),
+                  *(["/healthz, /readyz, /metrics only"] if not settings.serves_platforms
+                    else [])]
+        log.info("listening on %s:%s (%s%s)", settings.host, settings.port,
+                 "" if settings.process_role == "all" else f"role {settings.process_role}: ",
+                 ", ".join(served))
         handler = None
         if socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -129,11 +138,20 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         # requests never wait for Slack: the bot's own ids arrive whenever Slack answers
         learning = asyncio.create_task(workspace.learn(make_client(settings, retries=False)),
                                        name="auth.test") if slack else None
-        # the worker's Slack calls share one HTTP session (kept-alive connections)
-        messenger = messenger_for(c.ctx, SlackMessenger(make_client(
-            settings, retries=False, session=aiohttp.ClientSession())) if slack else None)
+        messenger: RoutingMessenger | None = None
+        if settings.runs_worker:
+            # the worker's Slack calls share one HTTP session (kept-alive connections)
+            messenger = messenger_for(c.ctx, SlackMessenger(make_client(
+                settings, retries=False, session=aiohttp.ClientSession()))
+                if settings.slack else None)
         try:
-            async with worker_running(c.ctx, messenger):
+            async with contextlib.AsyncExitStack() as running:
+                if settings.process_role == "worker" and c.ctx.db.is_sqlite:
+                    # a worker apart from the commands hears of their jobs by watching for
+                    # commits (on PostgreSQL it LISTENs for the commands' NOTIFY)
+                    await running.enter_async_context(c.ctx.db.commits_watched())
+                if messenger is not None:
+                    await running.enter_async_context(worker_running(c.ctx, messenger))
                 await stop.wait()
         finally:
             if learning is not None:
@@ -143,4 +161,5 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             if handler is not None:
                 await handler.close_async()  # type: ignore[no-untyped-call]
             await runner.cleanup()
-            await messenger.close()
+            if messenger is not None:
+                await messenger.close()

@@ -22,7 +22,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="supportbot", description=(
         "Support-plan chat-ops bot. Configuration comes from the environment (see README)."))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="serve Slack (HTTP mode, or Socket Mode with SLACK_APP_TOKEN)")
+    run = sub.add_parser("run", help="serve Slack (HTTP mode, or Socket Mode with "
+                                     "SLACK_APP_TOKEN) and WeCom, and run the worker")
+    # checked with the other settings (one-line configuration error), not by argparse
+    run.add_argument("--role", metavar="{all,web,worker}",
+                     help="all (default): serve and run the worker; web: serve only; "
+                          "worker: the worker only, with /healthz, /readyz and /metrics "
+                          "(default: SUPPORTBOT_ROLE, else all)")
     sub.add_parser("console", help="a local IM group in the terminal on embedded SQLite, "
                                    "with demo data; no Slack needed")
     db = sub.add_parser("db", help="database maintenance")
@@ -86,8 +92,11 @@ def _run_profiled(main: Coroutine[Any, Any, None], profile: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    env = dict(os.environ)
+    if args.command == "run" and args.role is not None:
+        env["SUPPORTBOT_ROLE"] = args.role  # the flag wins over the environment
     try:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env(env)
         if args.command == "run":
             settings.require_platform()
         load_catalog(settings.catalog_path)  # a bad catalog stops every command up front

@@ -25,6 +25,10 @@ WECOM_REQUIRED = ("WECOM_CORP_ID", "WECOM_TOKEN", "WECOM_ENCODING_AES_KEY", "WEC
                   "WECOM_SECRET")
 
 
+# what `supportbot run` runs: the HTTP front and the worker (all), or one of them apart
+PROCESS_ROLES = ("all", "web", "worker")
+
+
 class ConfigError(ValueError):
     """Configuration that stops start-up; the message names the variable."""
 
@@ -55,6 +59,9 @@ class Settings:
     # processes rendering report charts: None one per core, 0 in the bot's own process
     chart_workers: int | None = None
     log_level: str = "INFO"
+    # `supportbot run`: "all" serves the platforms and runs the worker; "web" only serves
+    # them; "worker" only runs the worker (and /healthz, /readyz, /metrics)
+    process_role: str = "all"
     wecom_corp_id: str | None = None
     wecom_token: str | None = field(default=None, repr=False)
     wecom_encoding_aes_key: str | None = field(default=None, repr=False)
@@ -104,6 +111,16 @@ class Settings:
     def slack(self) -> bool:
         return self.slack_bot_token is not None
 
+    @property
+    def serves_platforms(self) -> bool:
+        """Whether `run` mounts the platforms' callbacks (Slack, WeCom): roles all and web."""
+        return self.process_role != "worker"
+
+    @property
+    def runs_worker(self) -> bool:
+        """Whether `run` runs the worker (timers and the outbox): roles all and worker."""
+        return self.process_role != "web"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         port_text = env.get("PORT", "3000")
@@ -129,6 +146,10 @@ class Settings:
                               "SUPPORTBOT_LEASE_SECONDS, so a slow call never outlives a lease")
         admins = frozenset(a.strip() for a in env.get("SUPPORTBOT_ADMINS", "").split(",")
                            if a.strip())
+        role = (env.get("SUPPORTBOT_ROLE") or "all").strip().lower()
+        if role not in PROCESS_ROLES:
+            raise ConfigError(f"SUPPORTBOT_ROLE (run --role) must be one of "
+                              f"{', '.join(PROCESS_ROLES)}, got {role!r}")
         wecom = _wecom(env)
         welink = _welink(env)
         secret_key = env.get("SUPPORTBOT_SECRET_KEY") or None
@@ -160,6 +181,7 @@ class Settings:
             workspace_rate=_positive(env, "SUPPORTBOT_WORKSPACE_RATE", 0.0)
             if env.get("SUPPORTBOT_WORKSPACE_RATE") not in (None, "", "0") else 0.0,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            process_role=role,
             secret_key=secret_key,
             **wecom,
             **welink,
@@ -167,9 +189,10 @@ class Settings:
         )
 
     def require_platform(self) -> None:
-        """Check what `supportbot run` needs: at least one platform, each one complete."""
+        """Check what `supportbot run` needs: at least one platform, each one complete. The
+        worker role only sends: Slack's signing secret (or app token) is not needed there."""
         if self.slack_bot_token or self.slack_app_token or self.slack_signing_secret:
-            self.require_slack()
+            self.require_slack(inbound=self.serves_platforms)
         elif not self.wecom:
             if self.welink:
                 # WeLink documents no callback for group messages: nobody could command
@@ -179,12 +202,15 @@ class Settings:
             raise ConfigError("SLACK_BOT_TOKEN is not set, nor WeCom's WECOM_* variables: "
                               "no chat platform is configured")
 
-    def require_slack(self) -> None:
-        """Check what `supportbot run` needs before anything starts."""
+    def require_slack(self, *, inbound: bool = True) -> None:
+        """Check what `supportbot run` needs before anything starts; without `inbound` (the
+        worker role: it only calls the Web API) only the bot token."""
         if not self.slack_bot_token:
             raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...)")
         if not self.slack_bot_token.startswith("xoxb-"):
             raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+        if not inbound:
+            return
         if self.slack_app_token:
             if not self.slack_app_token.startswith("xapp-"):
                 raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with "

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -25,8 +26,10 @@ class BotProcess:
     """`supportbot run` in a child process, configured only through its environment."""
 
     def __init__(self, *, database_url: str, api_url: str, catalog: Path, log: Path,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, args: Sequence[str] = ()) -> None:
+        """`args` follow `supportbot run` (e.g. `--role worker`)."""
         self.port = free_port()
+        self.args = list(args)
         self.log = log
         self.env = {**os.environ, "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
                     "SLACK_API_URL": api_url, "DATABASE_URL": database_url,
@@ -45,7 +48,7 @@ class BotProcess:
         with self.log.open("ab") as out:
             # a plain child process: tests signal it (SIGKILL) and wait on it synchronously
             self.proc = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "bot.cli", "run"], env=self.env, stdout=out,
+                [sys.executable, "-m", "bot.cli", "run", *self.args], env=self.env, stdout=out,
                 stderr=subprocess.STDOUT)
         async with aiohttp.ClientSession() as http:
             for _ in range(300):

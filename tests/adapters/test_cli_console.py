@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.console import run_console
-from bot.config import Settings, load_catalog
+from bot.config import ConfigError, Settings, load_catalog
 from bot.services.base import AppContext
 from handlers import build_router
 from storage.db import Database
@@ -82,6 +82,9 @@ def test_console_command_runs_in_a_fresh_directory(tmp_path: Path) -> None:
      "WeLink only delivers, so commands need Slack or WeCom"),
     ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
       "SUPPORTBOT_CATALOG": "/nonexistent/catalog.yaml"}, "SUPPORTBOT_CATALOG: cannot read"),
+    ({"SUPPORTBOT_ROLE": "dyno"}, "SUPPORTBOT_ROLE (run --role) must be one of all, web, "
+                                  "worker, got 'dyno'"),
+    ({"SUPPORTBOT_ROLE": "web", "SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET is not set"),
 ])
 def test_bad_configuration_stops_run_with_one_line(tmp_path: Path, env: dict[str, str],
                                                    message: str) -> None:
@@ -90,6 +93,51 @@ def test_bad_configuration_stops_run_with_one_line(tmp_path: Path, env: dict[str
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unknown_role_flag_is_a_one_line_error(tmp_path: Path) -> None:
+    # the flag is checked as the variable is, not by argparse (usage and error: two lines)
+    result = run_cli(["run", "--role", "Web2"], {"SUPPORTBOT_ROLE": "worker"}, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "supportbot: configuration error: SUPPORTBOT_ROLE (run --role) must be one of all, "
+        "web, worker, got 'web2'"]
+
+
+def test_role_flag_wins_over_the_environment(tmp_path: Path) -> None:
+    # the worker needs no signing secret: past the platform check, the catalog stops it
+    env = {"SUPPORTBOT_ROLE": "web", "SLACK_BOT_TOKEN": "xoxb-1",
+           "SUPPORTBOT_CATALOG": "/nonexistent/catalog.yaml"}
+    result = run_cli(["run", "--role", "worker"], env, tmp_path)
+    assert result.returncode == 2 and "SUPPORTBOT_CATALOG: cannot read" in result.stderr
+    result = run_cli(["run"], env, tmp_path)
+    assert result.returncode == 2 and "SLACK_SIGNING_SECRET is not set" in result.stderr
+
+
+@pytest.mark.parametrize(("value", "role", "serves", "works"), [
+    (None, "all", True, True), ("", "all", True, True), ("all", "all", True, True),
+    ("web", "web", True, False), (" Worker ", "worker", False, True),
+])
+def test_process_role_from_the_environment(value: str | None, role: str, serves: bool,
+                                           works: bool) -> None:
+    env = {} if value is None else {"SUPPORTBOT_ROLE": value}
+    settings = Settings.from_env(env)
+    assert (settings.process_role, settings.serves_platforms, settings.runs_worker) == (
+        role, serves, works)
+
+
+def test_worker_role_needs_no_inbound_secrets() -> None:
+    worker = Settings.from_env({"SUPPORTBOT_ROLE": "worker", "SLACK_BOT_TOKEN": "xoxb-1"})
+    worker.require_platform()  # no signing secret, no app token: it only sends
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET is not set"):
+        Settings.from_env({"SUPPORTBOT_ROLE": "web",
+                           "SLACK_BOT_TOKEN": "xoxb-1"}).require_platform()
+    # what it sends with is still checked
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not set"):
+        Settings.from_env({"SUPPORTBOT_ROLE": "worker",
+                           "SLACK_SIGNING_SECRET": "s"}).require_platform()
+    with pytest.raises(ConfigError, match="no chat platform is configured"):
+        Settings.from_env({"SUPPORTBOT_ROLE": "worker"}).require_platform()
 
 
 def test_malformed_catalog_names_file_and_key(tmp_path: Path) -> None:

@@ -224,3 +224,34 @@ async def test_on_sqlite_a_command_waiting_for_the_writer_goes_before_the_worker
     release.set()
     await asyncio.gather(first, worker, command)
     assert order == ["command-1", "command-2", "worker"]
+
+
+async def test_on_sqlite_another_process_commit_wakes_the_worker(db: Database) -> None:
+    """A worker apart from the commands (another process; here another engine on the same
+    file, with its own wake-up event) hears of their commits by watching the file; its own
+    claims that find nothing and its reads do not wake it, and the watch ends with its
+    block."""
+    if not db.is_sqlite:
+        pytest.skip(reason="PostgreSQL workers LISTEN for the commands' NOTIFY")
+    web = Database(db.url)
+    try:
+        async with db.commits_watched(interval=0.01):
+            db.jobs_changed.clear()
+            async with web.transaction() as s:
+                await jobs.enqueue(s, "msg.post", T0, {}, "from-web", T0)
+            await asyncio.wait_for(db.jobs_changed.wait(), 10)
+
+            db.jobs_changed.clear()
+            async with db.transaction() as s:  # nothing due yet: the claim changes nothing
+                assert await jobs.claim(s, T0 - timedelta(days=1), "w",
+                                        timedelta(seconds=30), 10) == []
+            async with db.read() as s:
+                assert await jobs.next_due(s) == T0
+            await asyncio.sleep(0.1)  # ten looks
+            assert not db.jobs_changed.is_set()
+        async with web.transaction() as s:
+            await jobs.enqueue(s, "msg.post", T0, {}, "after", T0)
+        await asyncio.sleep(0.05)
+        assert not db.jobs_changed.is_set()
+    finally:
+        await web.close()
