@@ -54,6 +54,7 @@ async def ack_path(backends: list[str], concurrencies: list[int], per_cell: int,
     try:
         floor: dict[int, float] = {}
         floor_cpu: dict[int, float] = {}
+        floor_p50: dict[int, float] = {}
         await load(bare.url, 20, 1, lambda n: "help")  # warm up
         for c in concurrencies:
             cpu0 = bare.cpu()
@@ -61,6 +62,7 @@ async def ack_path(backends: list[str], concurrencies: list[int], per_cell: int,
             floor_cpu[c] = (bare.cpu() - cpu0) * 1e3 / len(lat)
             p50, p99, mx = quantiles(lat)
             floor[c] = len(lat) / elapsed
+            floor_p50[c] = p50
             rows.append(Row("ack path", f"(a) bare Bolt, c={c}",
                             f"{floor[c]:.0f} req/s; p50 {p50 * 1e3:.1f} ms, p99 "
                             f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms; CPU "
@@ -69,27 +71,60 @@ async def ack_path(backends: list[str], concurrencies: list[int], per_cell: int,
             url = await new_pg_database() if backend == "postgresql" else \
                 f"sqlite+aiosqlite:///{logs / 'ack.db'}"
             await seed_accounts(url, 1)
-            bot = spawn(["-m", "bot.cli", "run"], {**env, "DATABASE_URL": url},
-                        logs / f"bot-{backend}.log")
-            await bot.ready()
+            benv = {**env, "DATABASE_URL": url}
+            # (b) as a deployment that splits them runs it: the HTTP front (`--role web`)
+            # answers the commands, a worker process (`--role worker`) posts each case's
+            # card and notices; CPU per command is the web process's
+            web = spawn(["-m", "bot.cli", "run", "--role", "web"], benv,
+                        logs / f"web-{backend}.log")
+            worker = spawn(["-m", "bot.cli", "run", "--role", "worker"], benv,
+                           logs / f"worker-{backend}.log")
             try:
-                await load(bot.url, 20, 1, lambda n: f"open S3 warm-up {n}")
+                await web.ready()
+                await worker.ready()
+                await load(web.url, 20, 1, lambda n: f"open S3 warm-up {n}")
+                await asyncio.sleep(2.0)
                 for c in concurrencies:
-                    cpu0 = bot.cpu()
-                    lat, elapsed = await load(bot.url, per_cell * max(1, c // 10), c,
-                                              lambda n: f"open S3 bench case {n}")
-                    # the whole bot process: the command, and its worker posting the case's
-                    # card meanwhile (and then, up to 2 s for the last cards)
+                    n = per_cell * max(1, c // 10)
+                    cpu0, wcpu0 = web.cpu(), worker.cpu()
+                    lat, elapsed = await load(web.url, n, c, lambda n: f"open S3 bench case {n}")
+                    cpu = (web.cpu() - cpu0) * 1e3 / len(lat)
+                    # the worker posts the cards meanwhile, and up to 2 s after the last
                     await asyncio.sleep(2.0)
-                    cpu = (bot.cpu() - cpu0) * 1e3 / len(lat)
+                    wcpu = (worker.cpu() - wcpu0) * 1e3 / len(lat)
                     p50, p99, mx = quantiles(lat)
                     rate = len(lat) / elapsed
-                    rows.append(Row("ack path", f"(b) /support open, {backend}, c={c}",
-                                    f"{rate:.0f} req/s; p50 {p50 * 1e3:.1f} ms, p99 "
-                                    f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms; CPU "
-                                    f"{cpu:.2f} ms/command",
-                                    f"(b)/(a) = {rate / floor[c]:.2f}; CPU (b)/(a) = "
-                                    f"{cpu / floor_cpu[c]:.1f}"))
+                    rows.append(Row(
+                        "ack path", f"(b) /support open, {backend}, web + worker, c={c}",
+                        f"{rate:.0f} req/s; p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, "
+                        f"max {mx * 1e3:.1f} ms; CPU {cpu:.2f} ms/command (web process); "
+                        f"worker {wcpu:.2f} ms/case (card, notices)",
+                        f"(b)/(a) = {rate / floor[c]:.2f}; CPU (b)/(a) = "
+                        f"{cpu / floor_cpu[c]:.1f}; p50 (b)/(a) = "
+                        f"{p50 / floor_p50[c]:.2f}"))
+            finally:
+                web.stop()
+                worker.stop()
+            # (c) the default `supportbot run`: one process, its worker beside the commands
+            bot = spawn(["-m", "bot.cli", "run"], benv, logs / f"bot-{backend}.log")
+            try:
+                await bot.ready()
+                await load(bot.url, 20, 1, lambda n: f"open S3 warm-up {n}")
+                await asyncio.sleep(2.0)
+                c = 10
+                cpu0 = bot.cpu()
+                lat, elapsed = await load(bot.url, per_cell, c,
+                                          lambda n: f"open S3 one-process case {n}")
+                cpu_acks = (bot.cpu() - cpu0) * 1e3 / len(lat)
+                await asyncio.sleep(2.0)
+                cpu = (bot.cpu() - cpu0) * 1e3 / len(lat)
+                p50, p99, mx = quantiles(lat)
+                rows.append(Row(
+                    "ack path", f"(c) /support open, {backend}, one process, c={c}",
+                    f"{len(lat) / elapsed:.0f} req/s; p50 {p50 * 1e3:.1f} ms, p99 "
+                    f"{p99 * 1e3:.1f} ms, max {mx * 1e3:.1f} ms; CPU {cpu_acks:.2f} "
+                    f"ms/command over the acks, {cpu:.2f} ms/case with its card and notices",
+                    "`supportbot run` (web and worker in one process)"))
             finally:
                 bot.stop()
                 if backend == "postgresql":

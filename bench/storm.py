@@ -48,6 +48,7 @@ class StormResult:
     empty_acks: int
     fallbacks: int
     cpu_ms_per_command: float
+    worker_ms_per_case: float  # the worker processes' CPU until every card was out
     cards_s: float | None
     new_case_pending: int  # new-case notices (msg.post, not digested) still queued at T
     drained_s: float | None  # T -> the sync that showed the last notice, when all were shown
@@ -216,18 +217,23 @@ async def run_storm(backend: str, replicas: int, groups: int, tams: int, spread:
     fake.channel_interval, fake.channel_burst, fake.workspace_rate = 1.0, 3, 100.0
     await fake.start()
     servers: list[Server] = []
+    workers: list[Server] = []
     try:
         await seed(url, groups, tams)
         env = {"SLACK_API_URL": fake.api_url, "DATABASE_URL": url,
                "SUPPORTBOT_DUTY_CHANNEL": DUTY, "SUPPORTBOT_POLL_SECONDS": "1",
                "SUPPORTBOT_WORKSPACE_RATE": f"{fake.workspace_rate / replicas:g}"}
-        servers = [spawn(["-m", "bot.cli", "run"], env, logs / f"storm-{backend}-{i}.log")
-                   for i in range(replicas)]
-        for server in servers:
+        # each replica: an HTTP front (`--role web`) and a worker process (`--role worker`)
+        servers = [spawn(["-m", "bot.cli", "run", "--role", "web"], env,
+                         logs / f"storm-{backend}-web{i}.log") for i in range(replicas)]
+        workers = [spawn(["-m", "bot.cli", "run", "--role", "worker"], env,
+                         logs / f"storm-{backend}-worker{i}.log") for i in range(replicas)]
+        for server in servers + workers:
             await server.ready()
         db = Database(url)
         try:
             cpu0 = sum(s.cpu() for s in servers)
+            wcpu0 = sum(w.cpu() for w in workers)
             latencies, empty, failed = await open_storm(servers, fake, groups, spread)
             cpu_ms = (sum(s.cpu() for s in servers) - cpu0) * 1e3 / groups
             start = time.perf_counter()
@@ -238,6 +244,8 @@ async def run_storm(backend: str, replicas: int, groups: int, tams: int, spread:
                     break
                 await asyncio.sleep(0.25)
             fallbacks = sum(1 for r in fake.responses if r)
+            # the workers' CPU for the opening half: cards, new-case notices, refreshes
+            worker_ms = (sum(w.cpu() for w in workers) - wcpu0) * 1e3 / groups
             # the SLA clocks run out together: near-breach at T, breach 10 s later
             t = datetime.now(UTC) + timedelta(seconds=1)
             async with db.transaction() as s:
@@ -299,7 +307,8 @@ async def run_storm(backend: str, replicas: int, groups: int, tams: int, spread:
                     other += 1
             dms = [f"DUTAM{i}" for i in range(tams)]
             return StormResult(
-                backend, replicas, groups, latencies, empty, fallbacks, cpu_ms, cards_s,
+                backend, replicas, groups, latencies, empty, fallbacks, cpu_ms, worker_ms,
+                cards_s,
                 new_case_pending, drained_s, waited, shown.notices, shown.delivered,
                 shown.missing, missing_text, shown.expired, shown.late,
                 sorted((posts[d], updates[d]) for d in dms), (posts[DUTY], updates[DUTY]),
@@ -307,7 +316,7 @@ async def run_storm(backend: str, replicas: int, groups: int, tams: int, spread:
         finally:
             await db.close()
     finally:
-        for server in servers:
+        for server in servers + workers:
             server.stop()
         await fake.close()
         if backend == "postgresql":
@@ -319,7 +328,8 @@ def figures(r: StormResult) -> tuple[str, str]:
     over = sum(1 for lat in r.latencies if lat > 3.0)
     opened = (f"{len(r.latencies)} opened: ack p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms, "
               f"max {mx * 1e3:.0f} ms; {over} over 3 s; {r.fallbacks} response_url "
-              f"fallbacks; bot CPU {r.cpu_ms_per_command:.1f} ms/command")
+              f"fallbacks; web CPU {r.cpu_ms_per_command:.1f} ms/command; worker CPU "
+              f"{r.worker_ms_per_case:.1f} ms/case (cards, notices)")
     if r.failed:
         opened += "; FAILED: " + ", ".join(f"{n} {what}" for what, n in sorted(r.failed.items()))
     cards = f"cards {r.cards_s:.1f} s" if r.cards_s is not None else "cards not all out in 60 s"

@@ -8,16 +8,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, text, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import sql
-from storage.db import JOBS_CHANNEL
 from storage.sql import core, insert_for, prepared
 from storage.tables import JobRow
 
 PENDING, DONE, DEAD, CANCELLED = "pending", "done", "dead", "cancelled"
-_NOTIFY = text("SELECT pg_notify(:ch, '')")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +74,9 @@ async def batched(s: AsyncSession) -> AsyncIterator[None]:
 
 
 async def _added(s: AsyncSession) -> None:
-    """Jobs were added in this transaction: wake the workers when it commits."""
-    if s.get_bind().dialect.name == "postgresql" and not s.info.get("notified"):
-        # transactional: delivered to other replicas' workers only when this commits;
-        # one notification per transaction is enough to wake them
-        await sql.run(s, _NOTIFY, {"ch": JOBS_CHANNEL})
-        s.info["notified"] = True
+    """Jobs were added in this transaction: wake the workers when it commits (this
+    process's through `Database.jobs_changed`; on PostgreSQL every replica's through the
+    NOTIFY that the jobs table's insert trigger sends, delivered at commit)."""
     s.info["jobs_enqueued"] = True
 
 

@@ -36,8 +36,6 @@ _INSERT = insert(_CASES).returning(_CASES.c.id)
 _GET = select(*_CASES.columns).where(_CASES.c.id == bindparam("case_id"))
 _SET_CARD_TS = update(_CASES).where(_CASES.c.id == bindparam("case_id")).values(
     card_ts=bindparam("ts"))
-_SET_REF = update(_CASES).where(_CASES.c.id == bindparam("case_id")).values(
-    ref=bindparam("ref"))
 
 
 class Cases:
@@ -55,10 +53,10 @@ class Cases:
             status=CaseStatus.OPEN.value, opened_at=new.opened_at, due_at=new.due_at,
             warn_at=new.warn_at, target_label=new.target_label, sla_generation=1,
             escort=new.escort, warned=False, breached=False, version=1)
-        # the id assigned is what the reference is made from
+        # the id assigned is what the reference is made from: the database sets the ref
+        # column from it (a trigger, migration 0009), in the same format as `case_ref`
         case_id = int((await sql.run(self.s, _INSERT, values)).scalar_one())
         ref = case_ref(case_id)
-        await sql.run(self.s, _SET_REF, {"case_id": case_id, "ref": ref})
         return Case(
             id=case_id, ref=ref, account_key=new.account_key, team_id=new.team_id,
             channel_id=new.channel_id, opener_user_id=new.opener_user_id,
