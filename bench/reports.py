@@ -52,13 +52,18 @@ async def _seed(url: str, accounts: int, cases_each: int) -> None:
         batch = []
         cid = 0
         for a in range(accounts):
+            # accounts differ in their mix: the first 3k cases S1 (k = 0..6), the rest spread
+            # over the five severities, so the tallest bar (6 to 20 cases) varies and the
+            # chart processes draw a background for each of those seven heights
+            s1_first = 3 * (a % 7)
             for i in range(cases_each):
                 cid += 1
                 opened = start + timedelta(hours=7 * i + a % 5)
+                severity = "S1" if i < s1_first else f"S{1 + i % 5}"
                 batch.append(dict(
                     id=cid, ref=f"CS-{1000 + cid}", account_key=f"acct{a:05d}",
                     team_id="T1", channel_id=f"CG{a:04d}", opener_user_id="U",
-                    severity=f"S{1 + i % 5}", requested_severity=f"S{1 + i % 5}",
+                    severity=severity, requested_severity=severity,
                     summary="x", description="", status="resolved", opened_at=opened,
                     due_at=opened + timedelta(minutes=30), warn_at=opened, target_label="30m",
                     sla_generation=2, escort=False,
