@@ -213,8 +213,8 @@ class _Canvas:
 def png_rgba(rgba: Any) -> bytes:
     """An RGBA image as a PNG (8 bits a channel): each row filtered as the difference from
     the row above ("Up": a chart's rows mostly repeat, so they become zeros), deflated at
-    zlib level 1. About 3 times faster than Pillow's encoder at its level 1 (which tries
-    every filter on every row), and no larger."""
+    zlib level 1. For a chart: 2.6 ms of CPU where Pillow's encoder at the same level took
+    6.6 ms, for a file 2 % larger (about 33 KB)."""
     import numpy as np
 
     height, width = rgba.shape[:2]
