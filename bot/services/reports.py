@@ -17,7 +17,6 @@ from bot.domain.model import Account
 from bot.domain.perks import granted
 from bot.domain.reports import (
     SKIP_REASONS,
-    CaseFact,
     CaseStats,
     PerkMonth,
     ReportRecord,
@@ -137,9 +136,7 @@ async def build(app: AppContext, s: AsyncSession, account: Account, year: int,
                 month: int) -> Report:
     """Gather one account's month. Every query is filtered by this account's key."""
     start, end = month_bounds(year, month, app.tz(account))
-    cases = await Cases(s).opened_between(account.key, start, end)
-    facts = [CaseFact(c.severity, c.opened_at, c.due_at, c.first_response_at,
-                      c.resolved_at, c.breached) for c in cases]
+    facts = await Cases(s).facts_between(account.key, start, end)
     sent, acked = await Advisories(s).month_counts(account.key, start, end)
     changes = await PlanChanges(s).for_account(account.key, since=start, until=end)
     ry, rm = (year, month + 1) if month < 12 else (year + 1, 1)
@@ -414,7 +411,7 @@ async def run_post(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
     key, label = str(job.payload["account"]), str(job.payload["month"])
     year, month = int(label[:4]), int(label[5:])
     app = ctx.app
-    async with app.db.transaction() as s:
+    async with app.db.read() as s:  # only reads: on SQLite, beside the one writer
         account = await Accounts(s).get(key)
         channels = await Bindings(s).channels_of(key) if account else []
         if account is None or not channels:

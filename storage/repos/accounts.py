@@ -29,6 +29,10 @@ def to_account(row: AccountRow | Row[Any]) -> Account:
 
 # domain field -> column, where the names differ
 _COLUMN = {"start": "start_date", "end": "end_date"}
+_BINDINGS = core(ChannelBindingRow)
+_CHANNELS_OF = (select(_BINDINGS.c.channel_id)
+                .where(_BINDINGS.c.account_key == bindparam("account_key"))
+                .order_by(_BINDINGS.c.bound_at))
 
 
 def _write(row: AccountRow, a: Account, only: set[str] | None = None) -> None:
@@ -119,9 +123,7 @@ class Bindings:
         return set(rows.all())
 
     async def channels_of(self, account_key: str) -> list[str]:
-        rows = await self.s.scalars(select(ChannelBindingRow.channel_id)
-                                    .where(ChannelBindingRow.account_key == account_key)
-                                    .order_by(ChannelBindingRow.bound_at))
+        rows = await self.s.scalars(_CHANNELS_OF, {"account_key": account_key})
         return list(rows.all())
 
 

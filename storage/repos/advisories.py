@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, update
+from sqlalchemy import ColumnElement, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.advisories import (
@@ -19,9 +19,18 @@ from bot.domain.advisories import (
 )
 from bot.domain.model import DeliveryStatus
 from storage.repos import deliveries
+from storage.sql import core
 from storage.tables import AdvisoryDeliveryRow, AdvisoryRow
 
 D = AdvisoryDeliveryRow
+_D = core(D)
+# built once (Core, bound parameters): each monthly report runs it
+_MONTH_COUNTS = (
+    select(func.count(func.distinct(case((_D.c.status == DeliveryStatus.SENT.value,
+                                          _D.c.advisory_id)))),
+           func.count(func.distinct(case((_D.c.acked_at.is_not(None), _D.c.advisory_id)))))
+    .where(_D.c.account_key == bindparam("account_key"), _D.c.sent_at >= bindparam("start"),
+           _D.c.sent_at < bindparam("end")))
 
 
 def _advisory(r: AdvisoryRow) -> Advisory:
@@ -155,9 +164,6 @@ class Advisories:
                            ) -> tuple[int, int]:
         """(sent, acknowledged): distinct advisories delivered to the account in
         [start, end), and how many of those it acknowledged."""
-        sent, acked = (await self.s.execute(
-            select(func.count(func.distinct(case((D.status == DeliveryStatus.SENT.value,
-                                                  D.advisory_id)))),
-                   func.count(func.distinct(case((D.acked_at.is_not(None), D.advisory_id)))))
-            .where(D.account_key == account_key, D.sent_at >= start, D.sent_at < end))).one()
+        sent, acked = (await self.s.execute(_MONTH_COUNTS, {
+            "account_key": account_key, "start": start, "end": end})).one()
         return int(sent or 0), int(acked or 0)

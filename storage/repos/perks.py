@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.model import LedgerEntry, NewPerkRequest, PerkRequest, RequestStatus
+from storage.sql import core
 from storage.tables import AccountRow, PerkLedgerRow, PerkRequestRow
 
 
@@ -23,6 +24,21 @@ def _request(r: PerkRequestRow) -> PerkRequest:
 # how each ledger line counts towards what is taken of a quota (held or used)
 _TAKEN = {LedgerEntry.HOLD.value: 1, LedgerEntry.RELEASE.value: -1,
           LedgerEntry.CONSUME.value: 1}
+
+
+# built once (Core, bound parameters): each monthly report runs both
+_LEDGER, _REQUESTS = core(PerkLedgerRow), core(PerkRequestRow)
+_TAKEN_BEFORE = (
+    select(_LEDGER.c.perk, _LEDGER.c.entry, func.sum(_LEDGER.c.amount))
+    .where(_LEDGER.c.account_key == bindparam("account_key"),
+           _LEDGER.c.plan_year_start == bindparam("plan_year_start"),
+           _LEDGER.c.at < bindparam("before"))
+    .group_by(_LEDGER.c.perk, _LEDGER.c.entry))
+_APPROVED_BEFORE = (
+    select(_REQUESTS.c.perk, _REQUESTS.c.start_date, _REQUESTS.c.amount)
+    .where(_REQUESTS.c.account_key == bindparam("account_key"),
+           _REQUESTS.c.status == RequestStatus.APPROVED.value,
+           _REQUESTS.c.start_date < bindparam("end")))
 
 
 class PerkLedger:
@@ -66,12 +82,9 @@ class PerkLedger:
     async def taken_before(self, account_key: str, plan_year_start: date,
                            before: datetime) -> dict[str, int]:
         """Held + used per perk of one plan year, as the ledger stood at `before`."""
-        rows = (await self.s.execute(
-            select(PerkLedgerRow.perk, PerkLedgerRow.entry, func.sum(PerkLedgerRow.amount))
-            .where(PerkLedgerRow.account_key == account_key,
-                   PerkLedgerRow.plan_year_start == plan_year_start,
-                   PerkLedgerRow.at < before)
-            .group_by(PerkLedgerRow.perk, PerkLedgerRow.entry))).all()
+        rows = (await self.s.execute(_TAKEN_BEFORE, {
+            "account_key": account_key, "plan_year_start": plan_year_start,
+            "before": before})).all()
         taken: dict[str, int] = {}
         for perk, entry, amount in rows:
             if entry in _TAKEN:
@@ -81,11 +94,8 @@ class PerkLedger:
     async def approved_starting_before(self, account_key: str, end: date
                                        ) -> list[tuple[str, date, int]]:
         """(perk, first day, amount) of approved requests that start before `end`."""
-        rows = (await self.s.execute(
-            select(PerkRequestRow.perk, PerkRequestRow.start_date, PerkRequestRow.amount)
-            .where(PerkRequestRow.account_key == account_key,
-                   PerkRequestRow.status == RequestStatus.APPROVED.value,
-                   PerkRequestRow.start_date < end))).all()
+        rows = (await self.s.execute(_APPROVED_BEFORE, {"account_key": account_key,
+                                                         "end": end})).all()
         return [(perk, start, int(amount)) for perk, start, amount in rows]
 
     async def add_request(self, new: NewPerkRequest) -> PerkRequest:

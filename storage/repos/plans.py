@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.billing import ChangeKind
@@ -51,6 +51,13 @@ def _change(r: PlanChangeRow) -> PlanChange:
         at=r.at)
 
 
+# built once: each monthly report asks for its month's changes
+_IN_WINDOW = (select(PlanChangeRow)
+              .where(PlanChangeRow.account_key == bindparam("account_key"),
+                     PlanChangeRow.at >= bindparam("since"), PlanChangeRow.at < bindparam("until"))
+              .order_by(PlanChangeRow.id))
+
+
 class PlanChanges:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
@@ -71,6 +78,10 @@ class PlanChanges:
     async def for_account(self, account_key: str, since: datetime | None = None,
                           until: datetime | None = None) -> list[PlanChange]:
         """An account's plan changes in the order applied, optionally in [since, until)."""
+        if since is not None and until is not None:
+            rows = await self.s.scalars(_IN_WINDOW, {"account_key": account_key,
+                                                     "since": since, "until": until})
+            return [_change(r) for r in rows.all()]
         q = select(PlanChangeRow).where(PlanChangeRow.account_key == account_key)
         if since is not None:
             q = q.where(PlanChangeRow.at >= since)

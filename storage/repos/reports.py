@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.reports import ReportRecord
+from storage.sql import core
 from storage.tables import ReportRecipientRow, ReportRow, ReportSettingRow
+
+_INSERT = insert(core(ReportRow))  # Core: no unit of work for a row written once
 
 
 class Reports:
@@ -16,10 +19,10 @@ class Reports:
         self.s = s
 
     async def add(self, r: ReportRecord) -> None:
-        self.s.add(ReportRow(account_key=r.account_key, month=r.month, trigger=r.trigger,
-                             deadline=r.deadline, created_at=r.created_at,
-                             channel_id=r.channel_id, ts=r.ts, figures=r.figures))
-        await self.s.flush()
+        await self.s.execute(_INSERT, {
+            "account_key": r.account_key, "month": r.month, "trigger": r.trigger,
+            "deadline": r.deadline, "created_at": r.created_at, "channel_id": r.channel_id,
+            "ts": r.ts, "figures": r.figures})
 
     async def of(self, account_key: str) -> list[ReportRecord]:
         """An account's reports in the order they were posted."""

@@ -12,9 +12,11 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+import bot.charts
 from bot.charts import SIZE_INCHES, ChartFailed, ChartRenderer, drawn, report_chart
 from bot.domain.model import Severity
 from bot.domain.reports import CaseFact, CaseStats, case_stats
@@ -94,6 +96,41 @@ def test_a_reused_figure_draws_what_a_fresh_one_does() -> None:
         return sum(n for n, color in colors if color == blue)
 
     assert blue_pixels(first) > blue_pixels(report_chart(case_stats([]), "x", EN)) == 0
+
+
+def busier(n: int) -> CaseStats:
+    """BUSY with `n` more S4 cases, answered in time: a taller left axis from n = 3 on."""
+    return case_stats([*(fact(S4, 2 * M, 10 * M) for _ in range(n)),
+                       fact(S1, 5 * M, 10 * M), fact(S1, 8 * M, 10 * M),
+                       fact(S1, 30 * M, 10 * M), fact(S3, None, 60 * M)])
+
+
+def test_a_chart_drawn_over_its_kept_background_is_a_full_draw_pixel_for_pixel() -> None:
+    """Only the bars, points, counts, notes and the lines they touch are drawn per chart,
+    over a background kept per title, labels and left axis: the PNG must hold exactly the
+    pixels a full draw of the figure makes, whether its background was kept or new."""
+    charts = [(BUSY, "Service report 2026-10", EN), (QUIET, "2026年11月服务报告", ZH),
+              (BUSY, "Service report 2026-10", EN), (case_stats([]), "Service report", EN),
+              *((busier(n), "Service report 2026-10", EN) for n in range(6)),
+              (QUIET, "2026年11月服务报告", ZH), (busier(4), "2026年11月服务报告", ZH)]
+    for stats, title, labels in charts:
+        got = np.asarray(image(report_chart(stats, title, labels)).convert("RGBA"))
+        fig = drawn(stats, title, labels)
+        fig.canvas.draw()  # the whole figure, every artist in its order
+        full = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
+        assert got.shape == full.shape
+        assert np.array_equal(got, full), (title, [r.opened for r in stats.rows])
+
+
+def test_kept_backgrounds_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bot.charts, "BACKGROUNDS", 2)
+    for n in range(5):
+        report_chart(busier(n + 3), f"Service report {n}", EN)
+    canvas = bot.charts._the_canvas(BUSY)
+    assert len(canvas._backgrounds) == 2
+    # the ones kept are the latest; an older chart is drawn again the same way
+    assert report_chart(busier(3), "Service report 0", EN) == \
+        report_chart(busier(3), "Service report 0", EN)
 
 
 async def test_the_pool_renders_the_same_png_as_the_bot_process() -> None:

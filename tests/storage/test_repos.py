@@ -27,7 +27,7 @@ from bot.domain.model import (
     Term,
     Tier,
 )
-from bot.domain.reports import ReportRecord
+from bot.domain.reports import CaseFact, ReportRecord
 from storage.db import Database
 from storage.repos import (
     Accounts,
@@ -149,9 +149,11 @@ async def test_cases_take_a_new_case_and_typed_changes(db: Database) -> None:
                                              "down")
     async with db.transaction() as s:
         assert await Cases(s).get(case.id) == acked
-        assert await Cases(s).opened_between("acme", T0, T0 + timedelta(days=1)) == [acked]
-        assert await Cases(s).opened_between("acme", T0 + timedelta(seconds=1),
-                                             T0 + timedelta(days=1)) == []
+        assert await Cases(s).facts_between("acme", T0, T0 + timedelta(days=1)) == [
+            CaseFact(acked.severity, acked.opened_at, acked.due_at, T0, None, False)]
+        assert await Cases(s).facts_between("acme", T0 + timedelta(seconds=1),
+                                            T0 + timedelta(days=1)) == []
+        assert await Cases(s).facts_between("other", T0, T0 + timedelta(days=1)) == []
 
 
 async def test_perk_requests_are_domain_objects_with_a_status(db: Database) -> None:
