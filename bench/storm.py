@@ -50,7 +50,7 @@ class StormResult:
     cpu_ms_per_command: float
     worker_ms_per_case: float  # the worker processes' CPU until every card was out
     cards_s: float | None
-    new_case_pending: int  # new-case notices (msg.post, not digested) still queued at T
+    new_case_pending: int  # new-case notices not yet in their digests at T
     drained_s: float | None  # T -> the sync that showed the last notice, when all were shown
     waited_s: float
     notices: int  # near-breach and breach notices: digest items over every recipient
@@ -106,8 +106,12 @@ async def digest_figures(db: Database, t: datetime) -> Shown:
     last: datetime | None = None
     digests: dict[int, tuple[str | None, str | None, list[str]]] = {
         int(i): (ch, ts, []) for i, ch, ts in digest_rows}
+    counted = 0
     for digest_id, kind, due_at, params in item_rows:
         place[digest_id] += 1
+        if kind not in (WARN, BREACH):
+            continue  # a new case's notice (the storm's opening half), in the same digests
+        counted += 1
         due = t if kind == WARN else _utc(due_at)
         seen = min((at for v, at in shows.get(digest_id, []) if v >= place[digest_id]),
                    default=None)
@@ -125,7 +129,7 @@ async def digest_figures(db: Database, t: datetime) -> Shown:
         delivered += 1
         late += (seen - due).total_seconds() > 60
         last = seen if last is None else max(last, seen)
-    return Shown(len(item_rows), delivered, missing, expired, late, last, digests)
+    return Shown(counted, delivered, missing, expired, late, last, digests)
 
 
 def _utc(at: datetime) -> datetime:
@@ -258,7 +262,7 @@ async def run_storm(backend: str, replicas: int, groups: int, tams: int, spread:
                                 .values(due_at=t + WARN_TO_BREACH))
                 if backend == "postgresql":
                     await s.execute(text("SELECT pg_notify(:ch, '')"), {"ch": JOBS_CHANNEL})
-            new_case_pending = await pending(db, kind="msg.post")
+            new_case_pending = await pending(db, kind="case.new_notice")
             calls_before = len(fake.calls)
             drained_s = None
             began = time.perf_counter()

@@ -78,6 +78,9 @@ def standard() -> Registry:
     r = Registry()
     r.add(cases.SLA_WARN, cases.run_timer, atomic=True, lock=cases.lock_timers)
     r.add(cases.SLA_BREACH, cases.run_timer, atomic=True, lock=cases.lock_timers)
+    # joins digests as the timers do: the same locks, in the same order
+    r.add(cases.NEW_CASE_NOTICE, cases.run_new_case_notice, atomic=True,
+          lock=cases.lock_timers)
     r.add(outbox.CARD_SYNC, outbox.relay_card, first=True, tag=outbox.card_job_tag)
     r.add(outbox.MSG_POST, outbox.relay_post)
     r.add(digests.SYNC, digests.relay)

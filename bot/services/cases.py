@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,7 @@ from storage.repos import Accounts, Audit, Cases, Inbox, Incidents, PerkLedger, 
 
 SLA_WARN = "sla.warn"
 SLA_BREACH = "sla.breach"
+NEW_CASE_NOTICE = "case.new_notice"  # the staff's notice of a new case, joining their digests
 MAX_SUMMARY = 300
 MAX_DESCRIPTION = 3000
 
@@ -132,8 +133,10 @@ async def _write_case(s: AsyncSession, app: AppContext, actor: Actor, account: A
     await outbox.sync_card(s, now, case.id, case.version)
     await home.touch(s, account.key, now)
     excluded = region in app.catalog.service_exclusions
-    await _notify_staff(s, app, account, case,
-                        "notice.new_case_excluded" if excluded else "notice.new_case", now, "new")
+    # the TAM's and the duty channel's notice joins their digests in the worker: a regional
+    # outage's hundreds of new cases are one message each, and the command does less
+    await jobs.enqueue(s, NEW_CASE_NOTICE, now, {"case_id": case.id}, f"case:{case.id}:new",
+                       now)
     opened = Opened(case=case, account=account)
     opened.notices += await incident_links.link_new_case(s, app, account, case, now, named)
     if terms.refiled:
@@ -149,37 +152,11 @@ async def _write_case(s: AsyncSession, app: AppContext, actor: Actor, account: A
     return opened
 
 
-async def _notify_staff(s: AsyncSession, app: AppContext, account: Account, case: Case,
-                        msg_id: str, now: datetime, tag: str,
-                        delta: timedelta | None = None,
-                        expires_at: datetime | None = None) -> None:
-    """Tell the account's TAM (by DM) and the duty channel; never the customer group.
-    A notice with `expires_at` is dropped if it could not be delivered before then."""
-    def text(t: Translator) -> str:
-        return t(msg_id, ref=case.ref, account=account.name, key=account.key,
-                 sev=case.severity.value, summary=case.summary, due=time_token(case.due_at),
-                 region=case.region or "",
-                 d=t.duration(delta) if delta is not None else "")
-
-    if app.settings.duty_channel:
-        en = Translator(Lang.EN)
-        await outbox.post(s, now, channel=app.settings.duty_channel, text=text(en),
-                          link_text=en("notice.card_link"),
-                          key=f"case:{case.id}:g{case.sla_generation}:{tag}:duty",
-                          link_case_id=case.id, expires_at=expires_at)
-    if account.tam_user_id:
-        member = await Staff(s).get(account.team_id or case.team_id, account.tam_user_id)
-        t = Translator(member.lang if member else Lang.EN)
-        await outbox.post(s, now, user=account.tam_user_id, text=text(t),
-                          link_text=t("notice.card_link"),
-                          key=f"case:{case.id}:g{case.sla_generation}:{tag}:tam",
-                          link_case_id=case.id, expires_at=expires_at)
-
-
 async def _notify_digest(s: AsyncSession, app: AppContext, account: Account, case: Case,
                          kind: str, now: datetime) -> None:
-    """A near-breach or breach notice for the account's TAM and the duty channel, joining
-    each recipient's digest of the moment (`bot.services.digests`)."""
+    """A new-case, near-breach or breach notice for the account's TAM (by DM) and the duty
+    channel, never the customer group, joining each recipient's digest of the moment
+    (`bot.services.digests`)."""
     recipients: list[tuple[str, Lang]] = []
     if app.settings.duty_channel:
         recipients.append((digests.for_channel(app.settings.duty_channel), Lang.EN))
@@ -193,7 +170,11 @@ async def _notify_digest(s: AsyncSession, app: AppContext, account: Account, cas
         notice_key=f"case:{case.id}:g{case.sla_generation}:{kind}", case_id=case.id, kind=kind,
         due_at=case.due_at, fired_at=now,
         params={"ref": case.ref, "account": account.name, "key": account.key,
-                "sev": case.severity.value, "summary": case.summary},
+                "sev": case.severity.value, "summary": case.summary,
+                # a new case outside the service area says so (seed §3)
+                **({"region": case.region, "region_excluded": True}
+                   if kind == digests.NEW and case.region in app.catalog.service_exclusions
+                   else {})},
         incident=linked[0].ref if linked else None)
     await digests.notify(s, app, now, recipients, item)
 
@@ -375,6 +356,19 @@ async def lock_timers(s: AsyncSession, batch: list[jobs.Job]) -> None:
     case_ids = sorted({int(j.payload["case_id"]) for j in batch})
     await Cases(s).lock(case_ids)
     await digests.lock_for(s, case_ids)  # then their TAMs' digests, in one order too
+
+
+async def run_new_case_notice(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:
+    """The new-case notice of a case (`NEW_CASE_NOTICE`, atomic: it joins the digests in
+    the transaction that completes the job, so each recipient gets it once)."""
+    s = ctx.tx
+    case = await Cases(s).get(int(job.payload["case_id"]))
+    if case is None:
+        return {"outcome": "gone"}
+    account = await Accounts(s).get(case.account_key)
+    assert account is not None
+    await _notify_digest(s, ctx.app, account, case, digests.NEW, ctx.started)
+    return {"outcome": "noted"}
 
 
 async def run_timer(ctx: JobContext, job: jobs.Job) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Notice digests: the near-breach and breach notices to one recipient (a TAM's DM, the duty
-channel) within a short window (`SUPPORTBOT_DIGEST_WINDOW`) are one message listing the
-cases, most urgent first (breaches before warnings, then by due time), grouped by incident
+"""Notice digests: the new-case, near-breach and breach notices to one recipient (a TAM's DM,
+the duty channel) within a short window (`SUPPORTBOT_DIGEST_WINDOW`) are one message listing
+the cases, most urgent first (breaches, then warnings, then new cases, each by due time),
+grouped by incident
 where a case is linked to one, with counts. The first notice opens the window and is posted
 at once; later ones update that message in place while the window is open (a platform that
 cannot edit posts the new state as a new message). A digest of one reads as the notice alone.
@@ -36,13 +37,14 @@ from storage.repos.digests import DigestItem, Digests
 log = logging.getLogger(__name__)
 
 SYNC = "digest.sync"
-WARN, BREACH = "warn", "breach"
+WARN, BREACH, NEW = "warn", "breach", "new"
+_RANK = {BREACH: 0, WARN: 1, NEW: 2}  # most urgent first; a case shows its most urgent
 # later notices wait this long (at most the window) before the message is updated, so a
 # burst of timers firing in several batches costs one update rather than one per batch
 UPDATE_DELAY = timedelta(seconds=1)
 SUMMARY_CHARS = 60  # of a case's summary on its line in a digest of several
 
-__all__ = ["BREACH", "SYNC", "WARN", "DigestItem", "for_channel", "for_user", "lock_for",
+__all__ = ["BREACH", "NEW", "SYNC", "WARN", "DigestItem", "for_channel", "for_user", "lock_for",
            "notify", "relay", "render"]
 
 
@@ -83,7 +85,8 @@ async def notify(s: AsyncSession, app: AppContext, now: datetime, recipients: It
 
 
 def _delta(item: DigestItem) -> timedelta:
-    return item.due_at - item.fired_at if item.kind == WARN else item.fired_at - item.due_at
+    """Time left (a warning, a new case's first response) or late (a breach)."""
+    return item.fired_at - item.due_at if item.kind == BREACH else item.due_at - item.fired_at
 
 
 def visible(items: list[DigestItem], now: datetime) -> list[DigestItem]:
@@ -94,10 +97,9 @@ def visible(items: list[DigestItem], now: datetime) -> list[DigestItem]:
         if item.kind == WARN and now >= item.due_at:
             continue
         seen = by_case.get(item.case_id)
-        if seen is None or (seen.kind == WARN and item.kind == BREACH):
+        if seen is None or _RANK[item.kind] < _RANK[seen.kind]:
             by_case[item.case_id] = item
-    return sorted(by_case.values(),
-                  key=lambda i: (i.kind != BREACH, i.due_at, i.case_id))
+    return sorted(by_case.values(), key=lambda i: (_RANK[i.kind], i.due_at, i.case_id))
 
 
 def render(items: list[DigestItem], lang: Lang, now: datetime,
@@ -110,19 +112,25 @@ def render(items: list[DigestItem], lang: Lang, now: datetime,
     t = Translator(lang)
     if len(shown) == 1:
         item = shown[0]
-        msg_id = "notice.breach" if item.kind == BREACH else "notice.near_breach"
+        msg_id = {BREACH: "notice.breach", WARN: "notice.near_breach"}.get(item.kind) or (
+            "notice.new_case_excluded" if item.params.get("region_excluded")
+            else "notice.new_case")
         text = t(msg_id, **item.params, due=time_token(item.due_at),
                  d=t.duration(_delta(item)))
         if item.case_id in links:
             text += "\n" + t("notice.card_link", link=links[item.case_id])
         return Message.of(text)
     breaches = sum(1 for i in shown if i.kind == BREACH)
-    warnings = len(shown) - breaches
+    warnings = sum(1 for i in shown if i.kind == WARN)
+    new = len(shown) - breaches - warnings
     counts = [t("digest.breaches", n=breaches)] if breaches else []
     if warnings:
         counts.append(t("digest.warnings", n=warnings))
+    if new:
+        counts.append(t("digest.new_cases", n=new))
     lines = [t("digest.title", n=len(shown), counts=t.join(counts),
-               mark="<mark:breach>" if breaches else "<mark:warning>")]
+               mark="<mark:breach>" if breaches else "<mark:warning>" if warnings
+               else "<mark:ticket>")]
 
     def line(item: DigestItem) -> str:
         # one short line per case (the due time is on its card): hundreds fit one message

@@ -5,15 +5,18 @@ timers, it sleeps until the next due job, and late SLA timers send only what sti
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from bot.services.base import AppContext
 from bot.services.messenger import DeliveryError
 from bot.worker import Worker
 from storage import jobs
 from storage.repos import Audit, Cases
+from storage.tables import DigestItemRow
 from testkit.chat import ACME_CH, CUSTOMER, TAM, Chat
 from testkit.fakes import Clock, RecordingMessenger, drain, notice_refs, notices
 
@@ -64,7 +67,11 @@ async def test_two_workers_share_timers_and_send_each_notice_once(
         clock.advance(seconds=2)  # a notice whose card the other worker posted waits 1 s
     refs = {f"CS-{1001 + i}": 1 for i in range(12)}
     assert notice_refs(messenger) == {TAM: refs, "CDUTY": refs}  # digests, each case once
-    assert len(notices(messenger, "New case")) == 24
+    # each case's new-case notice joined the TAM's and the duty channel's digest once; the
+    # digests show each case's breach, its most urgent notice, in its place
+    async with ctx.db.read() as s:
+        kinds = Counter((await s.execute(select(DigestItemRow.kind))).scalars())
+    assert kinds == Counter({"new": 24, "breach": 24})
     assert (w1.processed > 0 and w2.processed > 0) or ctx.db.is_sqlite
 
 
