@@ -8,6 +8,7 @@ import functools
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
@@ -19,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -64,12 +66,15 @@ class Database:
             kwargs["pool_size"] = 4
             kwargs["max_overflow"] = 4
         else:
-            kwargs["pool_size"] = 10
-            kwargs["max_overflow"] = 20
-            kwargs["pool_pre_ping"] = True
+            # a dozen per process at most: a deployment runs several (web and worker, replicas)
+            # on a server that takes 100 in all by default; a command waits for a free one
+            kwargs["pool_size"] = 8
+            kwargs["max_overflow"] = 4
             if schema:
                 kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if not self.is_sqlite:
+            _ping_when_idle(self.engine)
         if self.is_sqlite:
             _configure_sqlite(self.engine, immediate=True)
             # readers on their own connections with a plain BEGIN: WAL lets them run beside
@@ -345,6 +350,31 @@ def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
             cursor.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         finally:
             cursor.close()
+
+
+IDLE_PING_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Check a pooled PostgreSQL connection before use when it has been idle a while (the
+    server may have restarted or dropped it meanwhile); a busy process, whose connections
+    were used a moment ago, spares the round trip that a ping on every checkout costs.
+    A dead one is replaced: the pool tries another connection."""
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        now = time.monotonic()
+        last = record.info.get("checked_out_at")
+        record.info["checked_out_at"] = now
+        if last is None or now - last < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = sync.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the driver's own error for a dead connection
+            raise DisconnectionError(f"connection lost while idle: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("connection lost while idle")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

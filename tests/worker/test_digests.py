@@ -173,8 +173,10 @@ async def test_a_sender_that_dies_after_posting_is_not_posted_again(
     for i in range(10):
         await chat(CUSTOMER, ACME_CH, f"/support open S1 late {i}")
     first = Worker(ctx, messenger, name="before")
-    await first.run_once()  # cards
-    clock.advance(minutes=10, seconds=-50 + 1)  # the first ten breach
+    await first.run_once()  # cards, and the new-case notices join their digests
+    clock.advance(seconds=2)
+    await first.run_once()  # a new-case digest that waited for its cards is out
+    clock.advance(minutes=10, seconds=-52 + 1)  # the first ten breach
     # the duty digest's sender dies; the TAM's digest is sent by a job running beside it, in
     # either order, and that job is let finish (a job still running on in the dead worker
     # would race the restarted one for the TAM's message)
@@ -251,3 +253,39 @@ def test_render_groups_by_incident_most_urgent_first() -> None:
         "<mark:warning> Near breach: CS-1001 for Acme (acme), S1, has 5m left "
         f"(due <t:{int((now + timedelta(minutes=5)).timestamp())}>).\nCase card: https://x/1")
     assert render([items[4]], Lang.EN, now, {}) is None
+
+
+def test_render_lists_new_cases_after_breaches_and_warnings() -> None:
+    from datetime import UTC, datetime
+    now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+    def item(case_id: int, kind: str, due_min: int, **extra: object) -> DigestItem:
+        return DigestItem(
+            notice_key=f"k{case_id}{kind}", case_id=case_id, kind=kind,
+            due_at=now + timedelta(minutes=due_min), fired_at=now,
+            params={"ref": f"CS-{1000 + case_id}", "account": "Acme", "key": "acme",
+                    "sev": "S1", "summary": f"s{case_id}", **extra})
+
+    items = [item(1, "new", 15), item(2, "breach", -3), item(3, "new", 12),
+             item(4, "warn", 4), item(2, "new", -3)]  # CS-1002's breach stands for it
+    message = render(items, Lang.EN, now, {})
+    assert message is not None
+    lines = message.text.splitlines()
+    assert lines[0] == ("<mark:breach> <b>SLA notices: 4 cases</b> "
+                        "(1 breach, 1 near breach, 2 new cases)")
+    assert lines[1:] == [
+        "• <mark:breach> <b>CS-1002</b> Acme (acme), S1, 3m late: s2",
+        "• <mark:warning> <b>CS-1004</b> Acme (acme), S1, 4m left: s4",
+        "• <mark:ticket> <b>CS-1003</b> Acme (acme), S1, new, first response due in 12m: s3",
+        "• <mark:ticket> <b>CS-1001</b> Acme (acme), S1, new, first response due in 15m: s1"]
+    only_new = render([items[0], items[2]], Lang.ZH, now, {})
+    assert only_new is not None and only_new.text.splitlines()[0] == (
+        "<mark:ticket> <b>SLA 提醒：2 个案例</b>（新案例 2 个）")
+    # a digest of one reads as the new-case notice alone, the service-area note included
+    far = item(5, "new", 15, region="eu-paris", region_excluded=True)
+    one = render([far], Lang.EN, now, {5: "https://x/5"})
+    assert one is not None and one.text.startswith(
+        "New case CS-1005 for Acme (acme), S1, first response due "
+        f"<t:{int((now + timedelta(minutes=15)).timestamp())}>: s5. <mark:warning> Region "
+        "eu-paris is outside the service area")
+    assert one.text.endswith("\nCase card: https://x/5")
