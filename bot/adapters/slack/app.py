@@ -156,14 +156,24 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient,
                         user_id: str | None) -> AuthorizeResult:
         return known.result(enterprise_id, team_id, user_id)
 
+    # one per workspace, made once: a client holds no per-request state, and making one for
+    # every request cost a fair part of a command's CPU
+    logging_clients: dict[tuple[str | None, str | None], LoggingWebClient] = {}
+
     async def logging_client(context: AsyncBoltContext,
                              next: Callable[[], Awaitable[Any]]) -> Any:
-        # the same client Bolt made for this request, but one that logs its failures
+        # the client Bolt made for this request, as one that logs its failures
         given = context.client
-        context["client"] = LoggingWebClient(
-            token=given.token, base_url=given.base_url, timeout=given.timeout,
-            session=given.session, headers=given.headers, team_id=context.team_id,
-            logger=given.logger, retry_handlers=list(given.retry_handlers))
+        key = (given.token, context.team_id)
+        found = logging_clients.get(key)
+        if found is None or found.session is not given.session:
+            if len(logging_clients) > 1000:
+                logging_clients.clear()
+            found = logging_clients[key] = LoggingWebClient(
+                token=given.token, base_url=given.base_url, timeout=given.timeout,
+                session=given.session, headers=given.headers, team_id=context.team_id,
+                logger=given.logger, retry_handlers=list(given.retry_handlers))
+        context["client"] = found
         return await next()
 
     async def on_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
@@ -189,7 +199,10 @@ def build_bolt(ctx: AppContext, router: Router, client: AsyncWebClient,
         made = cls(client=client,
                    signing_secret=ctx.settings.slack_signing_secret or "unused",
                    authorize=authorize,
-                   request_verification_enabled=ctx.settings.slack_app_token is None,
+                   # the commands app is reached only through `events` below, which has
+                   # checked the signature already: no second HMAC for every command
+                   request_verification_enabled=ctx.settings.slack_app_token is None
+                   and not inline,
                    raise_error_for_unhandled_request=False, process_before_response=inline)
         made.middleware(logging_client)
         listeners.register_middleware(made, ctx)
