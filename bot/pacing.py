@@ -34,7 +34,7 @@ class Pacer:
 
     def __init__(self, interval: float = 0.0, burst: int = 1, rate: float = 0.0, *,
                  max_wait: float = math.inf, stop: asyncio.Event | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, successor: bool = False) -> None:
         self.interval = interval
         self.burst = max(1, burst)
         self.rate = rate  # messages per second for the whole workspace; 0 = no pace
@@ -45,6 +45,11 @@ class Pacer:
         self._workspace: list[float] = []  # when reserved messages go, in order
         self._paused_until = 0.0
         self._sent: dict[str, float] = {}  # channel -> when its last message actually went
+        # a successor (a worker's pacer) may follow a worker that posted to any channel just
+        # before it stopped or crashed: with no bursts allowed, each channel's first message
+        # here keeps the interval from when this pacer was first used
+        self._successor = successor
+        self._began: float | None = None
         self.waiting = 0  # callers asleep in `slot` (their slots reserved), for the worker
 
     def now(self) -> float:
@@ -82,15 +87,19 @@ class Pacer:
 
     async def slot(self, channel: str) -> None:
         """Wait for the channel's next slot; a stop ends the wait with `Later`."""
+        if self._began is None:
+            self._began = self.now() if self._successor else -math.inf
         await self._sleep(self.reserve(channel))
         if self.burst == 1 and self.interval > 0:
             # slots are reserved ahead; a busy event loop may have sent the channel's last
             # message late (many waking at once after a pause), so keep the interval from
             # when it actually went
-            last = self._sent.get(channel)
-            if last is not None:
-                await self._sleep(last + self.interval - self.now())
-            self._sent[channel] = self.now()
+            # (the moment is taken before the wait: a message that wakes beside this one
+            # sees it and keeps its own distance)
+            last = self._sent.get(channel, self._began)
+            at = max(self.now(), last + self.interval)
+            self._sent[channel] = at
+            await self._sleep(at - self.now())
 
     async def _sleep(self, wait: float) -> None:
         if wait <= 0:

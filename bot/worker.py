@@ -57,7 +57,8 @@ class Worker:
         # runs out while a message waits its turn; a stop ends any wait
         self.pacer = Pacer(app.settings.channel_interval_seconds, app.settings.channel_burst,
                            app.settings.workspace_rate,
-                           max_wait=self.lease.total_seconds() / 3, stop=self._stop)
+                           max_wait=self.lease.total_seconds() / 3, stop=self._stop,
+                           successor=True)
         # report charts render in processes of their own, started with the first chart
         self.charts = ChartRenderer(app.settings.chart_workers)
         self.processed = 0

@@ -99,13 +99,15 @@ class JobContext:
                       thread_ts: str | None = None) -> Posted:
         """Post once, at the channel's pace. With `recover` (a retry, whose earlier try may
         have posted before a crash) look first for a message carrying the same key."""
-        await self.pacer.slot(channel)
         try:
             if recover:
+                # looked for before the channel's slot is taken: a message found takes none,
+                # and the post follows its slot at once
                 found = await self.messenger.find(channel, key, thread_ts=thread_ts)
                 if found is not None:
                     log.info("%s was already posted as %s; not posting again", key, found.ts)
                     return found
+            await self.pacer.slot(channel)
             return await self.messenger.post(channel, message, thread_ts=thread_ts, key=key)
         except DeliveryError as exc:
             if exc.retry_after:  # the workspace limit is shared: every channel waits

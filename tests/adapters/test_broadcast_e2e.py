@@ -117,12 +117,14 @@ async def test_broadcast_to_200_groups_with_429s_a_dead_group_and_a_crash(
         assert {ch: len(v) for ch, v in per_channel.items() if len(v) != 1} == {}
     # pacing: the worker sent each group's posts one interval apart (a post that failed with
     # a 429 and was sent again counts each time), also when many channels' posts wake at
-    # once after a 429's pause and some go out late. Across the crash the second worker
-    # knows nothing of the first one's last posts (pacing is per process): its first post
-    # to a group may follow the first worker's by a little less than the interval
+    # once after a 429's pause, and across the crash (the second worker's pacer starts one
+    # interval after its start). A send may follow its slot late when sixty posts wake
+    # together in this one event loop, which also runs the fake Slack (up to ~100 ms on a
+    # loaded machine): half the interval is the bound checked here; tests/worker/
+    # test_pacing.py checks the spacing itself on a controlled clock
     gaps = [b - a for times in map(sorted, TimedMessenger.sent.values())
             for a, b in itertools.pairwise(times)]
-    assert len(gaps) >= GROUPS - 1 and min(gaps) >= 0.3 * 0.75
+    assert len(gaps) >= GROUPS - 1 and min(gaps) >= 0.3 * 0.5
     assert [c.status for c in fake.calls if c.status == 429] == [429] * 4
     final = [u["text"] for u in fake.of("chat.update") if "AD-1001 done" in u.get("text", "")]
     assert "sent 199 / 200, failed 1" in final[-1] and BROKEN in final[-1]

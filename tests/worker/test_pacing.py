@@ -4,6 +4,7 @@ after a 429, the bound on a wait, and a stop ending a wait."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -135,3 +136,31 @@ def test_a_message_held_for_its_busy_channel_does_not_hold_up_other_channels() -
     assert p.reserve("C2") == pytest.approx(0.5)
     assert p.reserve("C3") == pytest.approx(0.75)
     assert p.reserve("C4") == pytest.approx(1.25)  # 1.0 is the duty channel's
+
+
+async def test_a_workers_pacer_keeps_the_interval_after_a_predecessors_last_post() -> None:
+    """A worker started after another one stopped or crashed cannot know when that one last
+    posted to a channel: with no bursts allowed, its first message to each channel waits
+    one interval from its start; a plain pacer's first message goes at once."""
+    loop = asyncio.get_running_loop()
+    plain, successor = Pacer(interval=0.2, burst=1), Pacer(interval=0.2, burst=1,
+                                                           successor=True)
+    began = loop.time()
+    await plain.slot("C1")
+    plain_took = loop.time() - began
+    began = loop.time()
+    await successor.slot("C1")
+    assert loop.time() - began >= 0.19 > plain_took
+
+
+async def test_messages_waking_together_keep_their_channels_interval() -> None:
+    p = Pacer(interval=0.1, burst=1)
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+
+    async def one() -> None:
+        await p.slot("C1")
+        sent.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(4)))
+    assert len(sent) == 4 and all(b - a >= 0.099 for a, b in itertools.pairwise(sent))
