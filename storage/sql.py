@@ -1,5 +1,6 @@
-"""Small helpers the repositories share: the dialect's INSERT (for ON CONFLICT) and
-statements built once and reused (their compiled form is cached by SQLAlchemy)."""
+"""Small helpers the repositories share: the dialect's INSERT (for ON CONFLICT), statements
+built once and reused, and `run` / `run_many`, which execute such a fixed statement on the
+session's driver connection (the hot paths: a command's transaction, the worker's claims)."""
 
 from __future__ import annotations
 
