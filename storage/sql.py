@@ -76,9 +76,6 @@ class Rows:
             raise LookupError(f"expected one row, got {len(self._rows)}")
         return self._rows[0][0]
 
-    def scalars(self) -> list[Any]:
-        return [r[0] for r in self._rows]
-
 
 class _Compiled:
     """One statement for one dialect and one set of parameter names: its SQL, the order of
@@ -123,8 +120,7 @@ class _Compiled:
 _COMPILED: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
 
 
-def _compiled(s: AsyncSession, stmt: Any, params: dict[str, Any] | None) -> _Compiled:
-    dialect = s.get_bind().dialect
+def _compiled(dialect: Any, stmt: Any, params: dict[str, Any] | None) -> _Compiled:
     keys = tuple(params) if params and stmt.is_dml else ()
     key = (id(stmt), dialect.name, keys)
     found = _COMPILED.get(key)
@@ -151,18 +147,19 @@ async def _driver(s: AsyncSession) -> _Sqlite | _Pg:
         # SQLAlchemy's asyncpg adapter opens the transaction with its first statement
         if adapter._transaction is None:
             await adapter._start_transaction()
-        driver = _Pg(adapter._connection)
+        driver = _Pg(adapter._connection, conn.dialect)
     else:
-        driver = _Sqlite((await conn.get_raw_connection()).driver_connection)
+        driver = _Sqlite((await conn.get_raw_connection()).driver_connection, conn.dialect)
     s.info["driver"] = (current, driver)
     return driver
 
 
 class _Sqlite:
-    __slots__ = ("aio",)
+    __slots__ = ("aio", "dialect")
 
-    def __init__(self, aio: Any) -> None:
+    def __init__(self, aio: Any, dialect: Any) -> None:
         self.aio = aio  # the aiosqlite connection (InlineSqlite: runs each call inline)
+        self.dialect = dialect
 
     async def run(self, c: _Compiled, args: list[Any]) -> Rows:
         conn = self.aio._connection  # the sqlite3 connection
@@ -175,10 +172,11 @@ class _Sqlite:
 
 
 class _Pg:
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "dialect")
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, dialect: Any) -> None:
         self.conn = conn  # the asyncpg connection (it caches each statement prepared)
+        self.dialect = dialect
 
     async def run(self, c: _Compiled, args: list[Any]) -> Rows:
         if c.results:
@@ -192,20 +190,25 @@ class _Pg:
         await self.conn.executemany(c.sql, args)
 
 
+async def _ready(s: AsyncSession, stmt: Any, params: dict[str, Any] | None
+                 ) -> tuple[_Sqlite | _Pg, _Compiled]:
+    """The session's driver connection and the statement compiled for its dialect."""
+    if not s.sync_session._is_clean():
+        await s.flush()  # what the ORM holds back is written first, as autoflush would
+    driver = await _driver(s)
+    return driver, _compiled(driver.dialect, stmt, params)
+
+
 async def run(s: AsyncSession, stmt: Any, params: dict[str, Any] | None = None) -> Rows:
     """Run a fixed Core statement (a module constant or `prepared`, never one built per
     call) on the session's connection, in its transaction."""
-    c = _compiled(s, stmt, params)
-    if not s.sync_session._is_clean():
-        await s.flush()  # what the ORM holds back is written first, as autoflush would
-    return await (await _driver(s)).run(c, c.args(params or {}))
+    driver, c = await _ready(s, stmt, params)
+    return await driver.run(c, c.args(params or {}))
 
 
 async def run_many(s: AsyncSession, stmt: Any, rows: list[dict[str, Any]]) -> None:
     """Run a fixed Core statement once per row (executemany); every row has the same keys."""
     if not rows:
         return
-    c = _compiled(s, stmt, rows[0])
-    if not s.sync_session._is_clean():
-        await s.flush()
-    await (await _driver(s)).run_many(c, [c.args(r) for r in rows])
+    driver, c = await _ready(s, stmt, rows[0])
+    await driver.run_many(c, [c.args(r) for r in rows])
